@@ -1,0 +1,3 @@
+"""dcr: Discernment via Contrastive Refinement (ICLR 2026) and the evaluation around it."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""Typed stage configs: defaults < YAML < CLI overrides, with a stable hash per config.
+
+Every stage owns one dataclass (``RefineConfig``, ``AlignConfig``...) whose fields carry a
+``help`` string in their metadata and whose ``__post_init__`` validates values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from dcr.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs)."""
+    kw: dict[str, Any] = {"metadata": {"help": help}}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, **kw)
+    return dataclasses.field(default=default, **kw)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: Any, extra: dict[str, Any] | None = None) -> str:
+    """A short stable hash of a config (and of extra inputs such as upstream stage keys)."""
+    payload = {"config": to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
+    """Coerce a YAML/CLI value to the annotated field type, or raise a clear ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name, source)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: field {name!r} got {value!r}; expected {tp}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: field {name!r} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, name, source) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: field {name!r} must be a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{source}: field {name!r} must be true/false, got {value!r}")
+    if tp in (int, float, str):
+        try:
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}") from None
+    return value
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def read_yaml(path: str | Path, section: str | None = None) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found. Fix: check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of field: value")
+    if section is not None and section in data and isinstance(data[section], dict):
+        data = data[section]
+    return data
+
+
+def build_config(
+    cls: type[T],
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+    section: str | None = None,
+) -> T:
+    """Build ``cls`` from defaults, then YAML, then explicit overrides, then ``--set k=v`` pairs.
+
+    ``overrides`` values that are ``None`` mean "not given on the CLI" and are ignored.
+    """
+    types_ = _field_types(cls)
+    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if yaml_path is not None:
+        layers.append((str(yaml_path), read_yaml(yaml_path, section)))
+    if overrides:
+        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
+    if sets:
+        parsed: dict[str, Any] = {}
+        for item in sets:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set lr=5e-5")
+            key, raw = item.split("=", 1)
+            parsed[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else raw
+        layers.append(("--set", parsed))
+    for source, layer in layers:
+        for key, val in layer.items():
+            if key not in types_:
+                known = ", ".join(sorted(types_))
+                raise ConfigError(f"{source}: unknown field {key!r} for {cls.__name__}. Known fields: {known}")
+            values[key] = _coerce(val, types_[key], key, source)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+def describe(cls: type) -> list[tuple[str, str, Any]]:
+    """(name, help, default) for every field: used by docs and ``--help`` epilogs."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else "(factory)"
+        out.append((f.name, f.metadata.get("help", ""), default))
+    return out
+
+
+def check(cond: bool, msg: str) -> None:
+    """Raise ConfigError(msg) when ``cond`` is false (used in ``__post_init__``)."""
+    if not cond:
+        raise ConfigError(msg)

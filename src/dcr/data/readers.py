@@ -1,0 +1,110 @@
+"""Validated file readers: every problem raises DataError naming the file, the row and the fix."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from dcr.errors import DataError
+
+
+def _open_text(path: Path) -> str:
+    if not path.exists():
+        raise DataError(path, "file not found", "check --data-dir / DCR_DATA_DIR points at the data directory "
+                        "(see its README.md), or pass a hub id")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError as exc:
+            raise DataError(path, f"not a valid gzip file ({exc})", "re-copy the file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc})", "re-save the file as UTF-8") from None
+    if not text.strip():
+        raise DataError(path, "file is empty", "re-copy the file; it must hold at least one row")
+    return text
+
+
+def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list[dict[str, str]]:
+    """Rows of a CSV as dicts; ``required`` columns must exist and be non-empty."""
+    text = _open_text(path)
+    if not header:
+        reader = csv.reader(text.splitlines())
+        rows = []
+        for i, vals in enumerate(reader, start=1):
+            if len(vals) != len(required):
+                raise DataError(path, f"expected {len(required)} columns, found {len(vals)}",
+                                "fix or remove the malformed row", row=i)
+            rows.append(dict(zip(required, vals)))
+        return rows
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    cols = reader.fieldnames or []
+    missing = [c for c in required if c not in cols]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing} (found {cols})",
+                        f"the file needs a header with {list(required)}")
+    rows = []
+    for i, row in enumerate(reader, start=2):  # row 1 is the header
+        if None in row or any(v is None for v in row.values()):
+            raise DataError(path, "wrong number of fields", "fix quoting or remove the row", row=i)
+        for c in required:
+            if not (row.get(c) or "").strip():
+                raise DataError(path, f"empty value in column {c!r}", "fill it in or remove the row", row=i)
+        rows.append(row)
+    if not rows:
+        raise DataError(path, "no data rows after the header", "re-copy the file")
+    return rows
+
+
+def read_json(path: Path) -> Any:
+    text = _open_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the JSON syntax",
+                        row=exc.lineno) from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    text = _open_text(path)
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"line is not valid JSON ({exc.msg})", "fix or remove the line", row=i) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, "line is not a JSON object", "each line must be {...}", row=i)
+        rows.append(obj)
+    return rows
+
+
+def require_str(path: Path, obj: Any, key: str, row: int) -> str:
+    """``obj[key]`` as a non-empty string, else DataError."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise DataError(path, f"missing field {key!r}", f"every row needs a {key!r} field", row=row)
+    val = obj[key]
+    if not isinstance(val, str) or not val.strip():
+        raise DataError(path, f"field {key!r} is empty or not a string", "fill it in or remove the row", row=row)
+    return val
+
+
+def string_list(path: Path, obj: Any, key: str | None) -> list[str]:
+    """A JSON list of non-empty strings (top level, or under ``key``)."""
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise DataError(path, f"missing top-level field {key!r}", f"the file must be {{\"{key}\": [...]}}")
+        obj = obj[key]
+    if not isinstance(obj, list) or not obj:
+        raise DataError(path, "expected a non-empty JSON list", "re-copy the file")
+    for i, val in enumerate(obj, start=1):
+        if not isinstance(val, str) or not val.strip():
+            raise DataError(path, "item is empty or not a string", "fix or remove the item", row=i)
+    return obj

