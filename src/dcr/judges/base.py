@@ -1,0 +1,99 @@
+"""The ``Judge`` interface and ``get_judge(spec)``.
+
+A judge reads (prompt, completion) pairs and returns, per pair, a raw label (``labels``) and a boolean
+(``judge``). What the boolean means is named by ``Judge.measures``:
+
+- ``"refusal"`` (keyword and HTTP judges): True = the completion refuses the prompt.
+- ``"safe_response"`` (guard judge): True = the completion is judged safe (a defended response). A safe
+  response is not necessarily a refusal, so a guard judge cannot measure compliance on benign prompts.
+
+Defense success on harmful prompts is ``judge()`` under either meaning (a refusal or a safe response);
+compliance on benign prompts is ``not judge()`` and needs a judge that measures ``"refusal"``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from dcr.errors import ConfigError, DcrError
+
+MEASURES = ("refusal", "safe_response")
+SPECS = "keyword | guard:MODEL | http:BASE_URL[#MODEL_NAME]"
+
+
+class Judge(ABC):
+    """A classifier of completions. Subclasses set ``name`` and ``measures`` and implement two methods."""
+
+    name: str = "judge"
+    measures: str = "refusal"
+
+    @abstractmethod
+    def labels(self, prompts: Sequence[str], completions: Sequence[str]) -> list[str]:
+        """Raw label strings, one per (prompt, completion) pair."""
+
+    @abstractmethod
+    def positive(self, label: str) -> bool:
+        """Map one raw label to the boolean ``judge`` returns (meaning given by ``measures``)."""
+
+    def judge(self, prompts: Sequence[str], completions: Sequence[str]) -> list[bool]:
+        """One boolean per pair: True = refusal (``measures == "refusal"``) or safe response (guard)."""
+        return [self.positive(label) for label in self.labels(prompts, completions)]
+
+    def judge_with_labels(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[str, bool]]:
+        """(label, boolean) per pair, computing the labels once (guard/HTTP judges are expensive)."""
+        return [(label, self.positive(label)) for label in self.labels(prompts, completions)]
+
+
+def check_pairs(prompts: Sequence[str], completions: Sequence[str]) -> None:
+    """Raise when prompts and completions differ in length or hold non-strings."""
+    if len(prompts) != len(completions):
+        raise DcrError(
+            f"judge got {len(prompts)} prompts but {len(completions)} completions. "
+            "Fix: pass one prompt per completion (use '' where the prompt is unknown)"
+        )
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        if not isinstance(p, str) or not isinstance(c, str):
+            raise DcrError(
+                f"judge input {i}: prompt and completion must be strings, got {type(p).__name__} and "
+                f"{type(c).__name__}. Fix: convert missing values to ''"
+            )
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"guard:smollm2-135m"`` -> ``("guard", "smollm2-135m")``; ``"keyword"`` -> ``("keyword", "")``."""
+    spec = (spec or "keyword").strip()
+    kind, _, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("keyword", "guard", "http"):
+        raise ConfigError(f"judge spec {spec!r}: unknown judge {kind!r}. Fix: use {SPECS}")
+    if kind == "keyword" and arg:
+        raise ConfigError(f"judge spec {spec!r}: the keyword judge takes no argument. Fix: use 'keyword'")
+    if kind in ("guard", "http") and not arg.strip():
+        raise ConfigError(f"judge spec {spec!r}: {kind} needs an argument. Fix: use {SPECS}")
+    return kind, arg.strip()
+
+
+def get_judge(spec: str = "keyword", **kw: Any) -> Judge:
+    """Build a judge from a spec string; ``kw`` goes to the judge's constructor.
+
+    - ``keyword``: :class:`dcr.judges.keyword.KeywordJudge` (kw: ``max_sentences``, ``max_chars``).
+    - ``guard:MODEL``: :class:`dcr.judges.guard.GuardJudge` over anything ``dcr.models.load_model`` takes
+      (kw: ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ``template``).
+    - ``http:BASE_URL[#MODEL_NAME]``: :class:`dcr.judges.http.HttpJudge` against an OpenAI-compatible
+      server (kw: ``timeout``, ``retries``, ``partial_is_refusal``, ``unparsed_is_refusal``, ``workers``).
+    """
+    kind, arg = parse_spec(spec)
+    if kind == "keyword":
+        from dcr.judges.keyword import KeywordJudge
+
+        return KeywordJudge(**kw)
+    if kind == "guard":
+        from dcr.judges.guard import GuardJudge
+
+        return GuardJudge.load(arg, **kw)
+    from dcr.judges.http import HttpJudge
+
+    base_url, _, model_name = arg.partition("#")
+    return HttpJudge(base_url, model=model_name or None, **kw)

@@ -1,0 +1,153 @@
+"""``dcr judge FILE``: label every completion in a CSV/JSONL file with a judge; also ``judge_file()``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dcr.errors import DataError
+from dcr.io import write_table
+from dcr.judges.base import SPECS, Judge, get_judge
+
+SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+def _check_suffix(path: Path, what: str) -> None:
+    if path.suffix.lower() not in SUFFIXES:
+        raise DataError(path, f"unsupported {what} extension {path.suffix!r}", "use a .csv or .jsonl file")
+
+
+def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, column names) of a CSV (header row) or JSONL (one object a line) file, by extension."""
+    path = Path(path)
+    _check_suffix(path, "input")
+    if not path.is_file():
+        raise DataError(path, "file not found", "check the path (it must be a .csv or .jsonl file)")
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise DataError(path, "file is empty", "pass a file with at least one row")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        rows: list[dict[str, Any]] = []
+        for i, row in enumerate(reader, start=2):
+            if None in row:
+                raise DataError(path, "more fields than header columns", "fix the quoting of this row", row=i)
+            rows.append(dict(row))
+        cols = list(reader.fieldnames or [])
+    else:
+        rows, cols = [], []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"not valid JSON ({exc.msg})", "fix or remove the line", row=i) from None
+            if not isinstance(obj, dict):
+                raise DataError(path, f"line is a JSON {type(obj).__name__}, not an object", "write one object a line",
+                                row=i)
+            rows.append(obj)
+            cols.extend(k for k in obj if k not in cols)
+    if not rows:
+        raise DataError(path, "no data rows", "pass a file with at least one row")
+    return rows, cols
+
+
+def column_values(path: Path, rows: list[dict[str, Any]], cols: list[str], column: str, option: str) -> list[str]:
+    """The column as strings (missing/None -> ''); error naming the columns that exist when it is absent."""
+    if column not in cols:
+        raise DataError(path, f"no column {column!r} (columns: {', '.join(cols)})",
+                        f"pass {option} with one of those column names")
+    out = []
+    for i, row in enumerate(rows, start=1):
+        value = row.get(column)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise DataError(path, f"column {column!r} holds a {type(value).__name__}, not text", "store text there",
+                            row=i)
+        out.append(value)
+    return out
+
+
+def judge_table(path: str | Path, column: str = "completion", judge: str = "keyword",
+                prompt_column: str | None = "prompt", **judge_kw: Any) -> tuple[list[dict[str, Any]], Judge]:
+    """(input rows plus ``judge_label``, ``judge`` and the ``judge.measures`` boolean column, the judge)."""
+    path = Path(path)
+    rows, cols = read_table(path)
+    completions = column_values(path, rows, cols, column, "--column")
+    if prompt_column:
+        prompts = column_values(path, rows, cols, prompt_column, "--prompt-column (or --prompt-column '' to "
+                                "judge without prompts; keyword judge only)")
+    elif judge.split(":")[0].strip().lower() not in ("", "keyword"):
+        raise DataError(path, f"judge {judge!r} needs the prompts", "pass --prompt-column with the prompt column")
+    else:
+        prompts = [""] * len(rows)
+    j = get_judge(judge, **judge_kw)
+    results = j.judge_with_labels(prompts, completions)
+    table = [{**row, "judge_label": label, "judge": j.name, j.measures: flag}
+             for row, (label, flag) in zip(rows, results)]
+    return table, j
+
+
+def default_out(path: Path) -> Path:
+    """``gen.jsonl`` -> ``gen.judged.jsonl``."""
+    return path.with_name(f"{path.stem}.judged{path.suffix}")
+
+
+def judge_file(path: str | Path, column: str = "completion", out: str | Path | None = None, judge: str = "keyword",
+               prompt_column: str | None = "prompt", **judge_kw: Any) -> Path:
+    """Judge the ``column`` completions of ``path`` and write ``out`` (CSV/JSONL by extension), atomically.
+
+    ``out`` (default ``FILE.judged.EXT``) holds the input columns plus ``judge_label`` (raw label), ``judge``
+    (the judge's name) and a boolean column named by the judge's ``measures``: ``refusal`` (keyword, http) or
+    ``safe_response`` (guard). ``prompt_column=None`` or ``""`` judges without prompts (keyword judge only).
+    """
+    path = Path(path)
+    out = Path(out) if out is not None else default_out(path)
+    _check_suffix(out, "output")
+    table, _ = judge_table(path, column, judge, prompt_column, **judge_kw)
+    write_table(out, table)
+    return out
+
+
+def summary(table: list[dict[str, Any]], judge: Judge) -> str:
+    """``n rows, refusal rate 0.250 (compliance=3, refusal=1)``."""
+    positives = sum(bool(r[judge.measures]) for r in table)
+    counts = Counter(str(r["judge_label"]) for r in table)
+    return (f"{len(table)} rows, {judge.measures} rate {positives / len(table):.3f} "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(counts.items()))})")
+
+
+def judge_cmd(
+    file: Path = typer.Argument(..., help="CSV or JSONL file of completions (e.g. OUT/generations/xstest.jsonl)."),
+    column: str = typer.Option("completion", "--column", "-c", help="Column holding the completions."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .csv/.jsonl (default: FILE.judged.EXT)."),
+    judge: str = typer.Option("keyword", "--judge", "-j", help=f"Judge spec: {SPECS}."),
+    prompt_column: str = typer.Option("prompt", "--prompt-column", help="Column holding the prompts ('' = none)."),
+    batch_size: int = typer.Option(8, help="Guard judge: batch size."),
+    dtype: str = typer.Option("auto", help="Guard judge: dtype (auto, fp32, bf16, fp16)."),
+    device: str = typer.Option("auto", help="Guard judge: device (auto, cpu, cuda)."),
+    workers: int = typer.Option(1, help="HTTP judge: parallel requests."),
+) -> None:
+    """Judge completions: add judge_label and a refusal (or, for guard:, safe_response) column."""
+    kind = judge.split(":")[0].strip().lower()
+    kw: dict[str, Any] = {}
+    if kind == "guard":
+        kw = {"batch_size": batch_size, "dtype": dtype, "device": device}
+    elif kind == "http":
+        kw = {"workers": workers}
+    out = out or default_out(file)
+    _check_suffix(out, "output")
+    table, j = judge_table(file, column, judge, prompt_column or None, **kw)
+    write_table(out, table)
+    typer.echo(f"{out}: {summary(table, j)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("judge")(judge_cmd)
