@@ -74,6 +74,9 @@ def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"{source}: field {name!r} must be true/false, got {value!r}")
     if tp in (int, float, str):
+        if isinstance(value, (bool, list, tuple, dict)) and not (tp is str and isinstance(value, bool)):
+            # int(True) == 1 and str([1, 2]) == "[1, 2]" would silently accept a wrong YAML value
+            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}")
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -81,6 +84,14 @@ def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}") from None
     return value
+
+
+def _is_str_field(tp: Any) -> bool:
+    """``str`` or ``str | None``."""
+    if tp is str:
+        return True
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and set(args) == {str, type(None)}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -127,7 +138,15 @@ def build_config(
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set lr=5e-5")
             key, raw = item.split("=", 1)
-            parsed[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else raw
+            key = key.strip().replace("-", "_")
+            # a string field takes the text as typed (YAML would turn "0123" into 123 and "yes" into True)
+            if not raw or _is_str_field(types_.get(key)):
+                parsed[key] = raw
+                continue
+            try:
+                parsed[key] = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
         layers.append(("--set", parsed))
     for source, layer in layers:
         for key, val in layer.items():

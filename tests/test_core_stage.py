@@ -1,0 +1,118 @@
+"""run_stage: skip when done with the same key, rerun otherwise; manifest contents; results records."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcr import results
+from dcr.config import field
+from dcr.io import read_json, write_json
+from dcr.stage import MANIFEST, is_done, run_stage, stage_key
+
+
+@dataclasses.dataclass
+class StageCfg:
+    model: str = field("tiny", help="model")
+    lr: float = field(0.1, help="lr")
+    seed: int = field(3, help="seed")
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, out: Path) -> dict[str, Any]:
+        self.calls += 1
+        (out / "artifact.txt").write_text(f"run {self.calls}")
+        return {"loss": 0.5}
+
+
+def test_skip_when_done_same_key(tmp_path: Path) -> None:
+    fn = Counter()
+    out, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    assert (out, skipped, fn.calls) == (tmp_path / "s", False, 1)
+    out, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    assert skipped is True and fn.calls == 1
+    _, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn, force=True)
+    assert skipped is False and fn.calls == 2
+
+
+def test_rerun_on_changed_config_or_inputs(tmp_path: Path) -> None:
+    fn = Counter()
+    run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    _, skipped = run_stage("toy", StageCfg(lr=0.2), tmp_path / "s", fn)
+    assert skipped is False and fn.calls == 2
+    _, skipped = run_stage("toy", StageCfg(lr=0.2), tmp_path / "s", fn, inputs={"upstream": "k1"})
+    assert skipped is False and fn.calls == 3
+    _, skipped = run_stage("toy", StageCfg(lr=0.2), tmp_path / "s", fn, inputs={"upstream": "k1"})
+    assert skipped is True and fn.calls == 3
+    assert read_json(tmp_path / "s" / MANIFEST)["key"] == stage_key(StageCfg(lr=0.2), {"upstream": "k1"})
+
+
+def test_rerun_when_interrupted(tmp_path: Path) -> None:
+    fn = Counter()
+    run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    manifest = read_json(tmp_path / "s" / MANIFEST)
+    write_json(tmp_path / "s" / MANIFEST, {**manifest, "status": "running"})
+    assert not is_done(tmp_path / "s", manifest["key"])
+    _, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    assert skipped is False and fn.calls == 2
+    (tmp_path / "s" / MANIFEST).write_text('{"status": "do')  # a torn manifest is not "done"
+    assert not is_done(tmp_path / "s", manifest["key"])
+    _, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    assert skipped is False and fn.calls == 3
+
+
+def test_manifest_contents(tmp_path: Path) -> None:
+    out, _ = run_stage("toy", StageCfg(), tmp_path / "s", Counter(), inputs={"data": "x"})
+    m = read_json(out / MANIFEST)
+    assert m["status"] == "done" and m["stage"] == "toy"
+    assert m["config"] == {"model": "tiny", "lr": 0.1, "seed": 3}
+    assert m["seed"] == 3
+    assert m["inputs"] == {"data": "x"}
+    assert isinstance(m["wall_time_s"], float) and m["wall_time_s"] >= 0
+    assert m["peak_rss_mb"] > 1  # a python process with torch loaded uses far more than 1 MB
+    assert {"python", "torch", "transformers"} <= set(m["versions"])
+    assert m["summary"] == {"loss": 0.5}
+    assert m["host"]["cpus"] >= 1
+    log = (out / "stage.log").read_text()
+    assert "stage toy started" in log and "finished" in log
+
+
+def test_exception_leaves_running(tmp_path: Path) -> None:
+    def boom(out: Path) -> None:
+        (out / "partial.txt").write_text("half")
+        raise RuntimeError("crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        run_stage("toy", StageCfg(), tmp_path / "s", boom)
+    m = read_json(tmp_path / "s" / MANIFEST)
+    assert m["status"] == "running"
+    assert not is_done(tmp_path / "s", stage_key(StageCfg()))
+    fn = Counter()
+    _, skipped = run_stage("toy", StageCfg(), tmp_path / "s", fn)
+    assert skipped is False and fn.calls == 1
+
+
+def test_dict_config(tmp_path: Path) -> None:
+    fn = Counter()
+    run_stage("toy", {"a": 1, "seed": 9}, tmp_path / "s", fn)
+    assert read_json(tmp_path / "s" / MANIFEST)["seed"] == 9
+    _, skipped = run_stage("toy", {"seed": 9, "a": 1}, tmp_path / "s", fn)
+    assert skipped is True
+
+
+def test_results_record_and_load(tmp_path: Path) -> None:
+    row = results.record(tmp_path, model="m", metric="compliance_rate", value=0.5, n=10)
+    assert row["value"] == 0.5 and "time" in row
+    results.record(tmp_path / "results.jsonl", model="m", metric="refusal_rate", value=0.25, n=4)
+    rows = results.load(tmp_path)
+    assert [r["metric"] for r in rows] == ["compliance_rate", "refusal_rate"]
+    assert results.load(tmp_path / "results.jsonl") == rows
+    with pytest.raises(TypeError, match="'tags' must be a scalar"):
+        results.record(tmp_path, tags={"a": 1})
+    assert len(results.load(tmp_path)) == 2
