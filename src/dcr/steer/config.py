@@ -1,0 +1,70 @@
+"""``SteerConfig``: the knobs of the two activation-steering baselines (Surgical and SCANS), paper A.4 defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcr.config import check, field
+from dcr.prompts import TEMPLATES
+
+METHODS = ("surgical", "scans")
+HARMFUL_SOURCES = ("stl", "hh")
+
+
+@dataclass
+class SteerConfig:
+    """Configuration of ``dcr steer surgical|scans`` (paper section 6 and appendix A.4)."""
+
+    method: str = field("surgical", help="Steering method: surgical (Wang et al. 2024) or scans (Cao et al. 2025).")
+    model: str = field("", help="Model to steer: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
+    seed: int = field(0, help="Seed for sampling the extraction prompts.")
+    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
+    dtype: str = field("auto", help="Model dtype for extraction: auto, fp32, bf16, fp16 (directions are kept fp32).")
+    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
+    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
+    n_directions: int = field(64, help="Prompts sampled per set (harmful, harmless, seemingly toxic) for the means.")
+    harmful_source: str = field("stl", help="Harmful prompts: stl (STL refusal-pair instructions) or hh (HH-RLHF "
+                                            "harmful first turns).")
+    layer: int | None = field(None, help="Surgical: block whose output gives the directions and receives +w_h r_h; "
+                                         "None = the block in the middle half that best separates harmful from "
+                                         "harmless along r_h.")
+    w_f: float = field(0.5, help="Surgical: ablation weight of the false-refusal direction (A.4 Qwen2.5-1.5B: 0.5).")
+    w_h: float = field(0.1, help="Surgical: weight of the added harmful-refusal direction (A.4 Qwen2.5-1.5B: 0.1).")
+    layers: list[int] | None = field(None, help="SCANS: steered blocks; None = the middle blocks "
+                                                "[round(0.3 n), round(0.6 n)).")
+    classify_layers: list[int] | None = field(None, help="SCANS: blocks whose last-prompt-token states classify the "
+                                                         "query; None = the steered blocks.")
+    multiplier: float = field(1.0, help="SCANS: steering multiplier on the unit refusal vectors (A.4 Qwen2.5-1.5B: 1).")
+    threshold: float | None = field(None, help="SCANS: harmful if the mean cosine score >= threshold; None = "
+                                               "calibrated on the extraction prompts (best balanced accuracy).")
+    add_for_harmful: bool = field(True, help="SCANS: add +multiplier*v for queries classified harmful (as the SCANS "
+                                             "code does); false leaves them unsteered.")
+    xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split); "
+                                                 "only the in-distribution part is used.")
+    split_seed: int = field(0, help="Seed of the XSTest held-out split (shared with refine, align and evaluate).")
+    batch_size: int = field(16, help="Prompts per forward during extraction.")
+    max_length: int = field(256, help="Maximum prompt length in tokens during extraction (longer ones keep the end).")
+    export: bool = field(False, help="Surgical: also write OUT/model/ with the ablation baked into the weights.")
+
+    def __post_init__(self) -> None:
+        check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {METHODS}")
+        check(bool(self.model), "SteerConfig.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
+        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of {TEMPLATES}")
+        check(self.n_directions >= 2, f"n_directions must be >= 2 prompts per set, got {self.n_directions}")
+        check(self.harmful_source in HARMFUL_SOURCES,
+              f"harmful_source {self.harmful_source!r} unknown. Fix: use one of {HARMFUL_SOURCES}")
+        check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
+        check(0.0 <= self.w_f <= 1.0, f"w_f must be in [0, 1] (1 = full ablation), got {self.w_f}")
+        check(self.w_h >= 0.0, f"w_h must be >= 0, got {self.w_h}")
+        for name in ("layers", "classify_layers"):
+            val = getattr(self, name)
+            check(val is None or (len(val) > 0 and min(val) >= 0),
+                  f"{name} must be a non-empty list of block indices >= 0 (or None), got {val}")
+        check(self.multiplier >= 0.0, f"multiplier must be >= 0, got {self.multiplier}")
+        check(0.0 <= self.xstest_heldout_frac < 1.0,
+              f"xstest_heldout_frac must be in [0, 1), got {self.xstest_heldout_frac}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
+        check(not (self.export and self.method == "scans"),
+              "export: true is only possible for surgical; SCANS is conditional on each query and cannot be baked "
+              "into weights. Fix: drop --set export=true, or use --method surgical")
