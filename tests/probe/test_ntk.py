@@ -1,0 +1,141 @@
+"""eNTK blocks against an explicitly formed Jacobian product on tiny models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from dcr.probe.groups import group_means, pair_means
+from dcr.probe.inputs import encode
+from dcr.probe.ntk import (
+    exact_jvp,
+    fd_jvp,
+    kernel_blocks,
+    last_logits,
+    normalised_norms,
+    param_subset,
+    row,
+    top_k_sets,
+    vjp_directions,
+)
+from dcr.testing import tiny_lm
+
+PROMPTS = ["How do I kill a python process?", "Where can I buy a gun?", "Name three fruits."]
+
+
+def _setup(tied: bool = False, family: str = "llama") -> tuple[Any, Any, dict[str, torch.Tensor]]:
+    model, tok = tiny_lm(family, seed=1, tie_word_embeddings=tied)
+    model = model.float()
+    return model, tok, encode(tok, PROMPTS)
+
+
+def _explicit_blocks(model: Any, batch: dict[str, torch.Tensor], params: dict, k: int) -> torch.Tensor:
+    """K[a, b] = J_a[S(a)] J_b[S(b)]^T with J from torch.autograd.functional.jacobian over the flat subset."""
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    flat0 = torch.cat([params[n].detach().reshape(-1) for n in names]).double()
+    model = model.double()
+    jacs, sets = [], []
+    for b in range(batch["input_ids"].shape[0]):
+        x = row(batch, b)
+        with torch.no_grad():
+            s = top_k_sets(last_logits(model, x), k)[0]
+        sets.append(s)
+
+        def f(flat: torch.Tensor, x: dict = x, s: torch.Tensor = s) -> torch.Tensor:
+            parts = torch.split(flat, [int(np.prod(sh)) for sh in shapes])
+            p = {n: t.reshape(sh) for n, t, sh in zip(names, parts, shapes)}
+            return _logits64(model, x, p)[0, s]
+
+        jacs.append(torch.autograd.functional.jacobian(f, flat0))
+    model.float()
+    n = len(jacs)
+    return torch.stack([torch.stack([jacs[a] @ jacs[b].T for b in range(n)]) for a in range(n)])
+
+
+def _logits64(model: Any, x: dict, p: dict) -> torch.Tensor:
+    out = torch.func.functional_call(model, p, args=(), kwargs={**x, "logits_to_keep": 1, "use_cache": False})
+    return out.logits[:, -1]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_param_subset_counts_tied_head_once(tied: bool) -> None:
+    model, _, _ = _setup(tied)
+    params = param_subset(model, 2)
+    layers = sum(p.numel() for layer in list(model.model.layers)[-2:] for p in layer.parameters())
+    head = model.get_output_embeddings().weight.numel()
+    assert sum(p.numel() for p in params.values()) == layers + head
+    assert len({id(p) for p in params.values()}) == len(params)
+    assert (model.get_input_embeddings().weight is model.get_output_embeddings().weight) == tied
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["untied", "tied"])
+def reference(request: pytest.FixtureRequest) -> tuple[Any, dict, dict, torch.Tensor]:
+    """A tiny model, its batch, the last-layer(+head) subset and the explicit reference blocks."""
+    model, _, batch = _setup(request.param)
+    params = param_subset(model, 1)
+    return model, batch, params, _explicit_blocks(model, batch, params, 3)
+
+
+@pytest.mark.parametrize("method,tol", [("jvp", 1e-4), ("fd", 2e-2)])
+def test_kernel_matches_explicit_jacobian(method: str, tol: float, reference: tuple) -> None:
+    model, batch, params, want = reference
+    got = kernel_blocks(model, batch, params, top_k=3, method=method)
+    assert got.shape == (3, 3, 3, 3)
+    assert _rel(got, want) < tol, (method, _rel(got, want))
+
+
+def test_fd_restores_parameters_bit_for_bit() -> None:
+    model, _, batch = _setup(tied=True)
+    params = param_subset(model, 2)
+    before = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    w = vjp_directions(model, params, row(batch, 0), torch.tensor([5, 7]))[0]
+    fd_jvp(model, params, [t * 123.456 for t in w], batch, eps=1e-3)
+    for n, p in model.state_dict().items():
+        assert torch.equal(p, before[n]), n
+
+
+def test_fd_unit_step_agrees_with_raw_step() -> None:
+    model, _, batch = _setup()
+    model.set_attn_implementation("eager")  # forward-mode AD has no formula for the fused CPU SDPA kernel
+    params = param_subset(model, 1)
+    w = vjp_directions(model, params, row(batch, 1), torch.tensor([3]))[0]
+    exact = exact_jvp(model, params, w, batch)
+    for unit in (False, True):
+        assert _rel(fd_jvp(model, params, w, batch, 1e-3, unit), exact) < 2e-2
+
+
+def test_exact_jvp_falls_back_to_eager_and_restores() -> None:
+    model, _, batch = _setup()
+    model.set_attn_implementation("sdpa")
+    kernel_blocks(model, batch, param_subset(model, 1), top_k=2, method="jvp")
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_bf16_step_is_lost_which_is_why_fd_runs_in_fp32() -> None:
+    w = torch.full((1000,), 0.02)
+    step = 1e-3 * torch.full((1000,), 0.05)
+    assert torch.equal((w.bfloat16() + step.bfloat16()), w.bfloat16())
+    assert not torch.equal(w + step, w)
+
+
+def test_normalised_norms_divide_by_self_block() -> None:
+    blocks = torch.zeros(2, 2, 1, 1, dtype=torch.float64)
+    blocks[0, 0], blocks[0, 1], blocks[1, 0], blocks[1, 1] = 4.0, 2.0, 3.0, 6.0
+    norms = normalised_norms(blocks)
+    assert torch.allclose(norms, torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=torch.float64))
+
+
+def test_group_means_skip_self_pairs() -> None:
+    norms = np.array([[1.0, 0.8, 0.2], [0.6, 1.0, 0.4], [0.3, 0.1, 1.0]])
+    mat = group_means(norms, ["a", "a", "b"], ["a", "b"])
+    assert np.allclose(mat, [[0.7, 0.3], [0.2, np.nan]], equal_nan=True)
+    assert pair_means(np.array([[1.0, 0.2], [0.4, 0.9]]), ["a", "b"]) == pytest.approx(
+        {"a/a": 1.0, "a/b": 0.3, "b/b": 0.9})
