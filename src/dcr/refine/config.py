@@ -1,0 +1,81 @@
+"""``RefineConfig``: every knob of the DCR contrastive refinement stage, with the paper's A.2 defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcr.config import check, field
+from dcr.prompts import TEMPLATES
+from dcr.refine.loss import VARIANTS
+
+POOLINGS = ("last", "mean")
+TIED = ("freeze", "untie")
+EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
+
+
+@dataclass
+class RefineConfig:
+    """Configuration of ``dcr refine`` (paper appendix A.2 defaults)."""
+
+    model: str = field("", help="Model to refine: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
+    seed: int = field(0, help="Seed for the sampler, toxic-prompt sampling and initialisation of LoRA.")
+    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
+    dtype: str = field("auto", help="Compute dtype: auto (bf16 autocast where the CPU/GPU has bf16), bf16, fp32.")
+    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
+    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
+    layer: int | None = field(None, help="Target layer l = output of decoder block l (0-based); None = layers // 2.")
+    pooling: str = field("last", help="Feature pooling over the prompt: last (last prompt token) or mean.")
+    circle_variant: str = field("paper", help="Circle weights: paper (eq. 5, A.8) or original (Sun et al. 2020).")
+    margin: float = field(0.25, help="Circle loss margin m (A.2: 0.25).")
+    gamma: float = field(16.0, help="Circle loss scale gamma (A.2: 16).")
+    nll_weight: float = field(0.001, help="Weight lambda of the NLL regulariser on the prompts (A.2: 0.001); 0 = off.")
+    batch_size: int = field(32, help="Prompts per batch, both classes in every batch (A.2: 32).")
+    lr: float = field(1e-4, help="AdamW learning rate (A.2: 1e-4).")
+    epochs: int = field(3, help="Training epochs (A.2: 3 for Qwen2.5-1.5B and Llama-3-8B).")
+    weight_decay: float = field(0.0, help="AdamW weight decay.")
+    max_grad_norm: float = field(1.0, help="Gradient clipping norm; 0 = no clipping.")
+    warmup_steps: int = field(0, help="Linear learning-rate warm-up steps (then constant).")
+    seemingly_frac: float = field(0.5, help="Fraction of each batch drawn from the seemingly toxic class.")
+    toxic_ratio: float = field(2.0, help="Toxic prompts per seemingly toxic training prompt (paper 500:250 = 2).")
+    limit: int | None = field(None, help="Cap on training prompts per class (None = all).")
+    xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split).")
+    split_seed: int = field(0, help="Seed of the XSTest held-out split (shared with align and evaluate).")
+    eval_toxic: str = field("hh", help="Held-out toxic prompts for metrics: hh (unused HH-RLHF), xstest-unsafe, both.")
+    lora: bool = field(False, help="Train LoRA adapters on layers <= l (merged before saving) instead of full weights.")
+    lora_r: int = field(16, help="LoRA rank.")
+    lora_alpha: int = field(32, help="LoRA alpha.")
+    lora_dropout: float = field(0.0, help="LoRA dropout.")
+    tied_embeddings: str = field("freeze", help="If embeddings are tied to the LM head: freeze them, or untie "
+                                                "(train a copy; the LM head keeps the original weights).")
+    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
+    eval_batch_size: int = field(32, help="Batch size for feature extraction in the metrics.")
+    truncate_forward: bool = field(True, help="Stop the forward after layer l when the NLL term is off.")
+
+    def __post_init__(self) -> None:
+        check(bool(self.model), "RefineConfig.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
+        check(self.dtype in ("auto", "bf16", "bfloat16", "fp32", "float32"),
+              f"dtype {self.dtype!r} unknown. Fix: use auto, bf16 or fp32")
+        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of {TEMPLATES}")
+        check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
+        check(self.pooling in POOLINGS, f"pooling {self.pooling!r} unknown. Fix: use one of {POOLINGS}")
+        check(self.circle_variant in VARIANTS, f"circle_variant {self.circle_variant!r}. Fix: use one of {VARIANTS}")
+        check(0.0 < self.margin < 1.0, f"margin must be in (0, 1), got {self.margin}")
+        check(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        check(self.nll_weight >= 0, f"nll_weight must be >= 0, got {self.nll_weight}")
+        check(self.batch_size >= 4, f"batch_size must be >= 4 (two of each class for positives), got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.weight_decay >= 0 and self.max_grad_norm >= 0 and self.warmup_steps >= 0,
+              "weight_decay, max_grad_norm and warmup_steps must be >= 0")
+        check(0.0 < self.seemingly_frac < 1.0, f"seemingly_frac must be in (0, 1), got {self.seemingly_frac}")
+        check(self.toxic_ratio > 0, f"toxic_ratio must be > 0, got {self.toxic_ratio}")
+        check(self.limit is None or self.limit >= 2, f"limit must be >= 2 prompts per class, got {self.limit}")
+        check(0.0 < self.xstest_heldout_frac < 1.0,
+              f"xstest_heldout_frac must be in (0, 1) (held-out prompts are needed for metrics), got "
+              f"{self.xstest_heldout_frac}")
+        check(self.eval_toxic in EVAL_TOXIC, f"eval_toxic {self.eval_toxic!r} unknown. Fix: use one of {EVAL_TOXIC}")
+        check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
+        check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        check(self.tied_embeddings in TIED, f"tied_embeddings {self.tied_embeddings!r}. Fix: use one of {TIED}")
+        check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
+        check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")

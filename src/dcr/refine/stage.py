@@ -1,0 +1,163 @@
+"""``refine(cfg, out_dir)``: the DCR stage from data to a saved model, loss curve and separability metrics.
+
+Outputs in ``OUT``: ``model/`` (HF safetensors + tokenizer), ``config.yaml``, ``split.json``, ``loss.csv``,
+``loss.png``, ``metrics.json``, ``results.jsonl``, plus ``manifest.json`` and ``stage.log`` from run_stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from dcr import results
+from dcr.io import atomic_open, write_json, write_table
+from dcr.models import load_model, pick_dtype
+from dcr.refine.config import RefineConfig
+from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
+from dcr.refine.features import check_layer, default_layer, extract_features
+from dcr.refine.metrics import separability
+from dcr.refine.train import count_params, setup_full, setup_lora, train
+
+log = logging.getLogger("dcr.refine")
+TRAIN_EVAL = 50  # training prompts per class scored as the in-distribution reference in metrics.json
+
+
+def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
+    """bf16 autocast (over fp32 master weights) when ``pick_dtype`` chooses bf16, else none (plain fp32)."""
+    return torch.bfloat16 if pick_dtype(dtype, device) == torch.bfloat16 else None
+
+
+def evaluate_sets(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int) -> dict[str, Any]:
+    """Separability of held-out XSTest safe prompts vs each held-out toxic set at ``layer``, plus ``train``:
+    up to TRAIN_EVAL training prompts per class (in-distribution reference).
+
+    Features come from the same precision as training (bf16 autocast under ``dtype=auto`` on bf16 hardware);
+    the statistics are computed in fp32.
+    """
+    def feats(prompts: list[str]) -> torch.Tensor:
+        return extract_features(model, tok, prompts, layer, cfg.pooling, cfg.template, cfg.max_length,
+                                cfg.eval_batch_size, autocast_dtype(cfg.dtype, str(model.device)))
+
+    def score(safe: torch.Tensor, toxic: torch.Tensor) -> dict[str, float]:
+        y = torch.tensor([0] * len(safe) + [1] * len(toxic))
+        return separability(torch.cat([safe, toxic]), y, cfg.seed)
+
+    safe = feats([r.prompt for r in data.heldout])
+    out = {name: score(safe, feats([r.prompt for r in recs])) for name, recs in data.eval_toxic.items()}
+    k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))  # in-distribution reference: did training fit?
+    out["train"] = score(feats([r.prompt for r in data.seemingly[:k]]), feats([r.prompt for r in data.toxic[:k]]))
+    return out
+
+
+def save_model(model: Any, tok: Any, target: Path) -> None:
+    """Write an HF directory atomically (a temp dir renamed over ``target``)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def plot_loss(rows: list[dict[str, float]], path: Path) -> None:
+    """Loss, circle and weighted NLL per step as a PNG (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r["loss"] for r in rows], label="total")
+    ax.plot(steps, [r["circle"] for r in rows], label="circle", linestyle="--")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("DCR refinement")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+
+
+def record_metrics(out: Path, cfg: RefineConfig, layer: int, before: dict, after: dict, sizes: dict) -> None:
+    """One flat ``results.jsonl`` record per (eval set, phase, metric)."""
+    for name, phases in (("before", before), ("after", after)):
+        for eval_set, metrics in phases.items():
+            bench, split = ("xstest-vs-hh", "train") if eval_set == "train" else \
+                (f"xstest-heldout-vs-{eval_set}", "held-out")
+            for metric, value in metrics.items():
+                results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
+                               benchmark=bench, split=split, phase=name, metric=metric, value=value,
+                               n=sizes[eval_set])
+
+
+def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int) -> tuple[Any, list, dict]:
+    """Set up the trainable parameters, train, merge LoRA; returns (model, loss rows, info)."""
+    info: dict[str, Any] = {}
+    if cfg.lora:
+        model = setup_lora(model, layer, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    else:
+        info.update(setup_full(model, layer, cfg.tied_embeddings))
+    info["params"] = count_params(model)
+    prompts, labels = data.train_items()
+    spe = steps_per_epoch(len(prompts), cfg.batch_size)
+    batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rows = train(model, tok, prompts, labels, batches, cfg, layer, spe,
+                 autocast_dtype(cfg.dtype, str(next(model.parameters()).device)), log.info)
+    if cfg.lora:
+        model = model.merge_and_unload()
+    model.requires_grad_(False)
+    return model, rows, info
+
+
+def run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
+    """The body of the stage (``run_stage`` calls it with the output directory)."""
+    (out / results.RESULTS).unlink(missing_ok=True)
+    with atomic_open(out / "config.yaml") as fh:
+        yaml.safe_dump(dataclasses.asdict(cfg), fh, sort_keys=False)
+    data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio,
+                      cfg.limit, cfg.eval_toxic)
+    write_json(out / "split.json", data.split_json())
+    torch.manual_seed(cfg.seed)
+    model, tok = load_model(cfg.model, dtype="fp32", device=cfg.device)
+    layer = check_layer(model, cfg.layer if cfg.layer is not None else default_layer(model))
+    log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
+    before = evaluate_sets(model, tok, data, cfg, layer)
+    model, rows, info = _train_model(model, tok, data, cfg, layer)
+    after = evaluate_sets(model, tok, data, cfg, layer)
+    save_model(model, tok, out / "model")
+    write_table(out / "loss.csv", rows)
+    plot_loss(rows, out / "loss.png")
+    seconds = rows[-1]["seconds"] if rows else 0.0
+    train_info = {**info, "steps": len(rows), "tokens": rows[-1]["tokens"] if rows else 0, "seconds": seconds,
+                  "tokens_per_s": round(rows[-1]["tokens"] / seconds, 1) if rows and seconds else None,
+                  "final_loss": rows[-1]["loss"] if rows else None, "first_loss": rows[0]["loss"] if rows else None}
+    metrics = {"layer": layer, "pooling": cfg.pooling, "n_train": {"seemingly": len(data.seemingly),
+               "toxic": len(data.toxic)}, "n_heldout": len(data.heldout), "train": train_info,
+               "eval": {k: {"before": before[k], "after": after[k]} for k in before}}
+    write_json(out / "metrics.json", metrics)
+    k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))
+    sizes = {**{name: len(data.heldout) + len(recs) for name, recs in data.eval_toxic.items()}, "train": 2 * k}
+    record_metrics(out, cfg, layer, before, after, sizes)
+    return {"layer": layer, "steps": len(rows), "eval": metrics["eval"]}
+
+
+def refine(cfg: RefineConfig, out_dir: str | Path, force: bool = False) -> Path:
+    """Run DCR refinement into ``out_dir`` (skipped when a finished run with the same config is there)."""
+    from dcr.stage import run_stage
+
+    out, _ = run_stage("refine", cfg, out_dir, lambda o: run_refine(cfg, o), force=force)
+    return out

@@ -1,0 +1,40 @@
+"""RefineConfig: the paper's A.2 defaults, YAML < CLI < --set layering, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcr.config import build_config, describe
+from dcr.errors import ConfigError
+from dcr.refine import RefineConfig
+
+
+def test_defaults_are_the_papers() -> None:
+    cfg = RefineConfig(model="m")
+    assert (cfg.batch_size, cfg.lr, cfg.epochs, cfg.margin, cfg.gamma, cfg.nll_weight) == (32, 1e-4, 3, 0.25, 16.0,
+                                                                                           0.001)
+    assert (cfg.pooling, cfg.circle_variant, cfg.tied_embeddings, cfg.toxic_ratio) == ("last", "paper", "freeze", 2.0)
+    assert all(help_ for _, help_, _ in describe(RefineConfig))
+
+
+def test_yaml_then_cli_then_set(tmp_path: Path) -> None:
+    y = tmp_path / "exp.yaml"
+    y.write_text("refine:\n  model: smollm2-135m\n  epochs: 5\n  margin: 0.3\n  lora: true\n")
+    cfg = build_config(RefineConfig, y, {"epochs": 2, "layer": None}, ["margin=0.4", "pooling=mean"], "refine")
+    assert (cfg.model, cfg.epochs, cfg.margin, cfg.lora, cfg.pooling, cfg.layer) == ("smollm2-135m", 2, 0.4, True,
+                                                                                    "mean", None)
+
+
+@pytest.mark.parametrize("bad", ["margin=1.5", "pooling=max", "circle_variant=x", "batch_size=2", "limit=1",
+                                 "tied_embeddings=train", "nll_weight=-1", "eval_toxic=none"])
+def test_bad_values_raise(bad: str) -> None:
+    field = bad.split("=")[0]
+    with pytest.raises(ConfigError, match=field):
+        build_config(RefineConfig, None, {"model": "m"}, [bad])
+
+
+def test_model_is_required() -> None:
+    with pytest.raises(ConfigError, match="--model"):
+        build_config(RefineConfig)

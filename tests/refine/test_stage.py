@@ -1,0 +1,82 @@
+"""The stage end to end on a tiny model: outputs, reload, skip-when-done, and the CLI verb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dcr.io import read_json
+from dcr.models import load_model
+from dcr.refine import RefineConfig, refine
+from dcr.results import load
+
+FAST = dict(limit=6, epochs=1, batch_size=6, eval_batch_size=64, xstest_heldout_frac=0.05)
+
+
+@pytest.fixture(scope="module")
+def refined(tiny_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RefineConfig, Path]:
+    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **FAST)
+    return cfg, refine(cfg, tmp_path_factory.mktemp("refine") / "out")
+
+
+def test_outputs_are_written(refined: tuple[RefineConfig, Path]) -> None:
+    cfg, out = refined
+    for name in ("config.yaml", "split.json", "loss.csv", "loss.png", "metrics.json", "results.jsonl",
+                 "manifest.json", "model/config.json", "model/model.safetensors", "model/tokenizer_config.json"):
+        assert (out / name).exists(), name
+    metrics = read_json(out / "metrics.json")
+    assert metrics["layer"] == 2 and metrics["train"]["steps"] == 2  # ceil(12 / 6) steps, default layer 4 // 2
+    for phase in ("before", "after"):
+        assert set(metrics["eval"]["hh"][phase]) == {"cross_class_cosine", "within_class_cosine",
+                                                     "kmeans_accuracy", "probe_accuracy"}
+    split = read_json(out / "split.json")
+    assert len(split["toxic_prompts"]) == len(split["toxic_ids"]) == 6
+    rows = load(out)
+    assert len(rows) == 2 * 2 * 4 and {r["phase"] for r in rows} == {"before", "after"}
+    assert {r["split"] for r in rows} == {"held-out", "train"} and set(metrics["eval"]) == {"hh", "train"}
+    assert (out / "loss.csv").read_text().splitlines()[0].startswith("step,epoch,loss,circle,nll")
+
+
+def test_refined_model_loads_and_differs(refined: tuple[RefineConfig, Path], tiny_dir: Path) -> None:
+    _, out = refined
+    model, tok = load_model(str(out), dtype="fp32")
+    base, _ = load_model(str(tiny_dir), dtype="fp32")
+    assert tok.padding_side == "left"
+    sd, base_sd = model.state_dict(), base.state_dict()
+    q0, up3 = "model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.up_proj.weight"
+    assert not torch.equal(sd[q0], base_sd[q0])
+    assert torch.equal(sd[up3], base_sd[up3])
+    assert torch.equal(sd["lm_head.weight"], base_sd["lm_head.weight"])
+
+
+def test_rerun_is_skipped(refined: tuple[RefineConfig, Path]) -> None:
+    cfg, out = refined
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert refine(cfg, out) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_verb_runs_lora(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    from dcr.cli import app
+
+    out = tmp_path / "cli"
+    args = ["refine", "--model", str(tiny_dir), "--out", str(out), "--limit", "6", "--epochs", "1", "--lora",
+            "--layer", "1", "--data-dir", str(data_dir), "--quiet", "--set", "batch_size=6",
+            "--set", "xstest_heldout_frac=0.05", "--set", "nll_weight=0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = read_json(out / "manifest.json")
+    assert manifest["status"] == "done" and manifest["config"]["lora"] is True and manifest["config"]["layer"] == 1
+    assert read_json(out / "metrics.json")["layer"] == 1
+    load_model(str(out / "model"), dtype="fp32")
+
+
+def test_cli_reports_bad_config(tmp_path: Path) -> None:
+    from dcr.cli import app
+
+    result = CliRunner().invoke(app, ["refine", "--model", "x", "--out", str(tmp_path), "--set", "margin=2"])
+    assert result.exit_code != 0
+    assert "margin" in str(result.exception) + result.output
