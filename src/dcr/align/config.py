@@ -1,0 +1,88 @@
+"""``AlignConfig``: the STL / STL-aug safety-alignment SFT stage (paper appendix A.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcr.config import check, field
+from dcr.prompts import TEMPLATES
+
+METHODS = ("stl", "stl-aug")
+DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+
+
+@dataclass
+class AlignConfig:
+    """LoRA SFT on general instruction pairs + toxic prompts with safe responses (+ XSTest for STL-aug)."""
+
+    model: str = field("smollm2-135m", help="model to align: embedded name, HF dir, dcr stage dir (e.g. refine OUT)")
+    method: str = field("stl", help="stl (general + safety pairs) or stl-aug (adds in-distribution XSTest safe)")
+    seed: int = field(0, help="seed for data sampling, LoRA init and the Trainer")
+    data_dir: str | None = field(None, help="offline data directory (else $DCR_DATA_DIR)")
+    dtype: str = field("auto", help="compute dtype: auto (bf16 autocast where dcr.models.pick_dtype says), fp32, bf16")
+    device: str = field("auto", help="auto, cpu or cuda")
+    template: str = field("auto", help="prompt template: auto, chat, qwen2.5, llama3, plain")
+    # data mix
+    n_general: int = field(20000, help="general instruction pairs (paper: 20k Alpaca)")
+    n_safety: int = field(1000, help="toxic prompts paired with safe responses (paper: 1k)")
+    n_aug: int | None = field(None, help="STL-aug: XSTest in-distribution safe prompts to add (None = all)")
+    limit: int | None = field(None, help="cap the total number of training pairs, scaling each part proportionally")
+    exclude_from: str | None = field(None, help="a dcr refine output dir; its split.json toxic_prompts are dropped")
+    general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher")
+    teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model")
+    teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)")
+    teacher_batch_size: int = field(16, help="generation batch size of the teacher")
+    xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)")
+    split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split")
+    # optimisation (A.3)
+    epochs: float = field(3.0, help="training epochs (paper: 3 for Qwen2.5-1.5B, 4 for 7B/8B)")
+    lr: float = field(1e-4, help="peak learning rate (AdamW)")
+    warmup_ratio: float = field(0.03, help="fraction of steps with linear warmup")
+    micro_batch: int = field(4, help="per-device micro-batch size")
+    grad_accum: int = field(32, help="gradient accumulation steps (paper: 4 x 32 = 128)")
+    max_length: int = field(512, help="max tokens per training example (prompt + response), longer ones truncated")
+    loss_on_prompt: bool = field(False, help="also train on prompt tokens (default: loss on response tokens only)")
+    lora_r: int = field(8, help="LoRA rank")
+    lora_alpha: int = field(32, help="LoRA alpha")
+    lora_dropout: float = field(0.05, help="LoRA dropout")
+    lora_targets: str = field("all-linear", help="peft target_modules: all-linear (every attention+MLP projection)")
+    weight_decay: float = field(0.0, help="AdamW weight decay")
+    save_every: int = field(50, help="checkpoint every N optimizer steps (for resume)")
+    log_every: int = field(1, help="log loss / lr every N optimizer steps to train_log.csv")
+    merge_dtype: str = field("fp32", help="dtype in which the LoRA is merged and OUT/model saved (fp32, bf16)")
+    # tracking (A.5)
+    track_every: int = field(10, help="track refusal every N optimizer steps (also at step 0 and at the end); 0 = off")
+    track_n: int = field(32, help="prompts per probe group")
+    track_toxic: str = field("advbench", help="benchmark of held-out harmful probe prompts")
+    track_normal: str = field("i-alpaca", help="benchmark of normal probe prompts")
+    track_max_new_tokens: int = field(32, help="greedy tokens generated for the keyword refusal rate")
+    track_batch_size: int = field(16, help="batch size of tracking forward passes")
+    track_prefix_cache: bool = field(True, help="share the prompt's KV cache across the refusal phrases (faster)")
+    judge: str = field("keyword", help="judge spec for the tracked refusal rate (dcr.judges.get_judge)")
+
+    def __post_init__(self) -> None:
+        check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {', '.join(METHODS)}")
+        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: one of {', '.join(TEMPLATES)}")
+        check(self.dtype in DTYPES, f"dtype {self.dtype!r} unknown. Fix: one of {', '.join(DTYPES)}")
+        check(self.merge_dtype in DTYPES[1:], f"merge_dtype {self.merge_dtype!r} unknown. Fix: fp32 or bf16")
+        check(self.n_general >= 0 and self.n_safety >= 0, "n_general and n_safety must be >= 0")
+        check(self.n_general + self.n_safety > 0, "n_general + n_safety must be > 0. Fix: set one of them")
+        check(self.n_aug is None or self.n_aug >= 0, "n_aug must be >= 0 or None (all)")
+        check(self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}")
+        check(self.teacher_max_new_tokens >= 1, "teacher_max_new_tokens must be >= 1")
+        check(0.0 <= self.xstest_heldout_frac < 1.0, "xstest_heldout_frac must be in [0, 1)")
+        check(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
+        check(self.micro_batch >= 1 and self.grad_accum >= 1, "micro_batch and grad_accum must be >= 1")
+        check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
+        check(self.lora_r >= 1 and self.lora_alpha > 0, "lora_r must be >= 1 and lora_alpha > 0")
+        check(0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)")
+        check(self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1")
+        check(self.track_every >= 0, "track_every must be >= 0 (0 turns tracking off)")
+        check(self.track_n >= 1 and self.track_batch_size >= 1, "track_n and track_batch_size must be >= 1")
+        check(self.track_max_new_tokens >= 1, "track_max_new_tokens must be >= 1")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.micro_batch * self.grad_accum

@@ -1,0 +1,197 @@
+"""The STL / STL-aug training mix: general pairs + toxic prompts with safe responses (+ XSTest safe prompts).
+
+* safety pairs: Safety-Tuned LLaMAs refusal pairs, minus any prompt ``dcr refine`` used (``exclude_from``);
+* general pairs: Alpaca instructions (never the 805 AlpacaEval prompts) answered greedily by a teacher model,
+  cached in ``OUT/teacher/`` so an interrupted run resumes, or a user JSONL (``general_file``);
+* STL-aug: the in-distribution part of ``xstest_split`` only, answered by the teacher.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dcr.align.config import AlignConfig
+from dcr.data import (
+    PromptRecord,
+    load_alpaca_eval,
+    load_alpaca_instructions,
+    load_refusal_pairs,
+    xstest_split,
+)
+from dcr.errors import ConfigError, DataError
+from dcr.io import read_json, read_jsonl, write_json
+
+log = logging.getLogger("dcr.align")
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_prompt(text: str) -> str:
+    """Case-, whitespace- and end-punctuation-insensitive key used for overlap checks."""
+    return _SPACE.sub(" ", text.strip().lower()).strip(" .?!\"'")
+
+
+def excluded_toxic(exclude_from: str | None) -> set[str]:
+    """Normalised ``toxic_prompts`` of a refine output dir's split.json (empty when not given)."""
+    if exclude_from is None:
+        return set()
+    path = Path(exclude_from).expanduser() / "split.json"
+    if not path.exists():
+        raise DataError(path, "not found", "pass a finished `dcr refine` output directory as exclude_from")
+    obj = read_json(path)
+    prompts = obj.get("toxic_prompts") if isinstance(obj, dict) else None
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise DataError(path, "field 'toxic_prompts' missing or not a list of strings",
+                        "re-run `dcr refine` (it writes split.json with toxic_prompts)")
+    return {normalize_prompt(p) for p in prompts}
+
+
+def split_counts(parts: dict[str, int], limit: int | None) -> dict[str, int]:
+    """Scale ``parts`` so they sum to at most ``limit`` (largest-remainder rounding, order kept)."""
+    total = sum(parts.values())
+    if limit is None or limit >= total or total == 0:
+        return dict(parts)
+    raw = {k: v * limit / total for k, v in parts.items()}
+    out = {k: int(v) for k, v in raw.items()}
+    order = sorted(parts, key=lambda k: raw[k] - out[k], reverse=True)
+    for k in order[: limit - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def safety_pairs(cfg: AlignConfig, n: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """``n`` seeded refusal pairs whose prompts refine did not use; stats record what was dropped."""
+    pairs = load_refusal_pairs(cfg.data_dir)
+    banned = excluded_toxic(cfg.exclude_from)
+    kept = [p for p in pairs if normalize_prompt(p.prompt) not in banned]
+    dropped = len(pairs) - len(kept)
+    if n > len(kept):
+        log.warning("asked for %d safety pairs but only %d remain after exclusion; using all", n, len(kept))
+        n = len(kept)
+    chosen = random.Random(cfg.seed).sample(kept, n) if n else []
+    rows = [{"id": p.id, "prompt": p.prompt, "response": p.response, "kind": "safety", "source": p.source,
+             "complete": True} for p in chosen]
+    return rows, {"safety_available": len(pairs), "safety_excluded_overlap": dropped, "n_safety": len(rows)}
+
+
+def general_prompts(cfg: AlignConfig, n: int) -> list[PromptRecord]:
+    """``n`` seeded Alpaca instructions, never one of the 805 AlpacaEval prompts."""
+    if n == 0:
+        return []
+    banned = {normalize_prompt(p.prompt) for p in load_alpaca_eval(cfg.data_dir)}
+    pool = [r for r in load_alpaca_instructions(cfg.data_dir) if normalize_prompt(r.prompt) not in banned]
+    if n > len(pool):
+        raise ConfigError(f"n_general={n} but only {len(pool)} Alpaca instructions are available. Fix: lower it")
+    return random.Random(cfg.seed + 1).sample(pool, n)
+
+
+def aug_prompts(cfg: AlignConfig, n: int | None) -> list[PromptRecord]:
+    """STL-aug: seemingly toxic XSTest safe prompts from the in-distribution part only."""
+    in_dist, _ = xstest_split(cfg.xstest_heldout_frac, cfg.split_seed, cfg.data_dir)
+    if n is None or n >= len(in_dist):
+        return list(in_dist)
+    return random.Random(cfg.seed + 2).sample(in_dist, n)
+
+
+def general_from_file(path_str: str, n: int, seed: int) -> list[dict[str, Any]]:
+    path = Path(path_str).expanduser()
+    if not path.exists():
+        raise DataError(path, "general_file not found", "pass a JSONL file with prompt and response fields")
+    rows = read_jsonl(path, skip_bad_tail=False)
+    out = []
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
+            raise DataError(path, "each row needs string fields 'prompt' and 'response'", "fix the row", row=i)
+        out.append({"id": str(row.get("id", f"general-{i - 1}")), "prompt": row["prompt"],
+                    "response": row["response"], "kind": "general", "source": str(path), "complete": True})
+    if n > len(out):
+        raise ConfigError(f"n_general={n} but {path} has only {len(out)} rows. Fix: lower n_general")
+    return random.Random(seed + 1).sample(out, n)
+
+
+def _teacher_ref(cfg: AlignConfig) -> str:
+    from dcr.models import resolve_model
+
+    return resolve_model(cfg.model if cfg.teacher == "self" else cfg.teacher)
+
+
+def teacher_answers(cfg: AlignConfig, records: dict[str, list[PromptRecord]], out_dir: Path) -> dict[str, Any]:
+    """Answer each group of prompts greedily with the teacher, cached (resumable) in ``OUT/teacher/<group>.jsonl``.
+
+    Returns ``{group: [row, ...], "teacher": {...}}``; a cache made by another teacher is discarded.
+    """
+    tdir = out_dir / "teacher"
+    ref = _teacher_ref(cfg)
+    meta = {"teacher": cfg.teacher, "resolved": ref, "max_new_tokens": cfg.teacher_max_new_tokens,
+            "template": cfg.template}
+    if (tdir / "meta.json").exists() and read_json(tdir / "meta.json") != meta:
+        shutil.rmtree(tdir)
+    tdir.mkdir(parents=True, exist_ok=True)
+    write_json(tdir / "meta.json", meta)
+    done = {g: {str(r["id"]) for r in read_jsonl(tdir / f"{g}.jsonl")} for g in records}
+    need = any(r.id not in done[g] for g, recs in records.items() for r in recs)
+    out: dict[str, Any] = {"teacher": meta}
+    if not records or not need:
+        for g, recs in records.items():
+            out[g] = _teacher_rows(read_jsonl(tdir / f"{g}.jsonl"), recs, g, cfg, None)
+        return out
+    from dcr.generate import generate
+    from dcr.models import load_model
+
+    log.info("teacher %s (%s) answering %s", cfg.teacher, ref, {g: len(r) for g, r in records.items()})
+    model, tok = load_model(ref, dtype=cfg.dtype, device=cfg.device)
+    for g, recs in records.items():
+        gen = generate(model, tok, recs, tdir / f"{g}.jsonl", max_new_tokens=cfg.teacher_max_new_tokens,
+                       batch_size=cfg.teacher_batch_size, template=cfg.template, description=f"teacher {g}")
+        out[g] = _teacher_rows(gen, recs, g, cfg, tok)
+    del model
+    gc.collect()
+    return out
+
+
+def _teacher_rows(gen: list[dict[str, Any]], recs: list[PromptRecord], group: str, cfg: AlignConfig,
+                  tok: Any) -> list[dict[str, Any]]:
+    """Training rows from teacher generations: empty answers dropped, truncated ones marked incomplete."""
+    if tok is None:
+        from dcr.models import load_tokenizer
+
+        tok = load_tokenizer(_teacher_ref(cfg))
+    by_id = {str(r["id"]): r for r in gen}
+    rows = []
+    for rec in recs:
+        text = str(by_id[rec.id]["completion"]).strip()
+        if not text:
+            continue
+        n_tok = len(tok(text, add_special_tokens=False)["input_ids"])
+        rows.append({"id": rec.id, "prompt": rec.prompt, "response": text, "kind": group, "source": rec.source,
+                     "complete": n_tok < cfg.teacher_max_new_tokens - 1})
+    return rows
+
+
+def build_mix(cfg: AlignConfig, out_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The shuffled training rows and stats (counts, exclusions, teacher) for the manifest."""
+    n_aug_avail = len(aug_prompts(cfg, cfg.n_aug)) if cfg.method == "stl-aug" else 0
+    counts = split_counts({"general": cfg.n_general, "safety": cfg.n_safety, "aug": n_aug_avail}, cfg.limit)
+    safety, stats = safety_pairs(cfg, counts["safety"])
+    to_answer: dict[str, list[PromptRecord]] = {}
+    general: list[dict[str, Any]] = []
+    if cfg.general_file:
+        general = general_from_file(cfg.general_file, counts["general"], cfg.seed)
+    elif counts["general"]:
+        to_answer["general"] = general_prompts(cfg, counts["general"])
+    if counts["aug"]:
+        to_answer["aug"] = aug_prompts(cfg, counts["aug"])
+    answered = teacher_answers(cfg, to_answer, out_dir) if to_answer else {}
+    general = general or answered.get("general", [])
+    aug = answered.get("aug", [])
+    rows = general + safety + aug
+    random.Random(cfg.seed + 3).shuffle(rows)
+    stats.update({"n_general": len(general), "n_aug": len(aug), "n_total": len(rows),
+                  "general_source": cfg.general_file or f"teacher:{cfg.teacher}",
+                  "teacher": answered.get("teacher"), "incomplete_answers": sum(not r["complete"] for r in rows)})
+    return rows, stats

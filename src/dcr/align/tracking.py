@@ -1,0 +1,192 @@
+"""Refusal tracking during SFT (paper Fig. 4/5): refusal probability (A.5) and keyword refusal rate.
+
+Three fixed probe groups of ``track_n`` prompts, none of them trained on:
+
+* ``toxic``: held-out harmful prompts (``track_toxic``, default AdvBench);
+* ``seemingly_toxic``: the held-out part of ``xstest_split`` (never used by refine or STL-aug);
+* ``normal``: benign instructions (``track_normal``, default STL I-Alpaca).
+
+``OUT/tracking.csv`` has columns ``step, group, refusal_prob, refusal_rate, n``; ``OUT/train_log.csv`` has
+``step, loss, lr, epoch``. Both are rewritten atomically; on resume rows after the checkpoint step are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from dcr.align.config import AlignConfig
+from dcr.align.data import normalize_prompt
+from dcr.data import PromptRecord, load_benchmark, xstest_split
+from dcr.generate import generate_texts
+from dcr.io import write_table
+from dcr.prompts import adds_special_tokens, format_prompt
+from dcr.refusal import PAPER_REFUSAL_SET
+from dcr.scoring import continuation_logprobs
+
+log = logging.getLogger("dcr.align")
+GROUPS = ("toxic", "seemingly_toxic", "normal")
+TRACK_COLUMNS = ("step", "group", "refusal_prob", "refusal_rate", "n")
+
+
+def probe_sets(cfg: AlignConfig, train_prompts: set[str]) -> dict[str, list[PromptRecord]]:
+    """The three fixed probe groups, seeded, with every prompt seen in training removed."""
+    _, heldout = xstest_split(cfg.xstest_heldout_frac, cfg.split_seed, cfg.data_dir)
+    pools = {
+        "toxic": load_benchmark(cfg.track_toxic, cfg.data_dir),
+        "seemingly_toxic": heldout,
+        "normal": load_benchmark(cfg.track_normal, cfg.data_dir),
+    }
+    out = {}
+    for group, pool in pools.items():
+        fresh = [r for r in pool if normalize_prompt(r.prompt) not in train_prompts]
+        k = min(cfg.track_n, len(fresh))
+        keep = set(random.Random(cfg.seed).sample(range(len(fresh)), k))
+        out[group] = [r for i, r in enumerate(fresh) if i in keep]
+    return out
+
+
+@torch.no_grad()
+def prefix_cached_logprobs(model: Any, tok: Any, context: str, continuations: list[str],
+                           add_special_tokens: bool = False) -> torch.Tensor:
+    """Same sums as ``dcr.scoring.continuation_logprobs`` for one context and many continuations, but the
+    context is run once and its KV cache shared (about 5x less compute for short refusal phrases)."""
+    ctx = tok(context, add_special_tokens=add_special_tokens)["input_ids"]
+    conts = [tok(y, add_special_tokens=False)["input_ids"] for y in continuations]
+    if not all(conts):
+        raise ValueError("a continuation tokenises to nothing")
+    dev = model.device
+    out = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
+    cache = out.past_key_values
+    k, width = len(conts), max(len(c) for c in conts)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((k, width), pad, dtype=torch.long)
+    mask = torch.zeros((k, len(ctx) + width), dtype=torch.long)
+    mask[:, : len(ctx)] = 1
+    for i, c in enumerate(conts):  # right padding: positions continue from len(ctx)
+        ids[i, : len(c)] = torch.tensor(c)
+        mask[i, len(ctx): len(ctx) + len(c)] = 1
+    cache.batch_repeat_interleave(k)
+    logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache).logits
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+    sums = torch.empty(k, dtype=torch.float32)
+    for i, c in enumerate(conts):
+        pos = torch.arange(1, len(c))
+        sums[i] = first[c[0]] + logp[i, pos - 1, ids[i, pos]].sum()
+    return sums
+
+
+def refusal_probs(model: Any, tok: Any, prompts: list[str], template: str, batch_size: int,
+                  prefix_cache: bool = True) -> list[float]:
+    """A.5: P_refuse(x) = sum over S of P(y | x), teacher-forced, one value per prompt."""
+    contexts = [format_prompt(tok, p, template) for p in prompts]
+    add = adds_special_tokens(tok, template)
+    if prefix_cache:
+        lp = torch.stack([prefix_cached_logprobs(model, tok, c, list(PAPER_REFUSAL_SET), add) for c in contexts])
+    else:
+        ctx = [c for c in contexts for _ in PAPER_REFUSAL_SET]
+        cont = [y for _ in contexts for y in PAPER_REFUSAL_SET]
+        lp = continuation_logprobs(model, tok, ctx, cont, batch_size=batch_size, add_special_tokens=add)
+    per = torch.logsumexp(lp.view(len(prompts), len(PAPER_REFUSAL_SET)), dim=1)
+    return [math.exp(v) for v in per.tolist()]
+
+
+def measure(model: Any, tok: Any, probes: dict[str, list[PromptRecord]], cfg: AlignConfig, judge: Any,
+            autocast: torch.dtype | None = None) -> list[dict[str, Any]]:
+    """One row per group: mean refusal probability and the judge's refusal rate of greedy answers."""
+    was_training = model.training
+    model.eval()
+    device = str(getattr(model, "device", "cpu"))
+    ctx = (torch.autocast(device.split(":")[0], dtype=autocast) if autocast is not None
+           else contextlib.nullcontext())
+    rows = []
+    try:
+        with ctx, torch.no_grad():
+            for group in GROUPS:
+                prompts = [r.prompt for r in probes.get(group, [])]
+                if not prompts:
+                    continue
+                probs = refusal_probs(model, tok, prompts, cfg.template, cfg.track_batch_size, cfg.track_prefix_cache)
+                completions: list[str] = []
+                for i in range(0, len(prompts), cfg.track_batch_size):
+                    completions += generate_texts(model, tok, prompts[i:i + cfg.track_batch_size],
+                                                  cfg.track_max_new_tokens, cfg.template)
+                refused = judge.judge(prompts, completions)
+                rows.append({"group": group, "refusal_prob": float(f"{sum(probs) / len(probs):.6g}"),
+                             "refusal_rate": round(sum(map(bool, refused)) / len(refused), 6), "n": len(prompts)})
+    finally:
+        model.train(was_training)
+    return rows
+
+
+def _read_rows(path: Path, max_step: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if int(float(r["step"])) <= max_step]
+
+
+class RefusalTracker(TrainerCallback):
+    """Measure the probe groups at step 0, every ``track_every`` optimizer steps and at the end."""
+
+    def __init__(self, tok: Any, probes: dict[str, list[PromptRecord]], cfg: AlignConfig, path: Path,
+                 autocast: torch.dtype | None = None, judge: Any = None) -> None:
+        self.tok, self.probes, self.cfg, self.path, self.autocast = tok, probes, cfg, Path(path), autocast
+        self.judge = judge
+        self.rows: list[dict[str, Any]] = []
+
+    def _track(self, model: Any, step: int) -> None:
+        if any(int(float(r["step"])) == step for r in self.rows):
+            return
+        if self.judge is None:
+            from dcr.judges import get_judge
+
+            self.judge = get_judge(self.cfg.judge)
+        start = time.time()
+        new = [{"step": step, **r} for r in measure(model, self.tok, self.probes, self.cfg, self.judge,
+                                                     self.autocast)]
+        log.info("tracking step %d (%.0fs): %s", step, time.time() - start,
+                 {r["group"]: (r["refusal_prob"], r["refusal_rate"]) for r in new})
+        self.rows += new
+        write_table(self.path, self.rows)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        self.rows = _read_rows(self.path, state.global_step)
+        self._track(model, state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        if state.global_step % self.cfg.track_every == 0:
+            self._track(model, state.global_step)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        self._track(model, state.global_step)
+
+
+class TrainLog(TrainerCallback):
+    """``OUT/train_log.csv``: one row per Trainer log event with a training loss."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.rows = _read_rows(self.path, state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if not logs or "loss" not in logs:
+            return
+        row = {"step": state.global_step, "loss": round(float(logs["loss"]), 6),
+               "lr": float(logs.get("learning_rate", 0.0)), "epoch": round(float(state.epoch or 0), 4)}
+        self.rows.append(row)
+        log.info("step %d/%d loss %.4f lr %.2e", row["step"], state.max_steps, row["loss"], row["lr"])
+        write_table(self.path, self.rows)

@@ -1,0 +1,119 @@
+"""LoRA SFT on a tiny model: masking, which parameters move, outputs, tracking CSV, resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from dcr.align import AlignConfig, align
+from dcr.align.train import IGNORE, Collator, encode
+from dcr.models import load_model
+from dcr.prompts import format_prompt, response_suffix
+
+
+def _cfg(tiny_dir: Path, data_dir: Path, tmp_path: Path, **kw: Any) -> AlignConfig:
+    gen = tmp_path / "general.jsonl"
+    gen.write_text("".join(json.dumps({"prompt": f"add {i} and 1", "response": f"{i + 1}"}) + "\n" for i in range(8)))
+    base: dict[str, Any] = dict(model=str(tiny_dir), data_dir=str(data_dir), general_file=str(gen), n_general=8,
+                                n_safety=8, epochs=2, micro_batch=4, grad_accum=1, max_length=96, lr=5e-3,
+                                track_every=0, save_every=2, dtype="fp32", teacher_max_new_tokens=4)
+    base.update(kw)
+    return AlignConfig(**base)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_encode_masks_prompt_tokens(tiny: tuple) -> None:
+    _, tok = tiny
+    row = {"prompt": "How are you?", "response": "Fine, thanks.", "complete": True}
+    n_prompt = len(tok(format_prompt(tok, row["prompt"]), add_special_tokens=False)["input_ids"])
+    enc = encode(tok, row, "auto", 512)
+    assert enc is not None and set(enc["labels"][:n_prompt]) == {IGNORE}
+    assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
+    assert tok.decode(enc["input_ids"][n_prompt:]) == "Fine, thanks." + response_suffix(tok)
+    full = encode(tok, row, "auto", 512, loss_on_prompt=True)
+    assert full is not None and full["labels"] == full["input_ids"]
+    cut = encode(tok, {**row, "complete": False}, "auto", 512)
+    assert cut is not None and tok.decode(cut["input_ids"][n_prompt:]) == "Fine, thanks."
+    assert encode(tok, row, "auto", n_prompt) is None  # nothing of the response survives truncation
+    batch = Collator(tok.pad_token_id)([enc, cut])
+    assert batch["labels"][1, -1] == IGNORE and batch["attention_mask"][1, -1] == 0
+
+
+class Snapshot(TrainerCallback):
+    """Copies of LoRA and base parameters at the start and end of training."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, torch.Tensor] = {}
+        self.end: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
+        self.end = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_align_trains_lora_only_and_writes_outputs(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    snap = Snapshot()
+    cfg = _cfg(tiny_dir, data_dir, tmp_path, track_every=2, track_n=2, track_max_new_tokens=4)
+    out = align(cfg, tmp_path / "out", callbacks=[snap])
+    lora = [n for n in snap.start if "lora_" in n]
+    base = [n for n in snap.start if "lora_" not in n]
+    assert any(".mlp." in n for n in lora) and any("_proj" in n and ".self_attn." in n for n in lora)
+    assert all(not torch.equal(snap.start[n], snap.end[n]) for n in lora if "lora_B" in n)
+    assert all(torch.equal(snap.start[n], snap.end[n]) for n in base)
+    for sub in ("adapter/adapter_config.json", "model/config.json", "model/model.safetensors", "train_log.csv"):
+        assert (out / sub).exists(), sub
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["summary"]["n_total"] == 16
+    # the merged model differs from the base and loads like any other dcr model
+    merged, _ = load_model(str(out), dtype="fp32")
+    orig, _ = load_model(str(tiny_dir), dtype="fp32")
+    diff = [not torch.equal(a, b) for a, b in zip(merged.state_dict().values(), orig.state_dict().values())]
+    assert any(diff)
+    track = _rows(out / "tracking.csv")
+    assert list(track[0]) == ["step", "group", "refusal_prob", "refusal_rate", "n"]
+    steps = sorted({int(r["step"]) for r in track})
+    assert steps == [0, 2, 4, 6, 8] and {r["group"] for r in track} == {"toxic", "seemingly_toxic", "normal"}
+    assert all(0.0 <= float(r["refusal_rate"]) <= 1.0 and float(r["refusal_prob"]) > 0 for r in track)
+    assert align(cfg, out) == out and json.loads((out / "manifest.json").read_text()) == manifest  # skipped
+
+
+class Boom(TrainerCallback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step == self.at:
+            raise KeyboardInterrupt(f"killed at step {self.at}")
+
+
+def test_killed_run_resumes_from_checkpoint(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_dir, data_dir, tmp_path, epochs=3)  # 16 pairs / 4 = 4 steps per epoch, 12 in all
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        align(cfg, out, callbacks=[Boom(5)])
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    seen: list[int] = []
+
+    class Steps(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            seen.append(state.global_step)
+
+    align(cfg, out, callbacks=[Steps()])
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["resumed_from"].endswith("checkpoint-4") and summary["global_step"] == 12
+    assert seen == list(range(5, 13))
+    log_steps = [int(r["step"]) for r in _rows(out / "train_log.csv")]
+    assert log_steps == sorted(set(log_steps)) and log_steps[-1] == 12
