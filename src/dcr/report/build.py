@@ -1,0 +1,73 @@
+"""Assemble RUN_DIR/report.md and RUN_DIR/report.html from results.jsonl, plan.json and the stage outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from dcr.errors import DcrError
+from dcr.io import atomic_open, read_json
+from dcr.report import figures, tables
+from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
+from dcr.results import RESULTS, load
+
+
+def _plan(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "plan.json"
+    return read_json(path) if path.exists() else {}
+
+
+def _overview(plan: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -> list[Block]:
+    models = plan.get("models") or sorted({str(r.get("model")) for r in rows})
+    methods = plan.get("methods") or tables._sort_methods(str(r.get("method")) for r in rows if "method" in r)
+    seeds = plan.get("seeds") or sorted({r.get("seed") for r in rows if "seed" in r})
+    items = [f"run directory: {run_dir}", f"experiment: {plan.get('experiment', '?')} ({plan.get('source', '?')})",
+             f"models: {', '.join(map(str, models))}", f"methods: {', '.join(map(str, methods))}",
+             f"seeds: {', '.join(map(str, seeds))} (values are mean ± sample std over seeds)",
+             f"benchmarks requested: {', '.join(plan.get('benchmarks', [])) or '?'}",
+             f"result records: {len(rows)} in {RESULTS}"]
+    return [Heading(f"DCR report: {plan.get('experiment', run_dir.name)}", 1),
+            Para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `dcr report`."), Bullets(items)]
+
+
+def build(run_dir: Path) -> list[Block]:
+    """The report's blocks: overview, Table 1 per model, missing columns, judges, sizes, figures, costs."""
+    rows = load(run_dir / RESULTS)
+    plan = _plan(run_dir)
+    blocks = _overview(plan, rows, run_dir)
+    blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
+    t1 = tables.table1(rows)
+    blocks.extend(t1 if t1 else [Para("No evaluation records yet.")])
+    gaps = tables.missing(rows, plan.get("benchmarks"))
+    if gaps:
+        blocks.append(Heading("Missing benchmarks", 3))
+        blocks.append(Bullets([f"{label}: {reason}" for label, reason in gaps]))
+    blocks.append(tables.judges_table(rows))
+    if plan:
+        blocks.append(tables.sizes_table(plan))
+        figs = figures.write_figures(run_dir, plan)
+        blocks.append(Heading("Refusal behaviour during alignment (Fig. 4 and Fig. 5 layouts)"))
+        if figs:
+            blocks.extend(Image(path, caption) for path, caption in figs)
+        else:
+            blocks.append(Para("No align stage wrote a tracking.csv (no aligned method, or tracking off)."))
+        blocks.append(Heading("Cost"))
+        blocks.append(tables.cost_table(run_dir, plan))
+    else:
+        blocks.append(Para("No plan.json in the run directory: sizes, figures and costs are left out."))
+    return blocks
+
+
+def report(run_dir: str | Path) -> list[Path]:
+    """Write RUN_DIR/report.md and RUN_DIR/report.html (figures under RUN_DIR/figures/); return the two paths."""
+    run_path = Path(run_dir).resolve()
+    if not (run_path / RESULTS).exists() and not (run_path / "plan.json").exists():
+        raise DcrError(f"{run_path}: no {RESULTS} or plan.json. Fix: pass a directory written by `dcr run`")
+    blocks = build(run_path)
+    md, page = run_path / "report.md", run_path / "report.html"
+    with atomic_open(md) as fh:
+        fh.write(to_markdown(blocks, run_path))
+    with atomic_open(page) as fh:
+        fh.write(to_html(blocks, f"DCR report: {run_path.name}"))
+    return [md, page]

@@ -1,0 +1,62 @@
+"""The shipped experiment files plan against the real stage configs and carry the paper's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dcr.cli import app
+from dcr.io import read_json
+from dcr.pipeline import load_experiment, plan
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# file -> (hub id, refine layer, refine epochs, align epochs, surgical (w_h, w_f), scans multiplier), A.2-A.4
+PAPER = {
+    "paper-qwen2.5-1.5b.yaml": ("Qwen/Qwen2.5-1.5B", 13, 3, 3, (0.1, 0.5), 1.0),
+    "paper-qwen2.5-7b.yaml": ("Qwen/Qwen2.5-7B", 13, 2, 4, (0.1, 0.1), 3.0),
+    "paper-llama3-8b.yaml": ("meta-llama/Meta-Llama-3-8B", 15, 3, 4, (0.5, 0.3), 0.1),
+}
+
+
+def by_stage(nodes: list[Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for n in nodes:
+        out.setdefault(n.stage if n.stage != "steer" else f"steer:{n.cfg.method}", []).append(n.cfg)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_configs(name: str, tmp_path: Path) -> None:
+    hub, layer, r_epochs, a_epochs, (w_h, w_f), mult = PAPER[name]
+    exp = load_experiment(CONFIGS / name)
+    assert [m.name for m in exp.models] == [hub]
+    assert set(exp.methods) == {"base", "stl", "stl-aug", "surgical", "scans", "dcr+stl"}
+    cfgs = by_stage(plan(exp, tmp_path))
+    (refine,) = cfgs["refine"]
+    assert (refine.layer, refine.epochs, refine.batch_size, refine.lr) == (layer, r_epochs, 32, 1e-4)
+    assert (refine.margin, refine.gamma, refine.nll_weight, refine.toxic_ratio) == (0.25, 16.0, 0.001, 2.0)
+    for align in cfgs["align"]:
+        assert (align.epochs, align.lr, align.micro_batch, align.grad_accum) == (a_epochs, 1e-4, 4, 32)
+        assert (align.lora_r, align.lora_alpha, align.lora_dropout, align.warmup_ratio) == (8, 32, 0.05, 0.03)
+        assert (align.n_general, align.n_safety) == (20000, 1000)
+    (surgical,) = cfgs["steer:surgical"]
+    assert (surgical.w_h, surgical.w_f) == (w_h, w_f)
+    assert cfgs["steer:scans"][0].multiplier == mult
+    for ev in cfgs["evaluate"]:
+        assert ev.safety_judge == "guard:meta-llama/Llama-Guard-3-8B" and ev.judge == "keyword"
+        for bench in ("xstest", "coconot", "or-bench", "oktest", "phtest", "malicious-instructions", "cona",
+                      "controversial", "harmfulq", "advbench"):
+            assert bench in ev.benchmarks
+
+
+def test_quickstart_plans_stl_and_dcr(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--out", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    planned = read_json(tmp_path / "plan.json")
+    assert planned["models"] == ["smollm2-135m"]
+    assert {u["method"] for n in planned["nodes"] for u in n["uses"]} == {"base", "stl", "dcr+stl"}
+    assert [n["stage"] for n in planned["nodes"]] == ["refine", "align", "align", "evaluate", "evaluate", "evaluate"]
+    assert not (tmp_path / "stages").exists()  # a dry run runs nothing
