@@ -88,7 +88,7 @@ class Experiment:
     benchmarks: list[str]
     common: dict[str, Any]
     sections: dict[str, dict[str, Any]]
-    exclude_refine_toxic: bool = False
+    exclude_refine_toxic: bool = True
     source: str = ""
 
 
@@ -158,7 +158,7 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         name=str(data.get("name") or Path(source).stem), models=_models(data["models"], source),
         methods=list(dict.fromkeys(methods)), seeds=list(dict.fromkeys(seeds)), benchmarks=bench,
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
-        exclude_refine_toxic=bool(data.get("exclude_refine_toxic", False)), source=source)
+        exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source)
 
 
 def load_experiment(path: str | Path) -> Experiment:

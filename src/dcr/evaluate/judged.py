@@ -1,0 +1,183 @@
+"""Prompt benchmarks: cached generation, cached judgements, refusal probability, compliance / safety metrics.
+
+Caches under the evaluate output directory:
+
+- ``generations/<bench>.jsonl`` (one row per prompt, appended per batch, so a killed run resumes) and
+  ``generations/<bench>.meta.json`` (model, steering, dtype, template, max_new_tokens). A changed meta discards
+  that benchmark's generations and judgements; rows already generated for the same id and prompt under
+  another benchmark with the same meta are reused (``safety`` reuses the five safety sets, ``xstest`` the
+  ``xstest-safe`` rows, ...).
+- ``judgements/<bench>__<judge>.jsonl``: ``{id, label, value}`` per judged completion.
+- ``judgements/<bench>__refusal_prob.jsonl``: ``{id, refusal_prob}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcr.data import PromptRecord
+from dcr.evaluate.metrics import Metric, by_type, mean, safe_metrics, split_groups, unsafe_metrics
+from dcr.evaluate.refusal_prob import refusal_prob
+from dcr.generate import generate
+from dcr.io import append_jsonl, read_json, read_jsonl, write_json
+
+JUDGE_CHUNK = 64
+
+
+@dataclass
+class Judges:
+    """The refusal judge (None if the configured judge cannot measure refusals) and the safety judge."""
+
+    refusal: Any | None
+    safety: Any
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a judge name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "judge"
+
+
+def sync_meta(gen_dir: Path, bench: str, meta: dict[str, Any]) -> None:
+    """Drop ``bench``'s cached generations and judgements when they were made under another meta."""
+    path = gen_dir / f"{bench}.meta.json"
+    if path.exists() and read_json(path) == meta:
+        return
+    (gen_dir / f"{bench}.jsonl").unlink(missing_ok=True)
+    for stale in (gen_dir.parent / "judgements").glob(f"{bench}__*.jsonl"):
+        stale.unlink()
+    write_json(path, meta)
+
+
+def prefill(gen_dir: Path, bench: str, records: Sequence[PromptRecord], meta: dict[str, Any]) -> int:
+    """Copy completions for the same (id, prompt) from other benchmarks' caches with an equal meta."""
+    target = gen_dir / f"{bench}.jsonl"
+    have = {str(r["id"]) for r in read_jsonl(target)}
+    want = {r.id: r.prompt for r in records if r.id not in have}
+    found: dict[str, dict[str, Any]] = {}
+    for meta_path in sorted(gen_dir.glob("*.meta.json")):
+        other = meta_path.name.removesuffix(".meta.json")
+        if other == bench or read_json(meta_path) != meta:
+            continue
+        for row in read_jsonl(gen_dir / f"{other}.jsonl"):
+            rid = str(row.get("id"))
+            if rid in want and rid not in found and row.get("prompt") == want[rid]:
+                found[rid] = row
+    rows = [found[r.id] for r in records if r.id in found]
+    if rows:
+        append_jsonl(target, rows)
+    return len(rows)
+
+
+def judge_cached(judge: Any, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
+    """``{id: (label, value)}`` for every row, judging only rows not already in ``path`` (chunked, appended)."""
+    done = {str(r["id"]): (str(r["label"]), bool(r["value"])) for r in read_jsonl(path)}
+    todo = [r for r in rows if str(r["id"]) not in done]
+    for start in range(0, len(todo), JUDGE_CHUNK):
+        chunk = todo[start:start + JUDGE_CHUNK]
+        prompts = [r["prompt"] for r in chunk]
+        completions = [r["completion"] for r in chunk]
+        if hasattr(judge, "judge_with_labels"):
+            pairs = judge.judge_with_labels(prompts, completions)
+        else:
+            pairs = [(str(v), bool(v)) for v in judge.judge(prompts, completions)]
+        new = [{"id": str(r["id"]), "label": lab, "value": bool(v)} for r, (lab, v) in zip(chunk, pairs)]
+        append_jsonl(path, new)
+        done.update({n["id"]: (n["label"], n["value"]) for n in new})
+    return {str(r["id"]): done[str(r["id"])] for r in rows}
+
+
+def refusal_prob_cached(model: Any, tok: Any, records: Sequence[PromptRecord], path: Path, template: str,
+                        batch_size: int) -> dict[str, float]:
+    """``{id: P_refuse}`` per record (A.5), computing only ids not already in ``path``."""
+    done = {str(r["id"]): float(r["refusal_prob"]) for r in read_jsonl(path)}
+    todo = [r for r in records if r.id not in done]
+    chunk = 32
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        probs = refusal_prob(model, tok, [r.prompt for r in part], template, batch_size=batch_size).tolist()
+        new = [{"id": r.id, "refusal_prob": p} for r, p in zip(part, probs)]
+        append_jsonl(path, new)
+        done.update({r.id: p for r, p in zip(part, probs)})
+    return {r.id: done[r.id] for r in records}
+
+
+def split_of(rec: PromptRecord, heldout: set[str], xstest_safe: set[str]) -> str:
+    """``held-out`` / ``in-distribution`` for XSTest safe prompts, else ``""``."""
+    if rec.id in heldout:
+        return "held-out"
+    return "in-distribution" if rec.id in xstest_safe else ""
+
+
+def _refusal_prob_metrics(rows: Sequence[dict[str, Any]]) -> list[Metric]:
+    out = []
+    safe = [r for r in rows if r["label"] == "safe"]
+    for split, group in (split_groups(safe).items() if safe else ()):
+        out.append(Metric("over-refusal", split, "refusal_prob", mean([r["refusal_prob"] for r in group]), len(group)))
+    unsafe = [r for r in rows if r["label"] == "unsafe"]
+    if unsafe:
+        out.append(Metric("safety", "all", "refusal_prob", mean([r["refusal_prob"] for r in unsafe]), len(unsafe)))
+    return out
+
+
+def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any, tok: Any, cfg: Any, out: Path,
+                         judges: Judges, meta: dict[str, Any],
+                         split_ids: tuple[set[str], set[str]]) -> tuple[list[Metric], dict[str, Any]]:
+    """Generate (cached), judge (cached) and summarise one prompt benchmark."""
+    gen_dir = out / "generations"
+    sync_meta(gen_dir, name, meta)
+    reused = prefill(gen_dir, name, records, meta)
+    rows = generate(model, tok, [{"id": r.id, "prompt": r.prompt} for r in records], gen_dir / f"{name}.jsonl",
+                    cfg.max_new_tokens, cfg.batch_size, cfg.template, description=name)
+    jdir = out / "judgements"
+    labels = {r.id: r for r in records}
+    table = [{**row, "label": labels[row["id"]].label, "type": labels[row["id"]].type,
+              "split": split_of(labels[row["id"]], *split_ids)} for row in rows]
+    notes: list[str] = []
+    if judges.refusal is not None:
+        verdicts = judge_cached(judges.refusal, table, jdir / f"{name}__{slug(judges.refusal.name)}.jsonl")
+        for r in table:
+            r["refused"] = verdicts[r["id"]][1]
+            r["judge_label"] = verdicts[r["id"]][0]
+    unsafe = [r for r in table if r["label"] == "unsafe"]
+    if unsafe:
+        if judges.safety is judges.refusal:
+            for r in unsafe:
+                r["defended"] = r["refused"]
+        else:
+            verdicts = judge_cached(judges.safety, unsafe, jdir / f"{name}__{slug(judges.safety.name)}.jsonl")
+            for r in unsafe:
+                r["defended"] = verdicts[r["id"]][1]
+    metrics = _judged_metrics(table, judges, notes)
+    if cfg.refusal_prob:
+        probs = refusal_prob_cached(model, tok, records, jdir / f"{name}__refusal_prob.jsonl", cfg.template,
+                                    cfg.score_batch_size)
+        for r in table:
+            r["refusal_prob"] = probs[r["id"]]
+        metrics += _refusal_prob_metrics(table)
+    judged = [r for r in table if "refused" in r and (r["label"] == "safe" or "defended" in r)]
+    detail = {"n_safe": len(table) - len(unsafe), "n_unsafe": len(unsafe), "reused_generations": reused,
+              "by_type": by_type(judged) if judges.refusal is not None else {}, "notes": notes}
+    return metrics, detail
+
+
+def _judged_metrics(table: Sequence[dict[str, Any]], judges: Judges, notes: list[str]) -> list[Metric]:
+    safe = [r for r in table if r["label"] == "safe"]
+    unsafe = [r for r in table if r["label"] == "unsafe"]
+    metrics: list[Metric] = []
+    if safe and judges.refusal is None:
+        notes.append(f"compliance not measured: judge {judges.safety.name!r} measures safe responses, not "
+                     "refusals. Fix: pass a refusal judge (--judge keyword or http:...) and the guard as "
+                     "--safety-judge")
+    elif safe:
+        metrics += safe_metrics(safe, judges.refusal.name)
+    if unsafe and judges.refusal is not None:
+        metrics += unsafe_metrics(unsafe, judges.refusal.name, judges.safety.name)
+    elif unsafe:
+        defended = [bool(r["defended"]) for r in unsafe]
+        metrics.append(Metric("safety", "all", "defense_success_rate", mean(defended), len(defended),
+                              judges.safety.name))
+    return metrics

@@ -1,0 +1,53 @@
+"""Refusal probability (paper A.5): P_refuse(x) = sum over y in S of P(y | x), teacher-forced, batched."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from dcr.prompts import adds_special_tokens, format_prompt
+from dcr.refusal import PAPER_REFUSAL_SET
+from dcr.scoring import continuation_logprobs
+
+
+def refusal_logprob(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    template: str = "auto",
+    refusals: Sequence[str] = PAPER_REFUSAL_SET,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """log P_refuse(x) per prompt, shape ``(N,)`` fp32: logsumexp of the refusal continuations' log-probs.
+
+    Each prompt is formatted with ``template`` (as for generation) and each refusal ``y`` is scored as the
+    start of the assistant's answer. Rows are ordered prompt-major, so a batch shares few distinct contexts.
+    """
+    if not refusals:
+        raise ValueError("refusals is empty; pass at least one refusal response")
+    if not prompts:
+        return torch.empty(0, dtype=torch.float32)
+    contexts = [format_prompt(tokenizer, p, template) for p in prompts]
+    ctx = [c for c in contexts for _ in refusals]
+    cont = [y for _ in contexts for y in refusals]
+    special = adds_special_tokens(tokenizer, template)
+    logp = continuation_logprobs(model, tokenizer, ctx, cont, batch_size=batch_size, add_special_tokens=special)
+    return torch.logsumexp(logp.view(len(prompts), len(refusals)), dim=1)
+
+
+def refusal_prob(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    template: str = "auto",
+    refusals: Sequence[str] = PAPER_REFUSAL_SET,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """P_refuse(x) per prompt, shape ``(N,)`` fp32: the sum of the sequence probabilities over ``refusals``.
+
+    As in the paper's definition, nested phrases ("I cannot" and "I cannot fulfill your request") are both
+    counted, so the sum is a score rather than a probability of a disjoint event (it can exceed 1 in principle).
+    """
+    return refusal_logprob(model, tokenizer, prompts, template, refusals, batch_size).exp()
