@@ -60,3 +60,17 @@ def test_quickstart_plans_stl_and_dcr(tmp_path: Path) -> None:
     assert {u["method"] for n in planned["nodes"] for u in n["uses"]} == {"base", "stl", "dcr+stl"}
     assert [n["stage"] for n in planned["nodes"]] == ["refine", "align", "align", "evaluate", "evaluate", "evaluate"]
     assert not (tmp_path / "stages").exists()  # a dry run runs nothing
+
+
+def test_quickstart_baselines_reuses_quickstart_stages(tmp_path: Path) -> None:
+    runner = CliRunner()
+    quick, base = tmp_path / "quick", tmp_path / "baselines"
+    for cfg, out in (("quickstart.yaml", quick), ("quickstart-baselines.yaml", base)):
+        result = runner.invoke(app, ["run", str(CONFIGS / cfg), "--out", str(out), "--dry-run"])
+        assert result.exit_code == 0, result.output
+    quick_dirs = {Path(n["dir"]).name for n in read_json(quick / "plan.json")["nodes"]}
+    nodes = read_json(base / "plan.json")["nodes"]
+    base_dirs = {Path(n["dir"]).name for n in nodes}
+    assert quick_dirs < base_dirs  # every quickstart stage is shared, none re-keyed
+    assert sorted(n["stage"] for n in nodes if Path(n["dir"]).name not in quick_dirs) == [
+        "evaluate", "evaluate", "steer", "steer"]
