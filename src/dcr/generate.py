@@ -24,19 +24,13 @@ def _as_row(rec: Any) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def generate_texts(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    max_new_tokens: int = 128,
-    template: str = "auto",
-) -> list[str]:
-    """Greedy completions for one batch of user prompts (formatted with ``template``)."""
-    texts = [format_prompt(tokenizer, p, template) for p in prompts]
+def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
+                 add_special_tokens: bool = False) -> list[str]:
+    """Greedy continuations of one batch of full model inputs (template already applied), left-padded."""
     tokenizer.padding_side = "left"
-    enc = tokenizer(
-        texts, return_tensors="pt", padding=True, add_special_tokens=adds_special_tokens(tokenizer, template)
-    ).to(model.device)
+    enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens).to(
+        model.device
+    )
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
@@ -46,8 +40,20 @@ def generate_texts(
         top_p=None,
         top_k=None,
     )
-    new = out[:, enc["input_ids"].shape[1]:]
-    return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int = 128,
+    template: str = "auto",
+) -> list[str]:
+    """Greedy completions for one batch of user prompts (formatted with ``template``)."""
+    texts = [format_prompt(tokenizer, p, template) for p in prompts]
+    outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template))
+    return [t.strip() for t in outs]
 
 
 def generate(

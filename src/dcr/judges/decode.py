@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from dcr.generate import greedy_batch
+
 
 @torch.no_grad()
 def greedy_texts(
@@ -23,24 +25,10 @@ def greedy_texts(
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    tokenizer.padding_side = "left"
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     outs: dict[int, str] = {}
     for start in range(0, len(order), max(1, batch_size)):
         idx = order[start:start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
-        ).to(model.device)
-        gen = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-        )
-        new = gen[:, enc["input_ids"].shape[1]:]
-        for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-            outs[i] = text
+        batch = greedy_batch(model, tokenizer, [texts[i] for i in idx], max_new_tokens, add_special_tokens)
+        outs.update(zip(idx, batch))
     return [outs[i] for i in range(len(texts))]
