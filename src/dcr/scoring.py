@@ -52,3 +52,34 @@ def continuation_logprobs(
             tgt = ids[i, pos]
             out[start + i] = logp[i, pos - 1, tgt].sum()
     return out
+
+
+@torch.no_grad()
+def prefix_cached_logprobs(model: Any, tok: Any, context: str, continuations: list[str],
+                           add_special_tokens: bool = False) -> torch.Tensor:
+    """Same sums as ``dcr.scoring.continuation_logprobs`` for one context and many continuations, but the
+    context is run once and its KV cache shared (about 5x less compute for short refusal phrases)."""
+    ctx = tok(context, add_special_tokens=add_special_tokens)["input_ids"]
+    conts = [tok(y, add_special_tokens=False)["input_ids"] for y in continuations]
+    if not all(conts):
+        raise ValueError("a continuation tokenises to nothing")
+    dev = model.device
+    out = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
+    cache = out.past_key_values
+    k, width = len(conts), max(len(c) for c in conts)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((k, width), pad, dtype=torch.long)
+    mask = torch.zeros((k, len(ctx) + width), dtype=torch.long)
+    mask[:, : len(ctx)] = 1
+    for i, c in enumerate(conts):  # right padding: positions continue from len(ctx)
+        ids[i, : len(c)] = torch.tensor(c)
+        mask[i, len(ctx): len(ctx) + len(c)] = 1
+    cache.batch_repeat_interleave(k)
+    logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache).logits
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+    sums = torch.empty(k, dtype=torch.float32)
+    for i, c in enumerate(conts):
+        pos = torch.arange(1, len(c))
+        sums[i] = first[c[0]] + logp[i, pos - 1, ids[i, pos]].sum()
+    return sums

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcr.align.tracking import prefix_cached_logprobs, refusal_probs
+from dcr.align.tracking import refusal_probs
 from dcr.prompts import format_prompt
 from dcr.refusal import PAPER_REFUSAL_SET
-from dcr.scoring import continuation_logprobs
+from dcr.scoring import continuation_logprobs, prefix_cached_logprobs
 from dcr.testing import tiny_lm
 
 

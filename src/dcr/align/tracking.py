@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -27,11 +26,9 @@ from transformers import TrainerCallback
 from dcr.align.config import AlignConfig
 from dcr.align.data import normalize_prompt
 from dcr.data import PromptRecord, load_benchmark, xstest_split
+from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate_texts
 from dcr.io import write_table
-from dcr.prompts import adds_special_tokens, format_prompt
-from dcr.refusal import PAPER_REFUSAL_SET
-from dcr.scoring import continuation_logprobs
 
 log = logging.getLogger("dcr.align")
 GROUPS = ("toxic", "seemingly_toxic", "normal")
@@ -55,50 +52,10 @@ def probe_sets(cfg: AlignConfig, train_prompts: set[str]) -> dict[str, list[Prom
     return out
 
 
-@torch.no_grad()
-def prefix_cached_logprobs(model: Any, tok: Any, context: str, continuations: list[str],
-                           add_special_tokens: bool = False) -> torch.Tensor:
-    """Same sums as ``dcr.scoring.continuation_logprobs`` for one context and many continuations, but the
-    context is run once and its KV cache shared (about 5x less compute for short refusal phrases)."""
-    ctx = tok(context, add_special_tokens=add_special_tokens)["input_ids"]
-    conts = [tok(y, add_special_tokens=False)["input_ids"] for y in continuations]
-    if not all(conts):
-        raise ValueError("a continuation tokenises to nothing")
-    dev = model.device
-    out = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
-    cache = out.past_key_values
-    k, width = len(conts), max(len(c) for c in conts)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.full((k, width), pad, dtype=torch.long)
-    mask = torch.zeros((k, len(ctx) + width), dtype=torch.long)
-    mask[:, : len(ctx)] = 1
-    for i, c in enumerate(conts):  # right padding: positions continue from len(ctx)
-        ids[i, : len(c)] = torch.tensor(c)
-        mask[i, len(ctx): len(ctx) + len(c)] = 1
-    cache.batch_repeat_interleave(k)
-    logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), cache=cache).logits
-    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-    sums = torch.empty(k, dtype=torch.float32)
-    for i, c in enumerate(conts):
-        pos = torch.arange(1, len(c))
-        sums[i] = first[c[0]] + logp[i, pos - 1, ids[i, pos]].sum()
-    return sums
-
-
 def refusal_probs(model: Any, tok: Any, prompts: list[str], template: str, batch_size: int,
                   prefix_cache: bool = True) -> list[float]:
     """A.5: P_refuse(x) = sum over S of P(y | x), teacher-forced, one value per prompt."""
-    contexts = [format_prompt(tok, p, template) for p in prompts]
-    add = adds_special_tokens(tok, template)
-    if prefix_cache:
-        lp = torch.stack([prefix_cached_logprobs(model, tok, c, list(PAPER_REFUSAL_SET), add) for c in contexts])
-    else:
-        ctx = [c for c in contexts for _ in PAPER_REFUSAL_SET]
-        cont = [y for _ in contexts for y in PAPER_REFUSAL_SET]
-        lp = continuation_logprobs(model, tok, ctx, cont, batch_size=batch_size, add_special_tokens=add)
-    per = torch.logsumexp(lp.view(len(prompts), len(PAPER_REFUSAL_SET)), dim=1)
-    return [math.exp(v) for v in per.tolist()]
+    return refusal_prob(model, tok, prompts, template, batch_size=batch_size, prefix_cache=prefix_cache).tolist()
 
 
 def measure(model: Any, tok: Any, probes: dict[str, list[PromptRecord]], cfg: AlignConfig, judge: Any,
