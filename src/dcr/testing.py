@@ -5,12 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dcr.models import tiny_model
+import torch
 
 CHATML = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+
+
+def tiny_model(family: str = "llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """(model, config): a tiny random model of a real architecture (llama, qwen2, gemma3)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    if family == "gemma3":
+        base.update(head_dim=8, sliding_window=64, model_type="gemma3_text")
+        family = "gemma3_text"
+    base.update(overrides)
+    base.pop("model_type", None)
+    cfg = AutoConfig.for_model(family, **base)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.eval()
+    return model, cfg
 
 
 def tiny_tokenizer(chat_template: bool = True) -> Any:

@@ -20,6 +20,8 @@ from dcr.config import build_config
 from dcr.data import load_alpaca_eval, load_refusal_pairs, xstest_split
 from dcr.errors import ConfigError, DataError
 
+M = "smollm2-135m"  # data tests never load it
+
 
 def test_split_counts_scales_proportionally() -> None:
     assert split_counts({"general": 20000, "safety": 1000, "aug": 0}, 210) == {"general": 200, "safety": 10, "aug": 0}
@@ -31,12 +33,12 @@ def test_split_counts_scales_proportionally() -> None:
 
 def test_config_checks_and_layers(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="method"):
-        AlignConfig(method="dpo")
+        AlignConfig(model="m", method="dpo")
     with pytest.raises(ConfigError, match="micro_batch"):
-        AlignConfig(micro_batch=0)
+        AlignConfig(model="m", micro_batch=0)
     yml = tmp_path / "a.yaml"
     yml.write_text("align:\n  n_general: 10\n  epochs: 2\n")
-    cfg = build_config(AlignConfig, yml, {"epochs": 1.0, "n_safety": None}, ["lora_r=4"], section="align")
+    cfg = build_config(AlignConfig, yml, {"model": "m", "epochs": 1.0, "n_safety": None}, ["lora_r=4"], section="align")
     assert (cfg.n_general, cfg.epochs, cfg.lora_r, cfg.n_safety) == (10, 1.0, 4, 1000)
     assert cfg.effective_batch == 128
 
@@ -46,23 +48,23 @@ def test_safety_pairs_exclude_refine_toxic_prompts(data_dir: Path, tmp_path: Pat
     used = [pairs[i].prompt for i in range(0, 40, 2)]
     # refine may store prompts with different case / spacing: they must still match
     (tmp_path / "split.json").write_text(json.dumps({"toxic_prompts": [f"  {p.upper()}  " for p in used]}))
-    cfg = AlignConfig(data_dir=str(data_dir), exclude_from=str(tmp_path), n_safety=len(pairs))
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), exclude_from=str(tmp_path), n_safety=len(pairs))
     rows, stats = safety_pairs(cfg, len(pairs))
     banned = {normalize_prompt(p) for p in used}
     assert stats["safety_excluded_overlap"] >= len(banned)
     assert len(rows) == len(pairs) - stats["safety_excluded_overlap"]
     assert not banned & {normalize_prompt(r["prompt"]) for r in rows}
-    rows2, _ = safety_pairs(AlignConfig(data_dir=str(data_dir)), 25)
+    rows2, _ = safety_pairs(AlignConfig(model=M, data_dir=str(data_dir)), 25)
     assert len(rows2) == 25 and len({r["id"] for r in rows2}) == 25
 
 
 def test_exclude_from_needs_split_json(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="split.json"):
-        safety_pairs(AlignConfig(data_dir=str(data_dir), exclude_from=str(tmp_path)), 5)
+        safety_pairs(AlignConfig(model=M, data_dir=str(data_dir), exclude_from=str(tmp_path)), 5)
 
 
 def test_general_prompts_never_alpaca_eval(data_dir: Path) -> None:
-    cfg = AlignConfig(data_dir=str(data_dir))
+    cfg = AlignConfig(model=M, data_dir=str(data_dir))
     banned = {normalize_prompt(p.prompt) for p in load_alpaca_eval(data_dir)}
     got = general_prompts(cfg, 3000)
     assert len(got) == 3000 and not banned & {normalize_prompt(r.prompt) for r in got}
@@ -70,7 +72,7 @@ def test_general_prompts_never_alpaca_eval(data_dir: Path) -> None:
 
 
 def test_aug_prompts_only_in_distribution(data_dir: Path) -> None:
-    cfg = AlignConfig(data_dir=str(data_dir), method="stl-aug", xstest_heldout_frac=0.3, split_seed=3)
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), method="stl-aug", xstest_heldout_frac=0.3, split_seed=3)
     in_dist, held = xstest_split(0.3, 3, data_dir)
     got = aug_prompts(cfg, None)
     assert {r.id for r in got} == {r.id for r in in_dist}
@@ -81,7 +83,7 @@ def test_aug_prompts_only_in_distribution(data_dir: Path) -> None:
 def test_build_mix_with_general_file_and_limit(data_dir: Path, tmp_path: Path) -> None:
     gen = tmp_path / "general.jsonl"
     gen.write_text("".join(json.dumps({"prompt": f"say {i}", "response": f"{i}"}) + "\n" for i in range(30)))
-    cfg = AlignConfig(data_dir=str(data_dir), general_file=str(gen), n_general=20, n_safety=10, limit=15)
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), general_file=str(gen), n_general=20, n_safety=10, limit=15)
     rows, stats = build_mix(cfg, tmp_path / "out")
     kinds = [r["kind"] for r in rows]
     assert (kinds.count("general"), kinds.count("safety"), stats["n_total"]) == (10, 5, 15)
@@ -89,7 +91,8 @@ def test_build_mix_with_general_file_and_limit(data_dir: Path, tmp_path: Path) -
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "x"}) + "\n")
     with pytest.raises(DataError, match="response"):
-        build_mix(AlignConfig(data_dir=str(data_dir), general_file=str(bad), n_general=1, n_safety=1), tmp_path)
+        build_mix(AlignConfig(model=M, data_dir=str(data_dir), general_file=str(bad), n_general=1, n_safety=1),
+                  tmp_path)
 
 
 def test_stl_aug_mix_uses_teacher_and_never_heldout(data_dir: Path, tiny_dir: Path, tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_killed_run_resumes_from_checkpoint(tiny_dir: Path, data_dir: Path, tmp_
     with pytest.raises(KeyboardInterrupt):
         align(cfg, out, callbacks=[Boom(5)])
     assert (out / "checkpoints" / "checkpoint-4").is_dir()
-    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     seen: list[int] = []
 
     class Steps(TrainerCallback):

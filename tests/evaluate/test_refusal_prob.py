@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcr.evaluate.refusal_prob import refusal_logprob, refusal_prob
+from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.prompts import adds_special_tokens, format_prompt
 from dcr.refusal import PAPER_REFUSAL_SET
 
@@ -44,7 +44,7 @@ def test_is_a_sum_over_the_set(tiny) -> None:
     parts = [float(refusal_prob(model, tok, prompts, "chat", refusals=[y])[0]) for y in ("No,", "I cannot")]
     both = float(refusal_prob(model, tok, prompts, "chat", refusals=["No,", "I cannot"])[0])
     assert both == pytest.approx(sum(parts), rel=1e-5)
-    assert float(refusal_logprob(model, tok, prompts, "chat", refusals=["No,"])[0]) == pytest.approx(
+    assert float(refusal_prob(model, tok, prompts, "chat", refusals=["No,"], log=True)[0]) == pytest.approx(
         torch.log(torch.tensor(parts[0])).item(), rel=1e-5)
 
 

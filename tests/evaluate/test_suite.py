@@ -13,6 +13,7 @@ from dcr.cli import app
 from dcr.data import load_benchmark, xstest_split
 from dcr.errors import DataError
 from dcr.evaluate import EvaluateConfig, evaluate, suite
+from dcr.evaluate import stage as eval_stage
 from dcr.evaluate.judged import prefill, sync_meta
 from dcr.io import read_json, read_jsonl, write_jsonl
 
@@ -78,7 +79,7 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
     evaluate(cfg, out)
     assert sorted(seen) == sorted(r["prompt"] for r in rows[5:])
     assert len(read_jsonl(out / "results.jsonl")) == 1  # results.jsonl is rewritten, not appended to
-    monkeypatch.setattr(suite, "_run", lambda *a: pytest.fail("a finished stage re-ran"))
+    monkeypatch.setattr(eval_stage, "_run_evaluate", lambda *a: pytest.fail("a finished stage re-ran"))
     evaluate(cfg, out)
 
 
@@ -105,8 +106,8 @@ def load_benchmark_like(pairs: list[tuple[str, str]]):
 
 
 def test_guard_judges(tiny_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = suite._load_judge
-    monkeypatch.setattr(suite, "_load_judge", lambda spec: FakeGuard() if spec.startswith("guard:") else real(spec))
+    real = suite.get_judge
+    monkeypatch.setattr(suite, "get_judge", lambda spec: FakeGuard() if spec.startswith("guard:") else real(spec))
     out = evaluate(_cfg(tiny_dir, data_dir, ["xstest"], judge="guard:x"), tmp_path / "g")
     entry = read_json(out / "metrics.json")["benchmarks"]["xstest"]
     assert [m["metric"] for m in entry["metrics"]] == ["defense_success_rate"]

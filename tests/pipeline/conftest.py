@@ -106,7 +106,7 @@ class Fakes:
             (out / "tracking.csv").write_text("\n".join(lines) + "\n")
             return {}
 
-        return run_stage("align", cfg, out_dir, body, inputs={"model": cfg.model}, force=force)[0]
+        return run_stage("align", cfg, out_dir, body, upstream={"model": cfg.model}, force=force)[0]
 
     def steer(self, cfg: FakeSteerConfig, out_dir: Path, force: bool = False) -> Path:
         def body(out: Path) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class Fakes:
             write_json(out / "steer.json", {"method": cfg.method})
             return {}
 
-        return run_stage("steer", cfg, out_dir, body, inputs={"model": cfg.model}, force=force)[0]
+        return run_stage("steer", cfg, out_dir, body, upstream={"model": cfg.model}, force=force)[0]
 
     def evaluate(self, cfg: FakeEvaluateConfig, out_dir: Path, force: bool = False) -> Path:
         def body(out: Path) -> dict[str, Any]:
@@ -140,7 +140,7 @@ class Fakes:
             write_json(out / "metrics.json", {"missing": missing})
             return {}
 
-        return run_stage("evaluate", cfg, out_dir, body, inputs={"model": cfg.model, "steer": cfg.steer},
+        return run_stage("evaluate", cfg, out_dir, body, upstream={"model": cfg.model, "steer": cfg.steer},
                          force=force)[0]
 
     def registry(self) -> dict[str, tuple[type, Any]]:

@@ -21,7 +21,8 @@ benchmarks: [xstest, advbench, phtest]
 
 
 def test_run_interrupt_resume_and_report(fakes: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dcr.pipeline, "default_registry", fakes.registry)
+    monkeypatch.setattr(dcr.pipeline.run, "default_registry", fakes.registry)
+    monkeypatch.setattr(dcr.pipeline.planner, "default_registry", fakes.registry)
     exp = tmp_path / "exp.yaml"
     exp.write_text(EXP)
     run = tmp_path / "run"
@@ -33,7 +34,7 @@ def test_run_interrupt_resume_and_report(fakes: Any, tmp_path: Path, monkeypatch
 
     second = CliRunner().invoke(app, ["run", str(exp), "--out", str(run)])
     assert second.exit_code == 0, second.output
-    assert "stage 1/11: refine (m0, seed 0) ... skipped (finished earlier)" in second.output
+    assert "stage 1/11: refine (m0, seed 0) ... skipped (finished, key" in second.output
     assert "stage 3/11: align stl (m0, seed 0) ... done" in second.output
     assert "finished: 11 stages (9 run, 2 skipped)" in second.output
     md = (run / "report.md").read_text()

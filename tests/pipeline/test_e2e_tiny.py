@@ -51,6 +51,6 @@ def test_run_report_and_rerun(tmp_path: Path, tiny_dir: Path, data_dir: Path) ->
     start = time.time()
     again = CliRunner().invoke(app, ["run", str(exp), "--out", str(run)])
     assert again.exit_code == 0, again.output
-    assert again.output.count("skipped (finished earlier)") == 7
+    assert again.output.count("skipped (finished, key") == 7
     assert time.time() - start < 60
     assert read_jsonl(run / "results.jsonl") == rows

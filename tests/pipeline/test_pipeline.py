@@ -176,3 +176,19 @@ def test_bad_experiment_files(kw: dict[str, Any], match: str) -> None:
 def test_unknown_stage_field_names_the_stage(fakes: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"align stl .*unknown field 'lr_typo'"):
         plan(exp(align={"lr_typo": 1}), tmp_path, fakes.registry())
+
+
+def test_section_error_names_the_file_and_writes_nothing(fakes: Any, tmp_path: Path) -> None:
+    bad = exp(align={"epochs": "three"})
+    bad.source = "configs/my-exp.yaml"
+    with pytest.raises(ConfigError, match=r"configs/my-exp.yaml \(align section or top level\): field 'epochs'"):
+        run_experiment(bad, tmp_path / "run", fakes.registry())
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_dir_is_locked(fakes: Any, tmp_path: Path) -> None:
+    from dcr.stage import StageLocked, stage_lock
+
+    (tmp_path / "run").mkdir()
+    with stage_lock(tmp_path / "run"), pytest.raises(StageLocked, match="in use by another dcr process"):
+        run_experiment(exp(), tmp_path / "run", fakes.registry())

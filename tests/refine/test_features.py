@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dcr.errors import ConfigError
 from dcr.models import get_layers
 from dcr.refine.features import (
     check_layer,
@@ -106,5 +107,5 @@ def test_layer_checks(tiny: tuple) -> None:
     model, _ = tiny
     assert default_layer(model) == 2
     assert check_layer(model, 3) == 3
-    with pytest.raises(ValueError, match="blocks 0..3"):
+    with pytest.raises(ConfigError, match="blocks 0..3"):
         check_layer(model, 4)

@@ -80,3 +80,16 @@ def test_cli_reports_bad_config(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["refine", "--model", "x", "--out", str(tmp_path), "--set", "margin=2"])
     assert result.exit_code != 0
     assert "margin" in str(result.exception) + result.output
+
+
+def test_failed_refine_leaves_only_an_honest_manifest(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    from dcr.errors import DcrError
+
+    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), layer=999, **FAST)
+    with pytest.raises(DcrError):
+        refine(cfg, tmp_path / "out")
+    manifest = read_json(tmp_path / "out" / "manifest.json")
+    assert manifest["status"] == "failed" and "999" in manifest["error"]
+    assert {"config.yaml", "split.json"} <= set(manifest["removed"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "stage.log"]
+    assert "Traceback" in (tmp_path / "out" / "stage.log").read_text()

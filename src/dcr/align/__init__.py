@@ -1,6 +1,6 @@
 """STL / STL-aug safety-alignment LoRA SFT with refusal tracking (``dcr align``)."""
 
 from dcr.align.config import AlignConfig
-from dcr.align.train import align
+from dcr.align.stage import align
 
 __all__ = ["AlignConfig", "align"]

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcr.config import check, field
-from dcr.prompts import TEMPLATES
+from dcr.config import DTYPES, StageConfig, check, field
 
 METHODS = ("stl", "stl-aug")
-DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 
 
-@dataclass
-class AlignConfig:
+@dataclass(kw_only=True)
+class AlignConfig(StageConfig):
     """LoRA SFT on general instruction pairs + toxic prompts with safe responses (+ XSTest for STL-aug)."""
 
-    model: str = field("smollm2-135m", help="model to align: embedded name, HF dir, dcr stage dir (e.g. refine OUT)")
     method: str = field("stl", help="stl (general + safety pairs) or stl-aug (adds in-distribution XSTest safe)")
-    seed: int = field(0, help="seed for data sampling, LoRA init and the Trainer")
-    data_dir: str | None = field(None, help="offline data directory (else $DCR_DATA_DIR)")
-    dtype: str = field("auto", help="compute dtype: auto (bf16 autocast where dcr.models.pick_dtype says), fp32, bf16")
-    device: str = field("auto", help="auto, cpu or cuda")
-    template: str = field("auto", help="prompt template: auto, chat, qwen2.5, llama3, plain")
     # data mix
     n_general: int = field(20000, help="general instruction pairs (paper: 20k Alpaca)")
     n_safety: int = field(1000, help="toxic prompts paired with safe responses (paper: 1k)")
@@ -61,9 +53,8 @@ class AlignConfig:
     judge: str = field("keyword", help="judge spec for the tracked refusal rate (dcr.judges.get_judge)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {', '.join(METHODS)}")
-        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: one of {', '.join(TEMPLATES)}")
-        check(self.dtype in DTYPES, f"dtype {self.dtype!r} unknown. Fix: one of {', '.join(DTYPES)}")
         check(self.merge_dtype in DTYPES[1:], f"merge_dtype {self.merge_dtype!r} unknown. Fix: fp32 or bf16")
         check(self.n_general >= 0 and self.n_safety >= 0, "n_general and n_safety must be >= 0")
         check(self.n_general + self.n_safety > 0, "n_general + n_safety must be > 0. Fix: set one of them")

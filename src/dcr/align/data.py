@@ -25,6 +25,7 @@ from dcr.data import (
     xstest_split,
 )
 from dcr.errors import ConfigError, DataError
+from dcr.fingerprint import note_read
 from dcr.io import read_json, read_jsonl, write_json
 
 log = logging.getLogger("dcr.align")
@@ -44,6 +45,7 @@ def excluded_toxic(exclude_from: str | None) -> set[str]:
     if not path.exists():
         raise DataError(path, "not found", "pass a finished `dcr refine` output directory as exclude_from")
     obj = read_json(path)
+    note_read(path)
     prompts = obj.get("toxic_prompts") if isinstance(obj, dict) else None
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
         raise DataError(path, "field 'toxic_prompts' missing or not a list of strings",
@@ -103,6 +105,7 @@ def general_from_file(path_str: str, n: int, seed: int) -> list[dict[str, Any]]:
     if not path.exists():
         raise DataError(path, "general_file not found", "pass a JSONL file with prompt and response fields")
     rows = read_jsonl(path, skip_bad_tail=False)
+    note_read(path)
     out = []
     for i, row in enumerate(rows, start=1):
         if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):

@@ -1,4 +1,4 @@
-"""LoRA SFT with the Hugging Face Trainer (A.3): response-only loss, checkpoints for resume, fp32 merge.
+"""LoRA SFT pieces for the Hugging Face Trainer (A.3): encoding with response-only loss, collator, model, args.
 
 Weights stay fp32 (so the LoRA delta is not lost to bf16 rounding when merged); compute runs under bf16
 (or fp16) autocast where ``dcr.models.pick_dtype`` says so: on a CPU with avx512_bf16/AMX that is
@@ -7,23 +7,14 @@ several times faster than fp32.
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcr.align.config import AlignConfig
-from dcr.align.data import build_mix, normalize_prompt
-from dcr.align.tracking import RefusalTracker, TrainLog, probe_sets
-from dcr.io import read_jsonl, write_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt, response_suffix
-from dcr.stage import run_stage
 
-log = logging.getLogger("dcr.align")
 IGNORE = -100
 
 
@@ -111,133 +102,3 @@ def training_args(cfg: AlignConfig, out: Path) -> Any:
         bf16=dt == torch.bfloat16, fp16=dt == torch.float16, use_cpu=pick_device(cfg.device) == "cpu",
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
     )
-
-
-def _save_dir_atomic(out: Path, name: str, save: Any) -> Path:
-    """Call ``save(tmp_dir)`` then move the result to ``out/name`` (never half-written)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-    try:
-        save(tmp)
-        target = out / name
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out / name
-
-
-def merge(cfg: AlignConfig, out: Path, tok: Any) -> Path:
-    """Merge ``OUT/adapter`` into a fresh fp32 copy of the base; save ``OUT/model`` in ``merge_dtype``."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from dcr.models import pick_dtype, resolve_model
-
-    base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
-    merged = merged.to(pick_dtype(cfg.merge_dtype, "cpu"))
-
-    def save(d: Path) -> None:
-        merged.save_pretrained(d, safe_serialization=True)
-        tok.save_pretrained(d)
-
-    return _save_dir_atomic(out, "model", save)
-
-
-def _encode_all(tok: Any, rows: list[dict[str, Any]], cfg: AlignConfig) -> list[dict[str, list[int]]]:
-    items = [encode(tok, r, cfg.template, cfg.max_length, cfg.loss_on_prompt) for r in rows]
-    kept = [x for x in items if x is not None]
-    if not kept:
-        from dcr.errors import ConfigError
-
-        raise ConfigError(f"no training example keeps a response token within max_length={cfg.max_length}. "
-                          "Fix: raise max_length")
-    return kept
-
-
-def _prepare_resume(cfg: AlignConfig, out: Path, force: bool) -> None:
-    """Keep checkpoints and logs only when they come from this exact config (and not ``force``)."""
-    from dcr.config import config_hash
-
-    stamp = out / "checkpoints" / "CONFIG_HASH"
-    key = config_hash(cfg)
-    if force or not stamp.exists() or stamp.read_text().strip() != key:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        for name in ("tracking.csv", "train_log.csv"):
-            (out / name).unlink(missing_ok=True)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key + "\n")
-
-
-def _train(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = False) -> dict[str, Any]:
-    from transformers import PrinterCallback, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
-
-    _prepare_resume(cfg, out, force)
-    rows, stats = build_mix(cfg, out)
-    write_jsonl(out / "train_data.jsonl", rows)
-    log.info("training mix: %s", stats)
-    model, tok = load_trainable(cfg)
-    items = _encode_all(tok, rows, cfg)
-    stats["n_dropped_too_long"] = len(rows) - len(items)
-    cbs: list[Any] = [TrainLog(out / "train_log.csv")]
-    if cfg.track_every > 0:
-        probes = probe_sets(cfg, {normalize_prompt(r["prompt"]) for r in rows})
-        stats["probe_n"] = {g: len(p) for g, p in probes.items()}
-        dt = compute_dtype(cfg)
-        cbs.append(RefusalTracker(tok, probes, cfg, out / "tracking.csv", None if dt == torch.float32 else dt))
-    trainer = Trainer(model=model, args=training_args(cfg, out), train_dataset=ListDataset(items),
-                      data_collator=Collator(tok.pad_token_id), callbacks=cbs + list(callbacks))
-    trainer.remove_callback(PrinterCallback)  # TrainLog logs to stage.log instead of printing dicts
-    ckpt_dir = out / "checkpoints"
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    if last:
-        log.info("resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
-    _save_dir_atomic(out, "adapter", lambda d: model.save_pretrained(d))
-    merge(cfg, out, tok)
-    stats.update({"resumed_from": last, "global_step": trainer.state.global_step,
-                  "train_loss": round(float(result.training_loss), 6), "effective_batch": cfg.effective_batch})
-    _record(cfg, out, stats)
-    return stats
-
-
-def _record(cfg: AlignConfig, out: Path, stats: dict[str, Any]) -> None:
-    from dcr.results import record
-
-    base = {"model": str(out), "stage": "align", "method": cfg.method, "seed": cfg.seed}
-    record(out, **base, metric="train_loss", value=stats["train_loss"], n=stats["n_total"])
-    track = out / "tracking.csv"
-    if track.exists():
-        import csv
-
-        with open(track, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        for step_kind, step in (("start", min(int(r["step"]) for r in rows)),
-                                ("end", max(int(r["step"]) for r in rows))):
-            for r in (x for x in rows if int(x["step"]) == step):
-                for metric in ("refusal_prob", "refusal_rate"):
-                    record(out, **base, benchmark=f"track-{r['group']}", metric=metric, value=float(r[metric]),
-                           n=int(r["n"]), step=step, when=step_kind, judge=cfg.judge)
-
-
-def align(cfg: AlignConfig, out_dir: str | Path, force: bool = False, callbacks: list[Any] | None = None) -> Path:
-    """Run STL / STL-aug LoRA SFT into ``out_dir`` (skipped when already done with the same config).
-
-    ``callbacks`` are extra ``TrainerCallback`` objects (used by tests to interrupt a run).
-    """
-    from dcr.models import resolve_model
-
-    inputs = {"model": resolve_model(cfg.model)}
-    if cfg.teacher != "self":
-        inputs["teacher"] = resolve_model(cfg.teacher)
-    out, _ = run_stage("align", cfg, out_dir, lambda o: _train(cfg, o, callbacks or [], force),
-                       inputs=inputs, force=force)
-    return out
-
-
-def load_train_data(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The training rows an align run used (``OUT/train_data.jsonl``)."""
-    return read_jsonl(Path(out_dir) / "train_data.jsonl")

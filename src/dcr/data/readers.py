@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.errors import DataError
+from dcr.fingerprint import note_read
 
 
 def _open_text(path: Path) -> str:
@@ -17,6 +18,7 @@ def _open_text(path: Path) -> str:
         raise DataError(path, "file not found", "check --data-dir / DCR_DATA_DIR points at the data directory "
                         "(see its README.md), or pass a hub id")
     raw = path.read_bytes()
+    note_read(path)
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)

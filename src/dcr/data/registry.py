@@ -14,12 +14,17 @@ from dcr.errors import DataError, DcrError
 
 
 class BenchmarkMissing(DcrError):
-    """The benchmark's data is not available; ``reason`` says why and how to get it."""
+    """The benchmark's data is not available; ``reason`` says why and how to get it.
 
-    def __init__(self, name: str, reason: str) -> None:
+    ``transient`` marks a condition that may pass (the hub could not be reached): a stage that met it is not
+    cached as done.
+    """
+
+    def __init__(self, name: str, reason: str, transient: bool = False) -> None:
         super().__init__(f"benchmark {name!r} is missing: {reason}")
         self.name = name
         self.reason = reason
+        self.transient = transient
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
@@ -159,7 +164,8 @@ def load_hub(spec: str) -> list[PromptRecord]:
 
         ds = datasets.load_dataset(hub_id, split=split)
     except Exception as exc:  # network, auth or name problems all end here
-        raise BenchmarkMissing(spec, f"could not load {hub_id!r} from the hub ({type(exc).__name__}: {exc})") from None
+        raise BenchmarkMissing(spec, f"could not load {hub_id!r} from the hub ({type(exc).__name__}: {exc})",
+                               transient=True) from None
     if col not in ds.column_names:
         raise DataError(hub_id, f"no column {col!r} (columns: {ds.column_names})", "name the column: hf:ID:SPLIT:COL")
     return [PromptRecord(f"{hub_id}-{i}", str(t), label, "", hub_id) for i, t in enumerate(ds[col]) if str(t).strip()]

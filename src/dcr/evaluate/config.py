@@ -4,30 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcr.config import check, field
-from dcr.prompts import TEMPLATES
+from dcr.config import StageConfig, check, field
 
 # AlpacaEval reference outputs shipped in the data directory (alpaca-eval/<name>_outputs.json).
 ALPACA_REFERENCES = ("gpt4", "text_davinci_003", "gpt4_1106_preview")
 RESERVED_TAGS = frozenset({"model", "benchmark", "kind", "split", "metric", "value", "n", "judge", "time"})
 
 
-@dataclass
-class EvaluateConfig:
+@dataclass(kw_only=True)
+class EvaluateConfig(StageConfig):
     """Configuration of ``dcr evaluate`` (over-refusal, safety, general ability, refusal probability, quality)."""
 
-    model: str = field("", help="Model to evaluate: embedded name (smollm2-135m), HF directory, dcr stage dir, "
-                                "or hub id.")
     benchmarks: list[str] = field(default_factory=lambda: ["xstest"], help=(
         "Benchmarks: registered names (xstest, coconot, ...), groups all | over-refusal | safety-all (the five "
         "safety sets, each reported) | safety (pooled 938) | general (mmlu, arc-easy, arc-challenge, openbookqa, "
         "piqa), heldout-nll, alpaca-eval (win rate), or hf:OWNER/NAME[:SPLIT[:COL[:LABEL]]]."))
-    seed: int = field(0, help="Seed of the per-benchmark subsample taken by --limit (and of the quality subset).")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Model dtype: auto, fp32, bf16, fp16 (scores are always summed in fp32).")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template for generation and refusal probability: "
-                                       f"{', '.join(TEMPLATES)}.")
     limit: int | None = field(None, help="At most this many items per benchmark, a seeded subsample (None = all).")
     judge: str = field("keyword", help="Refusal judge for compliance and refusal rates: keyword | guard:MODEL | "
                                        "http:BASE_URL[#MODEL_NAME].")
@@ -58,10 +49,9 @@ class EvaluateConfig:
                                                             "(the pipeline sets method and seed).")
 
     def __post_init__(self) -> None:
-        check(bool(self.model), "EvaluateConfig.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
+        super().__post_init__()
         check(len(self.benchmarks) > 0 and all(b.strip() for b in self.benchmarks),
               "benchmarks is empty. Fix: pass --benchmark NAME[,NAME...] (e.g. xstest, or all)")
-        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of {TEMPLATES}")
         check(self.limit is None or self.limit >= 1, f"limit must be >= 1 (or None for all), got {self.limit}")
         check(bool(self.judge.strip()), "judge is empty. Fix: use keyword, guard:MODEL or http:URL")
         for name in ("max_new_tokens", "batch_size", "score_batch_size", "nll_n", "nll_max_tokens", "quality_n",

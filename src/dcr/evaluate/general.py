@@ -23,6 +23,7 @@ from typing import Any
 from dcr.data import BenchmarkMissing, load_alpaca_eval, readers, subsample
 from dcr.errors import DataError
 from dcr.evaluate.metrics import Metric, accuracy, argmax, length_normalised, nll_per_token
+from dcr.fingerprint import note_read
 from dcr.io import append_jsonl, read_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt
 from dcr.scoring import continuation_logprobs
@@ -118,6 +119,7 @@ def load_piqa(root: Path) -> list[MCItem]:
     lab_path = _require(root / "piqa" / "valid-labels.lst", "piqa", "ybisk/piqa labels")
     rows = readers.read_jsonl(path)
     labels = [x.strip() for x in lab_path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    note_read(lab_path)
     if len(labels) != len(rows):
         raise DataError(lab_path, f"{len(labels)} labels for {len(rows)} rows of {path.name}",
                         "use the labels file that belongs to the same split")

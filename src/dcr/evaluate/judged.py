@@ -24,6 +24,7 @@ from dcr.evaluate.metrics import Metric, by_type, mean, safe_metrics, split_grou
 from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
+from dcr.judges import Judge
 
 JUDGE_CHUNK = 64
 
@@ -32,8 +33,8 @@ JUDGE_CHUNK = 64
 class Judges:
     """The refusal judge (None if the configured judge cannot measure refusals) and the safety judge."""
 
-    refusal: Any | None
-    safety: Any
+    refusal: Judge | None
+    safety: Judge
 
 
 def slug(text: str) -> str:
@@ -72,7 +73,7 @@ def prefill(gen_dir: Path, bench: str, records: Sequence[PromptRecord], meta: di
     return len(rows)
 
 
-def judge_cached(judge: Any, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
+def judge_cached(judge: Judge, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
     """``{id: (label, value)}`` for every row, judging only rows not already in ``path`` (chunked, appended)."""
     done = {str(r["id"]): (str(r["label"]), bool(r["value"])) for r in read_jsonl(path)}
     todo = [r for r in rows if str(r["id"]) not in done]
@@ -80,10 +81,7 @@ def judge_cached(judge: Any, rows: Sequence[dict[str, Any]], path: Path) -> dict
         chunk = todo[start:start + JUDGE_CHUNK]
         prompts = [r["prompt"] for r in chunk]
         completions = [r["completion"] for r in chunk]
-        if hasattr(judge, "judge_with_labels"):
-            pairs = judge.judge_with_labels(prompts, completions)
-        else:
-            pairs = [(str(v), bool(v)) for v in judge.judge(prompts, completions)]
+        pairs = judge.judge_with_labels(prompts, completions)
         new = [{"id": str(r["id"]), "label": lab, "value": bool(v)} for r, (lab, v) in zip(chunk, pairs)]
         append_jsonl(path, new)
         done.update({n["id"]: (n["label"], n["value"]) for n in new})

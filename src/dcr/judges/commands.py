@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from dcr.data import readers
 from dcr.errors import DataError
 from dcr.io import write_table
 from dcr.judges.base import SPECS, Judge, get_judge
@@ -40,19 +40,8 @@ def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             rows.append(dict(row))
         cols = list(reader.fieldnames or [])
     else:
-        rows, cols = [], []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"not valid JSON ({exc.msg})", "fix or remove the line", row=i) from None
-            if not isinstance(obj, dict):
-                raise DataError(path, f"line is a JSON {type(obj).__name__}, not an object", "write one object a line",
-                                row=i)
-            rows.append(obj)
-            cols.extend(k for k in obj if k not in cols)
+        rows = readers.read_jsonl(path)
+        cols = list(dict.fromkeys(k for row in rows for k in row))
     if not rows:
         raise DataError(path, "no data rows", "pass a file with at least one row")
     return rows, cols

@@ -7,7 +7,7 @@ name as attributes of this package; import the math from the submodules explicit
 """
 
 from dcr.probe.config import MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
-from dcr.probe.stages import mds, ntk, ntk_track, separability
+from dcr.probe.stage import mds, ntk, ntk_track, separability
 
 __all__ = ["MdsConfig", "NtkConfig", "NtkTrackConfig", "SeparabilityConfig", "mds", "ntk", "ntk_track",
            "separability"]

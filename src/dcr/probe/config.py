@@ -4,35 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcr.config import check, field
-from dcr.prompts import TEMPLATES
+from dcr.config import StageConfig, check, field
 
 METHODS = ("fd", "jvp")
 GROUPS = ("s-toxic", "toxic", "normal")
 
 
-def _check_common(cfg: object, name: str) -> None:
-    model = cfg.model
-    check(bool(model), f"{name}.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
-    dtype = cfg.dtype
-    check(dtype in ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16"),
-          f"{name}.dtype {dtype!r} unknown. Fix: use auto, fp32, bf16 or fp16")
-    template = cfg.template
-    check(template in TEMPLATES, f"{name}.template {template!r} unknown. Fix: use one of {TEMPLATES}")
-    check(cfg.max_length >= 8, f"{name}.max_length must be >= 8")
+@dataclass(kw_only=True)
+class ProbeConfig(StageConfig):
+    """Fields and checks shared by the probe configs."""
+
+    batch_size: int = field(16, help="Prompts per forward pass.")
+    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
 
 
-@dataclass
-class NtkConfig:
+@dataclass(kw_only=True)
+class NtkConfig(ProbeConfig):
     """``dcr probe ntk``: mean normalised ||K_t(x', x)||_F between prompt groups (paper 4.2, 7.3, A.6)."""
 
-    model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
     model_after: str | None = field(None, help="Optional second model (e.g. after DCR) shown beside the first.")
-    seed: int = field(0, help="Seed of the prompt subsamples.")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Model dtype; auto = fp32 (finite differences need fp32, see docs/probe.md).")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
     n_per_group: int = field(25, help="Prompts per group (paper: 25): S-toxic, toxic (XSTest), normal (I-Alpaca).")
     top_k: int = field(5, help="Size of the top-k token sets S_u, S_o at the last prompt position.")
     ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).")
@@ -41,10 +34,9 @@ class NtkConfig:
     fd_eps: float = field(1e-3, help="Finite-difference step epsilon (A.6: 1e-3).")
     fd_unit_step: bool = field(False, help="Step along w/||w|| (then rescale) instead of the raw gradient w.")
     batch_size: int = field(32, help="Prompts x' per forward on the JVP side.")
-    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
 
     def __post_init__(self) -> None:
-        _check_common(self, "NtkConfig")
+        super().__post_init__()
         check(self.n_per_group >= 2, f"n_per_group must be >= 2 (pairs inside a group), got {self.n_per_group}")
         check(self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}")
         check(self.ntk_layers >= 0, f"ntk_layers must be >= 0, got {self.ntk_layers}")
@@ -58,7 +50,7 @@ class NtkConfig:
               "(or auto) or method jvp")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NtkTrackConfig(NtkConfig):
     """``dcr probe ntk-track``: the group means of ||K_t|| across alignment checkpoints (paper Fig. 3)."""
 
@@ -74,65 +66,50 @@ class NtkTrackConfig(NtkConfig):
         check(bool(self.checkpoints), "NtkTrackConfig.checkpoints is empty. Fix: pass --checkpoints DIR [DIR ...]")
 
 
-@dataclass
-class SeparabilityConfig:
+@dataclass(kw_only=True)
+class TwoSetConfig(ProbeConfig):
+    """Last-token features of two prompt sets at chosen layers (separability and MDS)."""
+
+    set_a: str = field("xstest-safe", help="First prompt set (a dcr.data benchmark name; seemingly toxic), label 0.")
+    set_b: str = field("xstest-unsafe", help="Second prompt set (a dcr.data benchmark name; toxic), label 1.")
+    n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.")
+    layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = the verb's default.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.set_a != self.set_b, "set_a and set_b are the same set. Fix: name two different prompt sets")
+        check(self.n is None or self.n >= 2, f"n must be >= 2 prompts per set, got {self.n}")
+        check(all(layer >= 0 for layer in self.layers), f"layers must be 0-based block indices, got {self.layers}")
+
+
+@dataclass(kw_only=True)
+class SeparabilityConfig(TwoSetConfig):
     """``dcr probe separability``: per-layer k-means and linear-probe accuracy (paper A.9, Fig. 7)."""
 
-    model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
-    seed: int = field(0, help="Seed of subsampling, k-means and the CV folds.")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Model dtype: auto, fp32, bf16 (features are cast to fp32).")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
-    set_a: str = field("xstest-safe", help="First prompt set (a dcr.data benchmark name), label 0.")
-    set_b: str = field("xstest-unsafe", help="Second prompt set (a dcr.data benchmark name), label 1.")
-    n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.")
-    layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = all.")
     cv_folds: int = field(5, help="Cross-validation folds of the logistic-regression probe.")
     kmeans_init: int = field(10, help="k-means restarts (n_init).")
     middle_band: list[float] = field(default_factory=lambda: [0.25, 0.75],
                                      help="Relative depth band [lo, hi] where the DCR layer is suggested.")
     saturation_tol: float = field(0.02, help="Probe accuracy within this of the band's best counts as saturated.")
-    batch_size: int = field(16, help="Prompts per forward pass.")
-    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
 
     def __post_init__(self) -> None:
-        _check_common(self, "SeparabilityConfig")
-        check(self.set_a != self.set_b, "set_a and set_b are the same set. Fix: name two different prompt sets")
+        super().__post_init__()
         check(self.n is None or self.n >= max(4, self.cv_folds),
               f"n must be >= max(4, cv_folds) prompts per set, got {self.n}")
-        check(all(layer >= 0 for layer in self.layers), f"layers must be 0-based block indices, got {self.layers}")
         check(self.cv_folds >= 2, f"cv_folds must be >= 2, got {self.cv_folds}")
         check(self.kmeans_init >= 1, f"kmeans_init must be >= 1, got {self.kmeans_init}")
         check(len(self.middle_band) == 2 and 0.0 <= self.middle_band[0] <= self.middle_band[1] <= 1.0,
               f"middle_band must be [lo, hi] with 0 <= lo <= hi <= 1, got {self.middle_band}")
         check(0.0 <= self.saturation_tol < 1.0, f"saturation_tol must be in [0, 1), got {self.saturation_tol}")
-        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
 
-@dataclass
-class MdsConfig:
+@dataclass(kw_only=True)
+class MdsConfig(TwoSetConfig):
     """``dcr probe mds``: 2-D MDS maps of last-token activations at chosen layers (paper A.9, Fig. 8)."""
 
-    model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
-    seed: int = field(0, help="Seed of subsampling and of the MDS initialisation.")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Model dtype: auto, fp32, bf16 (features are cast to fp32).")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
-    set_a: str = field("xstest-safe", help="First prompt set (seemingly toxic), drawn orange.")
-    set_b: str = field("xstest-unsafe", help="Second prompt set (toxic), drawn blue.")
-    n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.")
-    layers: list[int] = field(default_factory=list, help="Blocks (0-based) to map; empty = 6 evenly spaced.")
     mds_method: str = field("smacof", help="smacof (sklearn.manifold.MDS) or classical (Torgerson).")
-    batch_size: int = field(16, help="Prompts per forward pass.")
-    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
 
     def __post_init__(self) -> None:
-        _check_common(self, "MdsConfig")
-        check(self.set_a != self.set_b, "set_a and set_b are the same set. Fix: name two different prompt sets")
-        check(self.n is None or self.n >= 2, f"n must be >= 2 prompts per set, got {self.n}")
-        check(all(layer >= 0 for layer in self.layers), f"layers must be 0-based block indices, got {self.layers}")
+        super().__post_init__()
         check(self.mds_method in ("smacof", "classical"),
               f"mds_method {self.mds_method!r} unknown. Fix: use smacof or classical")
-        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from dcr.config import check, field
-from dcr.prompts import TEMPLATES
+from dcr.config import StageConfig, check, field
 from dcr.refine.loss import VARIANTS
 
 POOLINGS = ("last", "mean")
@@ -13,16 +13,15 @@ TIED = ("freeze", "untie")
 EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
 
 
-@dataclass
-class RefineConfig:
-    """Configuration of ``dcr refine`` (paper appendix A.2 defaults)."""
+@dataclass(kw_only=True)
+class RefineConfig(StageConfig):
+    """Configuration of ``dcr refine`` (paper appendix A.2 defaults).
 
-    model: str = field("", help="Model to refine: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
-    seed: int = field(0, help="Seed for the sampler, toxic-prompt sampling and initialisation of LoRA.")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Compute dtype: auto (bf16 autocast where the CPU/GPU has bf16), bf16, fp32.")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
+    ``dtype`` auto/bf16 trains under bf16 autocast over fp32 weights; there is no fp16 path.
+    """
+
+    dtypes: ClassVar[tuple[str, ...]] = ("auto", "bf16", "bfloat16", "fp32", "float32")
+
     layer: int | None = field(None, help="Target layer l = output of decoder block l (0-based); None = layers // 2.")
     pooling: str = field("last", help="Feature pooling over the prompt: last (last prompt token) or mean.")
     circle_variant: str = field("paper", help="Circle weights: paper (eq. 5, A.8) or original (Sun et al. 2020).")
@@ -52,10 +51,7 @@ class RefineConfig:
     truncate_forward: bool = field(True, help="Stop the forward after layer l when the NLL term is off.")
 
     def __post_init__(self) -> None:
-        check(bool(self.model), "RefineConfig.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
-        check(self.dtype in ("auto", "bf16", "bfloat16", "fp32", "float32"),
-              f"dtype {self.dtype!r} unknown. Fix: use auto, bf16 or fp32")
-        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of {TEMPLATES}")
+        super().__post_init__()
         check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
         check(self.pooling in POOLINGS, f"pooling {self.pooling!r} unknown. Fix: use one of {POOLINGS}")
         check(self.circle_variant in VARIANTS, f"circle_variant {self.circle_variant!r}. Fix: use one of {VARIANTS}")

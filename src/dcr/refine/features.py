@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dcr.errors import ConfigError
 from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers, num_layers
 from dcr.prompts import adds_special_tokens, format_prompt
@@ -28,10 +29,11 @@ class StopForward(Exception):
 
 
 def check_layer(model: Any, layer: int) -> int:
-    """``layer`` if it is a valid 0-based block index of ``model``, else ValueError naming the range."""
+    """``layer`` if it is a valid 0-based block index of ``model``, else ConfigError naming the range."""
     n = num_layers(model)
     if not 0 <= layer < n:
-        raise ValueError(f"layer {layer} out of range: {type(model).__name__} has blocks 0..{n - 1}")
+        raise ConfigError(f"layer {layer} out of range: {type(model).__name__} has blocks 0..{n - 1}. "
+                          f"Fix: pass --layer between 0 and {n - 1}")
     return layer
 
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +16,13 @@ import yaml
 
 from dcr import results
 from dcr.io import atomic_open, write_json, write_table
-from dcr.models import load_model, pick_dtype
+from dcr.models import load_model, pick_dtype, save_model
 from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, default_layer, extract_features
 from dcr.refine.metrics import separability
 from dcr.refine.train import count_params, setup_full, setup_lora, train
+from dcr.stage import run_stage
 
 log = logging.getLogger("dcr.refine")
 TRAIN_EVAL = 50  # training prompts per class scored as the in-distribution reference in metrics.json
@@ -55,19 +53,6 @@ def evaluate_sets(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, lay
     k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))  # in-distribution reference: did training fit?
     out["train"] = score(feats([r.prompt for r in data.seemingly[:k]]), feats([r.prompt for r in data.toxic[:k]]))
     return out
-
-
-def save_model(model: Any, tok: Any, target: Path) -> None:
-    """Write an HF directory atomically (a temp dir renamed over ``target``)."""
-    tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def plot_loss(rows: list[dict[str, float]], path: Path) -> None:
@@ -123,7 +108,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     return model, rows, info
 
 
-def run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
+def _run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
     """The body of the stage (``run_stage`` calls it with the output directory)."""
     (out / results.RESULTS).unlink(missing_ok=True)
     with atomic_open(out / "config.yaml") as fh:
@@ -156,8 +141,9 @@ def run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
 
 
 def refine(cfg: RefineConfig, out_dir: str | Path, force: bool = False) -> Path:
-    """Run DCR refinement into ``out_dir`` (skipped when a finished run with the same config is there)."""
-    from dcr.stage import run_stage
+    """DCR stage 1: Circle Loss at layer l between seemingly toxic and toxic prompts (tail frozen).
 
-    out, _ = run_stage("refine", cfg, out_dir, lambda o: run_refine(cfg, o), force=force)
-    return out
+    Skipped when ``out_dir`` holds a finished run with the same key.
+    """
+    return run_stage("refine", cfg, out_dir, lambda o: _run_refine(cfg, o), upstream={"model": cfg.model},
+                     force=force)[0]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcr.io import read_json
 from dcr.report.render import Table
+from dcr.stage import read_manifest
 
 METHOD_ORDER = ("base", "stl", "stl-aug", "surgical", "scans", "dcr+stl", "dcr+stl-aug")
 METHOD_NAMES = {"base": "Base (no alignment)", "stl": "STL", "stl-aug": "STL-aug", "surgical": "Surgical",
@@ -217,8 +217,7 @@ def cost_table(run_dir: Path, plan: dict[str, Any]) -> Table:
     """Wall time and peak memory of every stage, from its manifest (the paper's Table 2, per stage)."""
     body = []
     for node in plan.get("nodes", []):
-        path = run_dir / node["dir"] / "manifest.json"
-        man = read_json(path) if path.exists() else {}
+        man = read_manifest(run_dir / node["dir"]) or {}
         status = man.get("status", "not run")
         methods = ", ".join(sorted({u["method"] for u in node.get("uses", [])}))
         body.append([node["label"], methods, status, _num(man.get("wall_time_s"), "{:.1f}"),

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dcr.errors import DataError
-from dcr.io import atomic_open, read_json, write_json
+from dcr.io import read_json, write_json
 from dcr.steer.scans import ScansSteerer
 from dcr.steer.surgical import SurgicalSteerer
 
@@ -67,8 +67,3 @@ def load_steerer(path: str | Path) -> Steerer:
         where = tens_path if exc.args[0] in TENSOR_KEYS else meta_path
         raise DataError(where, f"missing field {exc.args[0]!r}", "re-run `dcr steer` with --force") from None
     raise DataError(meta_path, f"method {method!r} is not surgical or scans", "re-run `dcr steer` with --force")
-
-
-def write_note(path: Path, text: str) -> None:
-    with atomic_open(path) as fh:
-        fh.write(text)

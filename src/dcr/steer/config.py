@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcr.config import check, field
-from dcr.prompts import TEMPLATES
+from dcr.config import StageConfig, check, field
 
 METHODS = ("surgical", "scans")
 HARMFUL_SOURCES = ("stl", "hh")
 
 
-@dataclass
-class SteerConfig:
+@dataclass(kw_only=True)
+class SteerConfig(StageConfig):
     """Configuration of ``dcr steer surgical|scans`` (paper section 6 and appendix A.4)."""
 
     method: str = field("surgical", help="Steering method: surgical (Wang et al. 2024) or scans (Cao et al. 2025).")
-    model: str = field("", help="Model to steer: embedded name (smollm2-135m), HF directory, dcr stage dir, hub id.")
-    seed: int = field(0, help="Seed for sampling the extraction prompts.")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
-    dtype: str = field("auto", help="Model dtype for extraction: auto, fp32, bf16, fp16 (directions are kept fp32).")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
     n_directions: int = field(64, help="Prompts sampled per set (harmful, harmless, seemingly toxic) for the means.")
     harmful_source: str = field("stl", help="Harmful prompts: stl (STL refusal-pair instructions) or hh (HH-RLHF "
                                             "harmful first turns).")
@@ -47,9 +40,8 @@ class SteerConfig:
     export: bool = field(False, help="Surgical: also write OUT/model/ with the ablation baked into the weights.")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {METHODS}")
-        check(bool(self.model), "SteerConfig.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
-        check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of {TEMPLATES}")
         check(self.n_directions >= 2, f"n_directions must be >= 2 prompts per set, got {self.n_directions}")
         check(self.harmful_source in HARMFUL_SOURCES,
               f"harmful_source {self.harmful_source!r} unknown. Fix: use one of {HARMFUL_SOURCES}")

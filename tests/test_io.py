@@ -125,3 +125,17 @@ def test_truncated_tail_followed_by_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "g.jsonl"
     path.write_text('{"id": 1}\n{"id": 2, "x\n\n', encoding="utf-8")
     assert read_jsonl(path) == [{"id": 1}]
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path: Path) -> None:
+    from dcr.io import atomic_dir
+
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "w.bin").write_text("v1")
+    assert (target / "w.bin").read_text() == "v1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "w.bin").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "w.bin").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temp dir left behind

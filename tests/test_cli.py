@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dcr.cli import STAGE_MODULES, app, main
+from dcr.cli import app, main
 from dcr.errors import ModelError
 
 runner = CliRunner()
@@ -68,18 +68,3 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "unknown embedded model 'nonexistent'" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_stage_modules_import_or_are_absent() -> None:
-    """Every listed verb module is either importable with register() or not written yet."""
-    import importlib
-    import importlib.util
-
-    for mod in STAGE_MODULES:
-        try:
-            spec = importlib.util.find_spec(mod)
-        except ModuleNotFoundError:
-            continue
-        if spec is None:
-            continue
-        assert callable(importlib.import_module(mod).register), mod

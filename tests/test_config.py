@@ -44,8 +44,11 @@ def test_precedence(tmp_path: Path) -> None:
     assert (cfg.lr, cfg.steps, cfg.model, cfg.seed, cfg.use_bf16) == (0.5, 20, "from-yaml", 7, False)
     cfg = build_config(ToyConfig, y, overrides={"steps": 30, "model": "from-cli"})
     assert (cfg.lr, cfg.steps, cfg.model, cfg.seed) == (0.5, 30, "from-cli", 7)
+    # an explicit flag wins over --set, which wins over the YAML file (--limit 4 --set limit=6 gives 4)
     cfg = build_config(ToyConfig, y, overrides={"steps": 30, "model": "from-cli"}, sets=["steps=40", "use-bf16=true"])
-    assert (cfg.lr, cfg.steps, cfg.model, cfg.seed, cfg.use_bf16) == (0.5, 40, "from-cli", 7, True)
+    assert (cfg.lr, cfg.steps, cfg.model, cfg.seed, cfg.use_bf16) == (0.5, 30, "from-cli", 7, True)
+    cfg = build_config(ToyConfig, y, overrides={"steps": None}, sets=["steps=40", "lr=0.25"])
+    assert (cfg.lr, cfg.steps) == (0.25, 40)
 
 
 def test_none_overrides_ignored(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ import typer
 from rich.console import Console
 
 from dcr.pipeline import Node, load_experiment, plan, run_experiment, write_plan
+from dcr.stage import read_manifest
 
-STYLES = {"running": "cyan", "done": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
+STYLES = {"running": "cyan", "done": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow",
+          "incomplete": "yellow"}
 
 
 class ConsoleProgress:
@@ -28,7 +30,8 @@ class ConsoleProgress:
         if status == "running":
             self.console.print(f"[bold]{head}[/bold] ... [{style}]running[/{style}]  [dim]stages/{node.dir.name}[/dim]")
         elif status == "skipped":
-            self.console.print(f"{head} ... [{style}]skipped (finished earlier)[/{style}]")
+            key = (read_manifest(node.dir) or {}).get("key")
+            self.console.print(f"{head} ... [{style}]skipped (finished, key {key})[/{style}]")
         else:
             self.console.print(f"{head} ... [{style}]{status}[/{style}] in {seconds:.1f}s")
 

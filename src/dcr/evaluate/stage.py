@@ -1,0 +1,91 @@
+"""``evaluate(cfg, out_dir)``: run the requested benchmarks, write metrics.json and results.jsonl records.
+
+Outputs in ``OUT``: ``generations/<bench>.jsonl`` (+ ``.meta.json``), ``judgements/``, ``scores/<bench>.jsonl``
+(general-ability option scores), ``metrics.json`` (per benchmark, plus ``missing: {name: reason}``),
+``results.jsonl`` (one flat record per number, rewritten on each run), ``manifest.json`` and ``stage.log``.
+The caches (generations, judgements, scores, quality) survive a failure, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from dcr.config import to_dict
+from dcr.data import SAFETY_SETS, BenchmarkMissing
+from dcr.errors import DataError
+from dcr.evaluate.config import EvaluateConfig
+from dcr.evaluate.suite import METRICS_FILE, Runner, expand_benchmarks, safety_average
+from dcr.io import write_json
+from dcr.results import RESULTS, record
+from dcr.stage import run_stage
+
+RESUMABLE = ("generations", "judgements", "scores")
+
+
+def _missing_reason(exc: Exception) -> str | None:
+    """The reason when ``exc`` says a benchmark's data is absent (not malformed); else None."""
+    if isinstance(exc, BenchmarkMissing):
+        return exc.reason
+    if isinstance(exc, DataError) and exc.path is not None and not Path(str(exc.path)).exists():
+        return str(exc)
+    return None
+
+
+def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str, Any]:
+    """The body of the stage: every benchmark in turn, metrics.json rewritten after each."""
+    from dcr.models import load_model
+
+    (out / RESULTS).unlink(missing_ok=True)
+    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    runner = Runner(cfg, out, model, tok)
+    summary: dict[str, Any] = {"model": cfg.model, "judge": cfg.judge, "safety_judge": cfg.safety_judge,
+                               "limit": cfg.limit, "seed": cfg.seed, "steer": cfg.steer, "tags": cfg.tags,
+                               "config": to_dict(cfg), "benchmarks": {}, "missing": {}}
+    transient: dict[str, str] = {}
+    if cfg.steer:
+        from dcr.steer import load_steerer
+
+        steering: Any = load_steerer(cfg.steer).apply(model)
+    else:
+        steering = nullcontext()
+    with steering:
+        for name in names:
+            try:
+                metrics, detail = runner.run(name)
+            except (BenchmarkMissing, DataError) as exc:
+                reason = _missing_reason(exc)
+                if reason is None:
+                    raise
+                summary["missing"][name] = reason
+                if isinstance(exc, BenchmarkMissing) and exc.transient:
+                    transient[name] = reason
+                write_json(out / METRICS_FILE, summary)
+                continue
+            summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
+                                           "metrics": [m.as_dict() for m in metrics]}
+            for m in metrics:
+                record(out, model=cfg.model, benchmark=name, kind=m.kind, split=m.split, metric=m.metric,
+                       value=m.value, n=m.n, judge=m.judge, **cfg.tags)
+            write_json(out / METRICS_FILE, summary)
+    avg = safety_average(summary["benchmarks"])
+    if avg is not None:
+        summary["benchmarks"]["safety-avg"] = {"kind": "safety", "n": avg.n, "model": cfg.model, "limit": cfg.limit,
+                                               "seed": cfg.seed, "macro_average_of": list(SAFETY_SETS),
+                                               "metrics": [avg.as_dict()]}
+        record(out, model=cfg.model, benchmark="safety-avg", kind=avg.kind, split=avg.split, metric=avg.metric,
+               value=avg.value, n=avg.n, judge=avg.judge, **cfg.tags)
+    write_json(out / METRICS_FILE, summary)
+    return {"benchmarks": sorted(summary["benchmarks"]), "missing": sorted(summary["missing"]),
+            "transient": transient}
+
+
+def evaluate(cfg: EvaluateConfig, out_dir: str | Path, force: bool = False) -> Path:
+    """Evaluate over-refusal, safety, general ability, refusal probability and response quality.
+
+    Skipped when ``out_dir`` holds a finished run with the same key.
+    """
+    names = expand_benchmarks(cfg.benchmarks)
+    return run_stage("evaluate", cfg, out_dir, lambda o: _run_evaluate(cfg, names, o),
+                     upstream={"model": cfg.model, "steer": cfg.steer}, force=force, keep=RESUMABLE)[0]
