@@ -69,36 +69,58 @@ def test_batches_are_length_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [r["completion"] for r in rows] == [f"out:{p}" for p in PROMPTS]
 
 
-def test_resume_generates_only_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_continues_at_batch_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed mid-run (and mid-line) and resumed: byte-identical to an uninterrupted run, same batches."""
+    model, tok = tiny_lm("llama")
+    recs = _records()
+    whole = tmp_path / "whole.jsonl"
+    generate(model, tok, recs, out_jsonl=whole, batch_size=2, max_new_tokens=4, progress=False)
+    real = gen.generate_texts
+    seen: list[list[str]] = []
+
+    def killed_after_two(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        seen.append(list(prompts))
+        return real(model, tok, prompts, *a, **k)
+
+    part = tmp_path / "part.jsonl"
+    monkeypatch.setattr(gen, "generate_texts", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        generate(model, tok, recs, out_jsonl=part, batch_size=2, max_new_tokens=4, progress=False)
+    lines = part.read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    part.write_text("".join(lines[:3]) + lines[3][:10])  # the last row torn mid-line: batch 2 is incomplete
+    resumed: list[list[str]] = []
+
+    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+        resumed.append(list(prompts))
+        return real(model, tok, prompts, *a, **k)
+
+    monkeypatch.setattr(gen, "generate_texts", counting)
+    generate(model, tok, recs, out_jsonl=part, batch_size=2, max_new_tokens=4, progress=False)
+    assert resumed[0] == seen[1]  # the torn batch is regenerated whole, with the same composition
+    assert len(resumed) == 3  # 4 batches (2, 2, 2, 1): the first finished, the other three run
+    assert part.read_bytes() == whole.read_bytes()
+
+
+def test_other_batch_size_is_a_cache_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = tiny_lm("llama")
     out = tmp_path / "gen.jsonl"
-    recs = _records()
-    # a partial file from an interrupted run: two finished rows and a truncated last line
-    out.write_text(
-        json.dumps({**recs[1], "completion": "old-1"}) + "\n"
-        + json.dumps({**recs[4], "completion": "old-4"}) + "\n"
-        + '{"id": "r5", "prompt": "Expl',
-        encoding="utf-8",
-    )
+    generate(model, tok, _records(), out_jsonl=out, batch_size=2, max_new_tokens=3, progress=False)
     calls: list[str] = []
+    real = gen.generate_texts
 
-    def fake(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
         calls.extend(prompts)
-        return [f"new:{p}" for p in prompts]
+        return real(model, tok, prompts, *a, **k)
 
-    monkeypatch.setattr(gen, "generate_texts", fake)
-    rows = generate(model, tok, recs, out_jsonl=out, batch_size=2, progress=False)
-    assert sorted(calls) == sorted(p for i, p in enumerate(PROMPTS) if i not in (1, 4))
-    assert rows[1]["completion"] == "old-1" and rows[4]["completion"] == "old-4"
-    assert rows[5]["completion"] == f"new:{PROMPTS[5]}"
-    assert [r["id"] for r in rows] == [r["id"] for r in recs]
-    # the file now holds every id; a third call generates nothing
-    done_ids = {r["id"] for r in read_jsonl(out)}
-    assert done_ids == {r["id"] for r in recs}
-    calls.clear()
-    again = generate(model, tok, recs, out_jsonl=out, progress=False)
+    monkeypatch.setattr(gen, "generate_texts", counting)
+    generate(model, tok, _records(), out_jsonl=out, batch_size=2, max_new_tokens=3, progress=False)
     assert calls == []
-    assert [r["completion"] for r in again] == [r["completion"] for r in rows]
+    generate(model, tok, _records(), out_jsonl=out, batch_size=3, max_new_tokens=3, progress=False)
+    assert sorted(calls) == sorted(PROMPTS)  # every row regenerated: no mix of two batch compositions
+    assert json.loads(out.with_name("gen.batches.json").read_text())["batch_size"] == 3
 
 
 def test_resume_file_written_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

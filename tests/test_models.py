@@ -116,7 +116,14 @@ def test_resolve_model_errors(tmp_path: Path) -> None:
     for bad in (str(tmp_path / "missing"), "./missing-model", "~/definitely-missing-dcr-model", "a/b/c", "plainword"):
         with pytest.raises(ModelError, match="no such directory"):
             resolve_model(bad)
-    assert resolve_model("owner/name") == "owner/name"  # a hub id is passed through
+
+
+
+def test_hub_id_is_passed_through_when_the_hub_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcr.models
+
+    monkeypatch.setattr(dcr.models, "hub_reachable", lambda: None)
+    assert resolve_model("owner/name") == "owner/name"
 
 
 def test_resolve_model_dirs(tiny_dir: Path, tmp_path: Path) -> None:
@@ -253,3 +260,17 @@ def test_pull_failure_leaves_no_cache_entry(tmp_path: Path, monkeypatch: pytest.
         pull("smollm2-135m")
     assert not (tmp_path / "models" / "smollm2-135m").exists()
     assert list((tmp_path / "models").iterdir()) == []  # the staging temp dir is gone too
+
+
+def test_hub_id_without_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from dcr.models import hub_reachable, resolve_model
+
+    hub_reachable.cache_clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.time()
+    with pytest.raises(ModelError, match="not in the local cache and the hub is unavailable .*Fix: use an embedded"):
+        resolve_model("someone/not-cached-model")
+    assert time.time() - start < 10
+    hub_reachable.cache_clear()

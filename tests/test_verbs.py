@@ -31,6 +31,9 @@ class ToyConfig(StageConfig):
         super().__post_init__()
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
 
+    def check_inputs(self) -> None:
+        """A toy stage reads no model or data."""
+
 
 def toy_stage(cfg: ToyConfig, out_dir: Path, force: bool = False) -> Path:
     """Toy stage: records its config."""

@@ -48,14 +48,15 @@ def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        inner = [a for a in args if a is not type(None)]
+        for arg in inner:
             try:
                 return _coerce(value, arg, name, source)
             except ConfigError:
                 continue
-        raise ConfigError(f"{source}: field {name!r} got {value!r}; expected {tp}")
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in inner)
+        null = " (or null)" if type(None) in args else ""
+        raise ConfigError(f"{source}: field {name!r} must be {names}{null}, got {value!r}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -99,6 +100,14 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error: ``line 3, column 9: expected ',' or ']'``."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return " ".join(str(exc).split())
+
+
 def read_yaml(path: str | Path, section: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -106,7 +115,7 @@ def read_yaml(path: str | Path, section: str | None = None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)}). Fix: correct the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of field: value")
     if section is not None and section in data and isinstance(data[section], dict):
@@ -129,7 +138,7 @@ def parse_sets(sets: list[str] | None, types_: dict[str, Any]) -> dict[str, Any]
         try:
             parsed[key] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({yaml_problem(exc)})") from None
     return parsed
 
 
@@ -217,3 +226,12 @@ class StageConfig:
         check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of "
                                           f"{', '.join(TEMPLATES)}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+    def check_inputs(self) -> None:
+        """Resolve what a run will read (model, data directory) so that a bad one fails before anything is
+        written. ``run_stage`` calls it; stages with more inputs extend it."""
+        from dcr.data import data_dir
+        from dcr.models import resolve_model
+
+        resolve_model(self.model)
+        data_dir(self.data_dir)

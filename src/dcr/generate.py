@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from dcr.io import append_jsonl, read_jsonl
+from dcr.fingerprint import short_hash
+from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.prompts import adds_special_tokens, format_prompt
 
 log = logging.getLogger("dcr.generate")
@@ -59,6 +60,25 @@ def generate_texts(
     return [t.strip() for t in outs]
 
 
+def plan_batches(tokenizer: Any, rows: Sequence[dict[str, Any]], batch_size: int) -> list[list[str]]:
+    """The batches (lists of ids) of a generation: all rows sorted by prompt length (longest first, ties in input
+    order), cut into ``batch_size`` chunks. A completion depends on its batch in bf16, so a resume keeps these."""
+    order = sorted(rows, key=lambda r: -len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]))
+    ids = [str(r["id"]) for r in order]
+    return [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+
+
+def _sync_plan(out_jsonl: Path, plan: dict[str, Any], description: str) -> None:
+    """Keep cached rows only when they were generated under the same batch plan; else discard them."""
+    path = out_jsonl.with_name(out_jsonl.name.removesuffix(".jsonl") + ".batches.json")
+    if path.exists() and read_json(path) != plan:
+        if out_jsonl.exists():
+            log.info("%s: batch plan changed (batch size or prompts); regenerating %s", description, out_jsonl)
+        out_jsonl.unlink(missing_ok=True)
+    if not path.exists() or read_json(path) != plan:
+        write_json(path, plan)
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -70,30 +90,35 @@ def generate(
     progress: bool = True,
     description: str = "generating",
 ) -> list[dict[str, Any]]:
-    """Greedy completions for ``records`` (each with ``id`` and ``prompt``).
+    """Greedy completions for ``records`` (each with ``id`` and ``prompt``); the result keeps input order.
 
-    Rows are ``{**record, "completion": str}``. With ``out_jsonl``, each finished batch is appended
-    to the file and records whose id is already there are not regenerated (resume).
-    Batches are formed from length-sorted prompts to minimise padding; the result keeps input order.
+    Rows are ``{**record, "completion": str}``. Batches come from :func:`plan_batches` over *all* records, so a
+    completion is the same whether the run was interrupted or not. With ``out_jsonl``, each finished batch is
+    appended and the plan saved beside it (``<name>.batches.json``); a resume skips finished batches and
+    regenerates a partly written one whole (appending only its missing rows). Rows cached under another plan
+    (another batch size or prompt set) are discarded, never mixed in.
     """
     rows = [_as_row(r) for r in records]
     ids = [str(r["id"]) for r in rows]
     if len(set(ids)) != len(ids):
         raise ValueError("record ids must be unique for resumable generation")
+    batches = plan_batches(tokenizer, rows, batch_size)
     done: dict[str, dict[str, Any]] = {}
     if out_jsonl is not None:
+        out_jsonl = Path(out_jsonl)
+        plan = {"batch_size": batch_size, "prompts": short_hash([r["prompt"] for r in rows]), "batches": batches}
+        _sync_plan(out_jsonl, plan, description)
         done = {str(r["id"]): r for r in read_jsonl(out_jsonl)}
-    todo = [r for r in rows if str(r["id"]) not in done]
-    reused = len(rows) - len(todo)
+    reused = sum(i in done for i in ids)
     if reused:
         log.info("%s: resumed: %d of %d rows reused from %s", description, reused, len(rows), out_jsonl)
-    todo.sort(key=lambda r: len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]), reverse=True)
+    by_id = dict(zip(ids, rows))
+    todo = [b for b in batches if any(i not in done for i in b)]
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(description, total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            outs = generate_texts(model, tokenizer, [r["prompt"] for r in batch], max_new_tokens, template)
-            new_rows = [{**r, "completion": c} for r, c in zip(batch, outs)]
+        task = bar.add_task(description, total=sum(len(b) for b in todo))
+        for batch in todo:
+            outs = generate_texts(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template)
+            new_rows = [{**by_id[i], "completion": c} for i, c in zip(batch, outs) if i not in done]
             for r in new_rows:
                 done[str(r["id"])] = r
             if out_jsonl is not None:

@@ -8,12 +8,15 @@ second and need no network at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +182,35 @@ def resolve_model(name_or_path: str) -> str:
             f"{name_or_path!r}: no such directory, and not an embedded model ({', '.join(EMBEDDED)}) "
             "or a hub id of the form owner/name"
         )
+    check_hub_model(name_or_path)
     return name_or_path
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> str | None:
+    """None when the Hugging Face Hub answers a TCP connect within ``timeout``, else the reason (checked once)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    from huggingface_hub import constants
+
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host} cannot be reached ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def check_hub_model(repo_id: str) -> None:
+    """A hub id must be in the local Hugging Face cache or the hub reachable: fail in seconds, not after retries."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    reason = hub_reachable()
+    if reason is not None:
+        raise ModelError(f"hub model {repo_id!r} is not in the local cache and the hub is unavailable ({reason}). "
+                         f"Fix: use an embedded model ({', '.join(EMBEDDED)}) or a local model directory")
 
 
 def cpu_has_bf16() -> bool:
@@ -245,8 +276,17 @@ def load_model(
 
 
 def num_layers(model: Any) -> int:
-    cfg = getattr(model.config, "text_config", None) or model.config
+    """Decoder blocks of a loaded model, or of a model config (``AutoConfig``)."""
+    config = getattr(model, "config", model)
+    cfg = getattr(config, "text_config", None) or config
     return int(cfg.num_hidden_layers)
+
+
+def model_config(name_or_path: str) -> Any:
+    """The ``AutoConfig`` of a model, without loading its weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_model(name_or_path))
 
 
 def get_layers(model: Any) -> torch.nn.ModuleList:

@@ -22,6 +22,7 @@ import platform
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -30,6 +31,7 @@ from typing import Any
 
 import torch
 
+from dcr.config import StageConfig
 from dcr.errors import DcrError
 from dcr.fingerprint import files_unchanged, fingerprint_files, resolved_data_dir, stage_key, track_reads
 from dcr.io import read_json, write_json
@@ -176,6 +178,19 @@ def _clean_failed(out: Path, keep: Iterable[str]) -> list[str]:
     return removed
 
 
+def make_out_dir(out: Path) -> None:
+    """Create the output directory, or a one-line DcrError saying why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise DcrError(f"--out {out} is an existing file. Fix: pass a directory path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DcrError(f"--out {out}: cannot create the directory ({exc.strerror}). Fix: pass a writable "
+                       "directory path") from None
+    if not os.access(out, os.W_OK):
+        raise DcrError(f"--out {out}: the directory is not writable. Fix: pass a writable directory path")
+
+
 def _base_manifest(name: str, key: str, cfg: Any, upstream: dict[str, Any] | None) -> dict[str, Any]:
     return {"stage": name, "key": key, "config": cfg, "upstream": upstream or {},
             "data_dir": resolved_data_dir(cfg.get("data_dir")) if isinstance(cfg, dict) else None,
@@ -214,9 +229,9 @@ def run_stage(
     if not force and is_done(out, key):
         log.info("%s: skipped (finished, key %s) in %s", name, key, out)
         return out, True
-    if out.exists() and not out.is_dir():
-        raise DcrError(f"--out {out} is an existing file. Fix: pass a directory path")
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, StageConfig):
+        config.check_inputs()
+    make_out_dir(out)
     cfg = asdict(config) if is_dataclass(config) else config
     head = _base_manifest(name, key, cfg, upstream)
     with stage_lock(out):
@@ -228,7 +243,9 @@ def run_stage(
                 summary = dict(fn(out) or {})
             except BaseException as exc:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                slog.error("stage %s %s", name, status, exc_info=True)
+                slog.error("stage %s %s: %s: %s (traceback in %s)", name, status, type(exc).__name__, exc, out / LOG)
+                with open(out / LOG, "a", encoding="utf-8") as fh:  # the traceback goes to the file only
+                    fh.write(traceback.format_exc())
                 removed = _clean_failed(out, keep)
                 write_json(out / MANIFEST, {**head, "status": status, "error_type": type(exc).__name__,
                                             "error": str(exc), "removed": removed,

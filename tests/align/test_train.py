@@ -117,3 +117,28 @@ def test_killed_run_resumes_from_checkpoint(tiny_dir: Path, data_dir: Path, tmp_
     assert seen == list(range(5, 13))
     log_steps = [int(r["step"]) for r in _rows(out / "train_log.csv")]
     assert log_steps == sorted(set(log_steps)) and log_steps[-1] == 12
+
+
+def _adapter(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter" / "adapter_model.safetensors"))
+
+
+def _losses(out: Path) -> list[tuple[int, str]]:
+    return [(int(r["step"]), r["loss"]) for r in _rows(out / "train_log.csv") if r.get("loss")]
+
+
+def test_same_seed_same_curve_and_weights_and_resume_matches(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_dir, data_dir, tmp_path, epochs=3)
+    a, b = align(cfg, tmp_path / "a"), align(cfg, tmp_path / "b")
+    assert _losses(a) == _losses(b) and len(_losses(a)) == 12
+    wa, wb = _adapter(a), _adapter(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(KeyboardInterrupt):
+        align(cfg, tmp_path / "c", callbacks=[Boom(5)])
+    c = align(cfg, tmp_path / "c")
+    # the Trainer restores weights, optimizer, scheduler and RNG from checkpoint-4: same curve and weights
+    assert [float(v) for _, v in _losses(c)] == pytest.approx([float(v) for _, v in _losses(a)], abs=1e-5)
+    wc = _adapter(c)
+    assert all(torch.allclose(wc[k], wa[k], atol=1e-5) for k in wa)

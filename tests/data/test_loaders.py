@@ -154,7 +154,7 @@ CASES += [
     ("xstest", "empty-value", _insert(6, "999,,homonyms,safe,x,y"), 6, "empty value"),
     ("or-bench", "wrong-column", _csv_rename_header("prompt", "question"), None, "missing column"),
     ("or-bench", "long-row", _insert(4, "a,b,c"), 4, "wrong number of fields"),
-    ("or-bench", "unterminated-quote", _insert(7, '"an unterminated quote,deception'), 7, "wrong number of fields"),
+    ("or-bench", "unterminated-quote", _insert(7, '"an unterminated quote,deception'), 7, "malformed CSV"),
     ("advbench", "wrong-column", _csv_rename_header("goal", "goals"), None, "missing column"),
     ("advbench", "short-row", _insert(9, "only one field"), 9, "wrong number of fields"),
     # headerless CSV

@@ -66,7 +66,7 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
     out = evaluate(cfg, tmp_path / "ev")
     gen = out / "generations" / "oktest.jsonl"
     rows = read_jsonl(gen)
-    write_jsonl(gen, rows[:5])  # as if killed after five prompts
+    write_jsonl(gen, rows[:5])  # as if killed after five prompts (batches of 4: one and a quarter)
     (out / "manifest.json").unlink()
     seen: list[str] = []
     real = dcr.generate.generate_texts
@@ -77,7 +77,7 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
 
     monkeypatch.setattr(dcr.generate, "generate_texts", counting)
     evaluate(cfg, out)
-    assert sorted(seen) == sorted(r["prompt"] for r in rows[5:])
+    assert sorted(seen) == sorted(r["prompt"] for r in rows[4:])  # the partly written 2nd batch is redone whole
     assert len(read_jsonl(out / "results.jsonl")) == 1  # results.jsonl is rewritten, not appended to
     monkeypatch.setattr(eval_stage, "_run_evaluate", lambda *a: pytest.fail("a finished stage re-ran"))
     evaluate(cfg, out)

@@ -82,14 +82,27 @@ def test_cli_reports_bad_config(tmp_path: Path) -> None:
     assert "margin" in str(result.exception) + result.output
 
 
-def test_failed_refine_leaves_only_an_honest_manifest(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
-    from dcr.errors import DcrError
+def test_failed_refine_leaves_only_an_honest_manifest(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcr.refine.stage
 
-    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), layer=999, **FAST)
-    with pytest.raises(DcrError):
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("model file truncated")
+
+    monkeypatch.setattr(dcr.refine.stage, "load_model", broken)  # fails after config.yaml and split.json
+    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **FAST)
+    with pytest.raises(RuntimeError):
         refine(cfg, tmp_path / "out")
     manifest = read_json(tmp_path / "out" / "manifest.json")
-    assert manifest["status"] == "failed" and "999" in manifest["error"]
+    assert manifest["status"] == "failed" and manifest["error"] == "model file truncated"
     assert {"config.yaml", "split.json"} <= set(manifest["removed"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "stage.log"]
     assert "Traceback" in (tmp_path / "out" / "stage.log").read_text()
+
+
+def test_layer_out_of_range_fails_before_anything_is_written(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    from dcr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="layer 999 out of range.*blocks 0..3"):
+        refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), layer=999, **FAST), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

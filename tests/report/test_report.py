@@ -148,3 +148,25 @@ def test_bad_tracking_csv_names_file_and_row(tmp_path: Path) -> None:
 def test_markdown_escapes_pipes(tmp_path: Path) -> None:
     text = to_markdown([Table("t", ["a|b"], [["x|y"]])], tmp_path)
     assert "a\\|b" in text and "x\\|y" in text
+
+
+def test_report_of_a_single_evaluate_directory(tmp_path: Path) -> None:
+    write_json(tmp_path / "manifest.json", {"stage": "evaluate", "status": "done", "key": "k"})
+    rows = [{k: v for k, v in rec("x", 0, "xstest", "compliance_rate", 0.75).items() if k not in ("method", "seed")}]
+    write_jsonl(tmp_path / "results.jsonl", rows)
+    md = report(tmp_path)[0].read_text()
+    assert "No evaluation records yet" not in md and "| evaluated | 1 |" in md and "0.75" in md
+    assert "single `dcr evaluate` directory" in md
+
+
+def test_report_drops_a_torn_last_line_and_says_so(tmp_path: Path) -> None:
+    import json
+
+    write_json(tmp_path / "plan.json", {"nodes": []})
+    good = json.dumps(rec("stl", 0, "xstest", "compliance_rate", 0.5))
+    (tmp_path / "results.jsonl").write_text(good + "\n" + good[:30])  # a writer mid-line
+    md = report(tmp_path)[0].read_text()
+    assert "last line of results.jsonl was incomplete" in md and "0.50" in md
+    (tmp_path / "results.jsonl").write_text(good + "\n{bad}\n" + good + "\n")
+    with pytest.raises(DataError, match="results.jsonl, row 2"):
+        report(tmp_path)

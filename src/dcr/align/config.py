@@ -74,6 +74,22 @@ class AlignConfig(StageConfig):
         check(self.track_n >= 1 and self.track_batch_size >= 1, "track_n and track_batch_size must be >= 1")
         check(self.track_max_new_tokens >= 1, "track_max_new_tokens must be >= 1")
 
+    def check_inputs(self) -> None:
+        from pathlib import Path
+
+        from dcr.errors import DataError
+        from dcr.models import resolve_model
+
+        super().check_inputs()
+        if self.teacher != "self":
+            resolve_model(self.teacher)
+        if self.exclude_from is not None and not (Path(self.exclude_from).expanduser() / "split.json").is_file():
+            raise DataError(Path(self.exclude_from) / "split.json", "not found",
+                            "pass a finished `dcr refine` output directory as exclude_from")
+        if self.general_file is not None and not Path(self.general_file).expanduser().is_file():
+            raise DataError(self.general_file, "general_file not found",
+                            "pass a JSONL file with prompt and response fields")
+
     @property
     def effective_batch(self) -> int:
         return self.micro_batch * self.grad_accum

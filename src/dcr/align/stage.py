@@ -70,8 +70,8 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
     from transformers import PrinterCallback, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
+    rows, stats = build_mix(cfg, out)  # validates the data inputs before any resume state is touched
     _prepare_resume(cfg, out, force)
-    rows, stats = build_mix(cfg, out)
     write_jsonl(out / "train_data.jsonl", rows)
     log.info("training mix: %s", stats)
     model, tok = load_trainable(cfg)

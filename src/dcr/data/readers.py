@@ -38,33 +38,47 @@ def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list
     text = _open_text(path)
     if not header:
         # csv splits records itself: str.splitlines() would also break rows at \x85, \u2028, \x0c...
-        reader = csv.reader(io.StringIO(text, newline=""))
-        rows = []
-        for i, vals in enumerate(reader, start=1):
+        plain = csv.reader(io.StringIO(text, newline=""))
+        out = []
+        for i, vals in enumerate(plain, start=1):
             if not vals:  # a blank line (csv.DictReader skips these too)
                 continue
             if len(vals) != len(required):
                 raise DataError(path, f"expected {len(required)} columns, found {len(vals)}",
                                 "fix or remove the malformed row", row=i)
-            rows.append(dict(zip(required, vals)))
-        return rows
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    cols = reader.fieldnames or []
+            out.append(dict(zip(required, vals)))
+        return out
+    rows, cols = read_csv_table(path, text)
     missing = [c for c in required if c not in cols]
     if missing:
         raise DataError(path, f"missing column(s) {missing} (found {cols})",
                         f"the file needs a header with {list(required)}")
-    rows = []
-    for i, row in enumerate(reader, start=2):  # row 1 is the header
-        if None in row or any(v is None for v in row.values()):
-            raise DataError(path, "wrong number of fields", "fix quoting or remove the row", row=i)
+    for i, row in enumerate(rows, start=2):  # row 1 is the header
         for c in required:
             if not (row.get(c) or "").strip():
                 raise DataError(path, f"empty value in column {c!r}", "fill it in or remove the row", row=i)
-        rows.append(row)
     if not rows:
         raise DataError(path, "no data rows after the header", "re-copy the file")
     return rows
+
+
+def read_csv_table(path: Path, text: str | None = None) -> tuple[list[dict[str, str]], list[str]]:
+    """(rows, header columns) of a CSV with a header row; malformed rows and unclosed quotes are errors."""
+    text = _open_text(path) if text is None else text
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows: list[dict[str, str]] = []
+    start = 2  # the line where the record being read begins (line 1 is the header)
+    try:
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise DataError(path, "wrong number of fields", "fix quoting or remove the row", row=start)
+            rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        problem = "unterminated quote (the field runs to the end of the file)" if "end of data" in str(exc) \
+            else f"malformed CSV ({exc})"
+        raise DataError(path, problem, "close the quote or remove the row", row=start) from None
+    return rows, list(reader.fieldnames or [])
 
 
 def read_json(path: Path) -> Any:

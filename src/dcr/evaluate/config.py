@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcr.config import StageConfig, check, field
+from dcr.errors import ConfigError
 
 # AlpacaEval reference outputs shipped in the data directory (alpaca-eval/<name>_outputs.json).
 ALPACA_REFERENCES = ("gpt4", "text_davinci_003", "gpt4_1106_preview")
@@ -69,3 +71,22 @@ class EvaluateConfig(StageConfig):
         self.tags = {str(k): str(v) for k, v in (self.tags or {}).items()}
         clash = sorted(set(self.tags) & RESERVED_TAGS)
         check(not clash, f"tags {clash} clash with result fields. Fix: rename them (reserved: {sorted(RESERVED_TAGS)})")
+
+    def check_benchmarks(self) -> None:
+        """Every benchmark name is known and every offline prompt set parses (absent hub-only data is fine:
+        it is reported as missing)."""
+        from dcr.data import BENCHMARKS, BenchmarkMissing, load_benchmark
+        from dcr.evaluate.suite import expand_benchmarks
+
+        for name in expand_benchmarks(self.benchmarks):
+            if name in BENCHMARKS:
+                try:
+                    load_benchmark(name, self.data_dir)
+                except BenchmarkMissing:
+                    pass
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        self.check_benchmarks()
+        if self.steer is not None and not (Path(self.steer).expanduser() / "steer.json").is_file():
+            raise ConfigError(f"--steer {self.steer}: no steer.json there. Fix: pass a `dcr steer` output directory")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,21 @@ def _check_suffix(path: Path, what: str) -> None:
         raise DataError(path, f"unsupported {what} extension {path.suffix!r}", "use a .csv or .jsonl file")
 
 
+def check_output(out: Path) -> None:
+    """``--out`` must be a .csv/.jsonl file path, not a directory."""
+    if out.is_dir():
+        raise DataError(out, "--out is a directory", "pass a file path ending in .csv or .jsonl")
+    _check_suffix(out, "output")
+
+
 def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows, column names) of a CSV (header row) or JSONL (one object a line) file, by extension."""
     path = Path(path)
     _check_suffix(path, "input")
     if not path.is_file():
         raise DataError(path, "file not found", "check the path (it must be a .csv or .jsonl file)")
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.strip():
-        raise DataError(path, "file is empty", "pass a file with at least one row")
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines(keepends=True))
-        rows: list[dict[str, Any]] = []
-        for i, row in enumerate(reader, start=2):
-            if None in row:
-                raise DataError(path, "more fields than header columns", "fix the quoting of this row", row=i)
-            rows.append(dict(row))
-        cols = list(reader.fieldnames or [])
+        rows, cols = readers.read_csv_table(path)
     else:
         rows = readers.read_jsonl(path)
         cols = list(dict.fromkeys(k for row in rows for k in row))
@@ -99,7 +96,7 @@ def judge_file(path: str | Path, column: str = "completion", out: str | Path | N
     """
     path = Path(path)
     out = Path(out) if out is not None else default_out(path)
-    _check_suffix(out, "output")
+    check_output(out)
     table, _ = judge_table(path, column, judge, prompt_column, **judge_kw)
     write_table(out, table)
     return out
@@ -131,8 +128,9 @@ def judge_cmd(
         kw = {"batch_size": batch_size, "dtype": dtype, "device": device}
     elif kind == "http":
         kw = {"workers": workers}
+    _check_suffix(file, "input")
     out = out or default_out(file)
-    _check_suffix(out, "output")
+    check_output(out)
     table, j = judge_table(file, column, judge, prompt_column or None, **kw)
     write_table(out, table)
     typer.echo(f"{out}: {summary(table, j)}")

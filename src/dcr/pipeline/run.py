@@ -12,7 +12,7 @@ from dcr.errors import DcrError
 from dcr.io import read_json, read_jsonl, write_jsonl
 from dcr.pipeline.experiment import Experiment
 from dcr.pipeline.planner import Node, Registry, default_registry, plan, write_plan
-from dcr.stage import MANIFEST, read_manifest, stage_lock
+from dcr.stage import MANIFEST, make_out_dir, read_manifest, stage_lock
 
 log = logging.getLogger("dcr.pipeline")
 
@@ -109,15 +109,33 @@ class _RunLog:
         self.handler.close()
 
 
+def preflight(nodes: list[Node]) -> None:
+    """Resolve every model and check every benchmark's data before the first stage runs.
+
+    Every method starts from a stage without upstream stages (refine, align or evaluate of the base model), so
+    checking those nodes' inputs covers every model; evaluate nodes check their benchmarks.
+    """
+    from dcr.config import StageConfig
+    from dcr.evaluate.config import EvaluateConfig
+
+    for node in nodes:
+        try:
+            if not node.deps and isinstance(node.cfg, StageConfig):
+                node.cfg.check_inputs()
+            elif isinstance(node.cfg, EvaluateConfig):
+                node.cfg.check_benchmarks()
+        except DcrError as exc:
+            raise DcrError(f"before starting: {node.label}: {exc}") from None
+
+
 def run_experiment(exp: Experiment, run_dir: str | Path, registry: Registry | None = None, force: bool = False,
                    progress: Progress = _no_progress, report: bool = True) -> list[Node]:
     """Plan, run every stage (skipping finished ones), collect results.jsonl and write the report."""
     registry = registry or default_registry()
     run_path = Path(run_dir).resolve()
-    if run_path.exists() and not run_path.is_dir():
-        raise DcrError(f"--out {run_path} is an existing file. Fix: pass a directory path")
     nodes = plan(exp, run_path, registry)  # config errors surface before anything is written
-    run_path.mkdir(parents=True, exist_ok=True)
+    preflight(nodes)
+    make_out_dir(run_path)
     with stage_lock(run_path), _RunLog(run_path / "run.log"):
         write_plan(exp, nodes, run_path)
         log.info("experiment %s (%s): %d stages in %s", exp.name, exp.source, len(nodes), run_path)

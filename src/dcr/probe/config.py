@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcr.config import StageConfig, check, field
+from dcr.data import BENCHMARKS, data_dir
+from dcr.models import resolve_model
 
 METHODS = ("fd", "jvp")
 GROUPS = ("s-toxic", "toxic", "normal")
@@ -49,6 +52,11 @@ class NtkConfig(ProbeConfig):
               f"method fd with dtype {self.dtype}: a 1e-3 step is lost in half precision. Fix: use dtype fp32 "
               "(or auto) or method jvp")
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.model_after is not None:
+            resolve_model(self.model_after)
+
 
 @dataclass(kw_only=True)
 class NtkTrackConfig(NtkConfig):
@@ -60,10 +68,17 @@ class NtkTrackConfig(NtkConfig):
                                               "in adapter_config.json).")
 
     def __post_init__(self) -> None:
-        if not self.model and self.checkpoints:
+        check(bool(self.checkpoints), "NtkTrackConfig.checkpoints is empty. Fix: pass --checkpoints DIR [DIR ...]")
+        if not self.model:
             self.model = self.checkpoints[0]
         super().__post_init__()
-        check(bool(self.checkpoints), "NtkTrackConfig.checkpoints is empty. Fix: pass --checkpoints DIR [DIR ...]")
+
+    def check_inputs(self) -> None:
+        missing = [c for c in self.checkpoints if not Path(c).expanduser().exists()]
+        check(not missing, f"checkpoints {missing} do not exist. Fix: pass existing checkpoint directories")
+        if self.base_model is not None:
+            resolve_model(self.base_model)
+        data_dir(self.data_dir)
 
 
 @dataclass(kw_only=True)
@@ -80,6 +95,9 @@ class TwoSetConfig(ProbeConfig):
         check(self.set_a != self.set_b, "set_a and set_b are the same set. Fix: name two different prompt sets")
         check(self.n is None or self.n >= 2, f"n must be >= 2 prompts per set, got {self.n}")
         check(all(layer >= 0 for layer in self.layers), f"layers must be 0-based block indices, got {self.layers}")
+        for name in (self.set_a, self.set_b):
+            check(name in BENCHMARKS or name.startswith("hf:"),
+                  f"prompt set {name!r} unknown. Fix: use a benchmark name ({', '.join(BENCHMARKS)}) or hf:OWNER/NAME")
 
 
 @dataclass(kw_only=True)

@@ -49,6 +49,7 @@ class RefineConfig(StageConfig):
     max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
     eval_batch_size: int = field(32, help="Batch size for feature extraction in the metrics.")
     truncate_forward: bool = field(True, help="Stop the forward after layer l when the NLL term is off.")
+    save_every: int = field(50, help="Save a resumable checkpoint (OUT/checkpoints/) every N steps; 0 = never.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,3 +76,13 @@ class RefineConfig(StageConfig):
         check(self.tied_embeddings in TIED, f"tied_embeddings {self.tied_embeddings!r}. Fix: use one of {TIED}")
         check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
         check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        check(self.save_every >= 0, f"save_every must be >= 0 (0 = no checkpoints), got {self.save_every}")
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        if self.layer is not None:
+            from dcr.models import model_config, num_layers
+
+            n = num_layers(model_config(self.model))
+            check(self.layer < n, f"layer {self.layer} out of range: {self.model} has blocks 0..{n - 1}. "
+                                  f"Fix: pass --layer between 0 and {n - 1}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcr.data import PromptRecord, load_benchmark, load_hh_harmful, xstest_split
-from dcr.errors import DataError
+from dcr.errors import ConfigError, DataError
 
 SEEMINGLY, TOXIC = 0, 1
 
@@ -59,6 +59,9 @@ def build_data(
 ) -> RefineData:
     """Assemble the training and evaluation prompts (see RefineConfig for the meaning of each argument)."""
     in_dist, heldout = xstest_split(heldout_frac, split_seed, data_dir)
+    if len(heldout) < 2:
+        raise ConfigError(f"xstest_heldout_frac={heldout_frac} holds out {len(heldout)} XSTest safe prompt(s); the "
+                          "held-out separability metrics need at least 2. Fix: raise xstest_heldout_frac (e.g. 0.2)")
     rng = random.Random(seed)
     seemingly = list(in_dist)
     if limit is not None and len(seemingly) > limit:

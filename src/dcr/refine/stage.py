@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from dcr import results
+from dcr.fingerprint import short_hash
 from dcr.io import atomic_open, write_json, write_table
 from dcr.models import load_model, pick_dtype, save_model
 from dcr.refine.config import RefineConfig
@@ -88,7 +90,8 @@ def record_metrics(out: Path, cfg: RefineConfig, layer: int, before: dict, after
                                n=sizes[eval_set])
 
 
-def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int) -> tuple[Any, list, dict]:
+def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int,
+                 ckpt_dir: Path) -> tuple[Any, list, dict]:
     """Set up the trainable parameters, train, merge LoRA; returns (model, loss rows, info)."""
     info: dict[str, Any] = {}
     if cfg.lora:
@@ -100,17 +103,20 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
     batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
     torch.manual_seed(cfg.seed)
+    stamp = short_hash({"config": dataclasses.asdict(cfg), "layer": layer, "batches": batches})
     rows = train(model, tok, prompts, labels, batches, cfg, layer, spe,
-                 autocast_dtype(cfg.dtype, str(next(model.parameters()).device)), log.info)
+                 autocast_dtype(cfg.dtype, str(next(model.parameters()).device)), log.info, (ckpt_dir, stamp))
     if cfg.lora:
         model = model.merge_and_unload()
     model.requires_grad_(False)
     return model, rows, info
 
 
-def _run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
+def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, Any]:
     """The body of the stage (``run_stage`` calls it with the output directory)."""
     (out / results.RESULTS).unlink(missing_ok=True)
+    if force:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     with atomic_open(out / "config.yaml") as fh:
         yaml.safe_dump(dataclasses.asdict(cfg), fh, sort_keys=False)
     data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio,
@@ -121,9 +127,10 @@ def _run_refine(cfg: RefineConfig, out: Path) -> dict[str, Any]:
     layer = check_layer(model, cfg.layer if cfg.layer is not None else default_layer(model))
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
     before = evaluate_sets(model, tok, data, cfg, layer)
-    model, rows, info = _train_model(model, tok, data, cfg, layer)
+    model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
     after = evaluate_sets(model, tok, data, cfg, layer)
     save_model(model, tok, out / "model")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved: the resume state is not needed
     write_table(out / "loss.csv", rows)
     plot_loss(rows, out / "loss.png")
     seconds = rows[-1]["seconds"] if rows else 0.0
@@ -145,5 +152,5 @@ def refine(cfg: RefineConfig, out_dir: str | Path, force: bool = False) -> Path:
 
     Skipped when ``out_dir`` holds a finished run with the same key.
     """
-    return run_stage("refine", cfg, out_dir, lambda o: _run_refine(cfg, o), upstream={"model": cfg.model},
-                     force=force)[0]
+    return run_stage("refine", cfg, out_dir, lambda o: _run_refine(cfg, o, force), upstream={"model": cfg.model},
+                     force=force, keep=("checkpoints",))[0]

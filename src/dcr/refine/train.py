@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from dcr.models import get_layers
+from dcr.refine.checkpoint import load_checkpoint, save_checkpoint
 from dcr.refine.features import encode_prompts, prompt_features, prompt_nll
 from dcr.refine.loss import circle_loss
 
@@ -107,14 +109,24 @@ def train_step(
 def train(
     model: Any, tok: Any, prompts: list[str], labels: list[int], batches: list[list[int]], cfg: Any, layer: int,
     steps_per_epoch: int, autocast: torch.dtype | None = None, log: Callable[[str], None] | None = None,
+    ckpt: tuple[Path, str] | None = None,
 ) -> list[dict[str, float]]:
-    """Run the optimisation over ``batches`` (lists of indices into ``prompts``); returns one row per step."""
+    """Run the optimisation over ``batches`` (lists of indices into ``prompts``); returns one row per step.
+
+    With ``ckpt = (dir, stamp)`` the state is saved every ``cfg.save_every`` steps and a run with the same
+    stamp resumes from it: the remaining steps and rows are those of an uninterrupted run.
+    """
     device = next(model.parameters()).device
     opt, sched = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    done, rows = load_checkpoint(ckpt[0], ckpt[1], model, opt, sched) if ckpt else (0, [])
+    if done and log is not None:
+        log(f"resumed: {done} of {len(batches)} steps from {ckpt[0] if ckpt else ''}")
     model.train()
-    rows, start, tokens = [], time.time(), 0
-    for step, idx in enumerate(batches):
+    start = time.time() - (rows[-1]["seconds"] if rows else 0.0)
+    tokens = int(rows[-1]["tokens"]) if rows else 0
+    for step in range(done, len(batches)):
+        idx = batches[step]
         batch = encode_prompts(tok, [prompts[i] for i in idx], cfg.template, cfg.max_length)
         batch = {k: v.to(device) for k, v in batch.items()}
         y = torch.tensor([labels[i] for i in idx], device=device)
@@ -125,11 +137,12 @@ def train(
         opt.zero_grad(set_to_none=True)
         sched.step()
         tokens += int(batch["attention_mask"].sum())
-        row = {"step": step + 1, "epoch": step // steps_per_epoch + 1, **parts, "lr": sched.get_last_lr()[0],
-               "tokens": tokens, "seconds": round(time.time() - start, 3)}
-        rows.append(row)
+        rows.append({"step": step + 1, "epoch": step // steps_per_epoch + 1, **parts, "lr": sched.get_last_lr()[0],
+                     "tokens": tokens, "seconds": round(time.time() - start, 3)})
         if log is not None:
             log(f"step {step + 1}/{len(batches)} loss {parts['loss']:.4f} circle {parts['circle']:.4f} "
                 f"nll {parts['nll']:.4f}")
+        if ckpt and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(batches):
+            save_checkpoint(ckpt[0], ckpt[1], step + 1, model, opt, sched, rows)
     model.eval()
     return rows

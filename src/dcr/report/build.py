@@ -10,7 +10,8 @@ from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
 from dcr.report import figures, tables
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
-from dcr.results import RESULTS, load
+from dcr.results import RESULTS, load_checked
+from dcr.stage import read_manifest
 
 
 def _plan(run_dir: Path) -> dict[str, Any]:
@@ -31,11 +32,27 @@ def _overview(plan: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -
             Para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `dcr report`."), Bullets(items)]
 
 
+def _records(run_dir: Path) -> tuple[list[dict[str, Any]], list[Block]]:
+    """The result records and notes about them. A single `dcr evaluate` directory is reported too: its
+    records carry no method, so they are labelled by their tags or as "evaluated"."""
+    rows, torn = load_checked(run_dir / RESULTS)
+    notes: list[Block] = []
+    if torn:
+        notes.append(Para(f"Note: the last line of {RESULTS} was incomplete (a writer was still appending or was "
+                          "interrupted) and is left out."))
+    manifest = read_manifest(run_dir)
+    if manifest is not None and manifest.get("stage") == "evaluate":
+        rows = [{"method": "evaluated", "seed": 0, **r} for r in rows]
+        notes.append(Para(f"A single `dcr evaluate` directory ({manifest.get('status')}): one row, the model as "
+                          "evaluated."))
+    return rows, notes
+
+
 def build(run_dir: Path) -> list[Block]:
     """The report's blocks: overview, Table 1 per model, missing columns, judges, sizes, figures, costs."""
-    rows = load(run_dir / RESULTS)
+    rows, notes = _records(run_dir)
     plan = _plan(run_dir)
-    blocks = _overview(plan, rows, run_dir)
+    blocks = _overview(plan, rows, run_dir) + notes
     blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
     t1 = tables.table1(rows)
     blocks.extend(t1 if t1 else [Para("No evaluation records yet.")])
