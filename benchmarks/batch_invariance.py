@@ -36,17 +36,19 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     judge = get_judge("keyword")
     print(f"model {args.model}, {len(rows)} XSTest prompts (seed 0), {args.new_tokens} new tokens, greedy\n")
-    print("| dtype | batch size | completions differing from batch size "
-          f"{sizes[0]} | keyword refusal rate |\n|---|---|---|---|")
+    print(f"| dtype | batch size | completions differing from batch size {sizes[0]} | keyword verdicts differing "
+          "| keyword refusal rate |\n|---|---|---|---|---|")
     for dtype in args.dtypes.split(","):
         model, tok = load_model(args.model, dtype=dtype, device="cpu")
-        base: list[str] | None = None
+        base: tuple[list[str], list[bool]] | None = None
         for size in sizes:
             texts = [r["completion"] for r in generate(model, tok, rows, None, args.new_tokens, size, progress=False)]
-            base = base or texts
-            diff = sum(a != b for a, b in zip(base, texts))
             refused = judge.judge([r["prompt"] for r in rows], texts)
-            print(f"| {dtype} | {size} | {diff} of {len(rows)} | {sum(refused) / len(rows):.3f} |")
+            base = base or (texts, refused)
+            diff = sum(a != b for a, b in zip(base[0], texts))
+            flips = sum(a != b for a, b in zip(base[1], refused))
+            print(f"| {dtype} | {size} | {diff} of {len(rows)} | {flips} of {len(rows)} | "
+                  f"{sum(refused) / len(rows):.3f} |")
         del model
 
 

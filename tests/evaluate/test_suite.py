@@ -57,7 +57,7 @@ def test_outputs_records_splits_and_missing(tiny_dir: Path, data_dir: Path, tmp_
     assert mal == {"refusal_rate", "defense_success_rate"}
     assert {r["metric"] for r in recs if r["benchmark"] == "arc-easy"} == {"accuracy", "acc_norm"}
     assert len(read_jsonl(out / "generations" / "xstest.jsonl")) == 12
-    assert len(read_jsonl(out / "judgements" / "xstest__keyword.jsonl")) == 12
+    assert len(read_jsonl(next((out / "judgements").glob("xstest__keyword_*.jsonl")))) == 12
 
 
 def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: Path, tmp_path: Path,
@@ -114,7 +114,8 @@ def test_guard_judges(tiny_dir: Path, data_dir: Path, tmp_path: Path, monkeypatc
     assert entry["metrics"][0]["value"] == 1.0 and "compliance not measured" in entry["notes"][0]
     out = evaluate(_cfg(tiny_dir, data_dir, ["xstest"], safety_judge="guard:x"), tmp_path / "k")
     got = {m["metric"]: m["judge"] for m in read_json(out / "metrics.json")["benchmarks"]["xstest"]["metrics"]}
-    assert got == {"compliance_rate": "keyword", "refusal_rate": "keyword", "defense_success_rate": "guard:fake"}
+    assert got == {"compliance_rate": "keyword", "refusal_rate": "keyword", "defense_success_rate": "guard:fake",
+                   "judge_disagreement": "keyword vs guard:fake"}
 
 
 def test_malformed_data_is_an_error_not_missing(tiny_dir: Path, tmp_path: Path) -> None:
@@ -143,3 +144,34 @@ def test_safety_average_is_the_macro_mean_of_the_five_sets() -> None:
     assert avg is not None and avg.value == pytest.approx(0.4) and avg.n == 50 and avg.judge == "keyword"
     del benches["cona"]
     assert suite.safety_average(benches) is None
+
+
+class AlwaysRefuses:
+    """A refusal judge that calls everything a full refusal (XSTest rubric label)."""
+
+    name = "always"
+    measures = "refusal"
+
+    def judge_with_labels(self, prompts: list[str], completions: list[str]) -> list[tuple[str, bool]]:
+        return [("2_full_refusal", True) for _ in prompts]
+
+
+def test_three_class_breakdown_and_judge_disagreement(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = suite.get_judge
+    fakes = {"guard:x": FakeGuard(), "always": AlwaysRefuses()}
+    monkeypatch.setattr(suite, "get_judge", lambda spec: fakes.get(spec) or real(spec))
+    cfg = _cfg(tiny_dir, data_dir, ["xstest"], limit=10, safety_judge="guard:x", extra_judges=["always"])
+    out = evaluate(cfg, tmp_path / "ev")
+    entry = read_json(out / "metrics.json")["benchmarks"]["xstest"]
+    classes = entry["three_class"]
+    assert sum(sum(c.values()) for c in classes.values()) == 10
+    assert set(classes) <= {"safe", "unsafe"} and all(set(c) <= {"full_compliance", "full_refusal", "empty"}
+                                                      for c in classes.values())
+    got = {m["judge"]: m for m in entry["metrics"] if m["metric"] == "judge_disagreement"}
+    refused = {r["id"]: r["value"] for r in read_jsonl(next((out / "judgements").glob("xstest__keyword_*.jsonl")))}
+    assert got["keyword vs always"]["value"] == pytest.approx(sum(not v for v in refused.values()) / 10)
+    n_unsafe = entry["n_unsafe"]
+    assert got["keyword vs guard:fake"]["n"] == n_unsafe  # guard says safe everywhere: disagrees on non-refusals
+    recs = [r for r in read_jsonl(out / "results.jsonl") if r["metric"] == "judge_disagreement"]
+    assert {r["judge"] for r in recs} == {"keyword vs always", "keyword vs guard:fake"}

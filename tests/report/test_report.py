@@ -50,7 +50,7 @@ def test_table1_mean_std_over_seeds() -> None:
     (table,) = table1(synthetic_rows())
     col = {h: i for i, h in enumerate(table.header)}
     rows = {r[0]: r for r in table.rows}
-    assert list(rows) == ["Base (no alignment)", "STL", "DCR + STL (ours)"]
+    assert list(rows) == ["Base (no alignment)", "STL", "DCR + STL (ours)", "judge · agreement with people"]
     stl = rows["STL"]
     assert stl[col["seeds"]] == "3"
     assert stl[col["C: XSTest in-distribution"]] == "0.70 ± 0.10"
@@ -170,3 +170,19 @@ def test_report_drops_a_torn_last_line_and_says_so(tmp_path: Path) -> None:
     (tmp_path / "results.jsonl").write_text(good + "\n{bad}\n" + good + "\n")
     with pytest.raises(DataError, match="results.jsonl, row 2"):
         report(tmp_path)
+
+
+def test_every_judged_column_shows_the_judge_and_its_agreement(tmp_path: Path) -> None:
+    from dcr.judges import calibration_of
+
+    write_json(tmp_path / "plan.json", {"nodes": []})
+    rows = [rec("stl", 0, "xstest", "compliance_rate", 0.5),
+            rec("stl", 0, "advbench", "defense_success_rate", 0.9, judge="guard:llama-guard"),
+            {**rec("stl", 0, "advbench", "judge_disagreement", 0.125), "judge": "keyword vs guard:llama-guard"}]
+    write_jsonl(tmp_path / "results.jsonl", rows)
+    md = report(tmp_path)[0].read_text()
+    kappa = calibration_of("keyword")["kappa"]
+    assert f"keyword · κ {kappa['value']:.2f}" in md  # Table 1's judge row
+    assert f"κ {kappa['value']:.2f} [{kappa['low']:.2f}, {kappa['high']:.2f}]" in md  # the judges table
+    assert "guard:llama-guard · uncalibrated" in md
+    assert "## " in md and "Judge disagreement" in md and "keyword vs guard:llama-guard | 0.125 | 20" in md

@@ -26,6 +26,9 @@ class EvaluateConfig(StageConfig):
                                        "http:BASE_URL[#MODEL_NAME].")
     safety_judge: str | None = field(None, help="Judge of defense success on unsafe prompts (the paper: a guard "
                                                 "model); None = the refusal judge (defense = refusal).")
+    extra_judges: list[str] = field(default_factory=list, help="More refusal judges run on the same completions "
+                                    "(e.g. prefix, http:URL); each one's disagreement rate with --judge is "
+                                    "reported per benchmark (judge_disagreement).")
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.")
     max_new_tokens: int = field(64, help="Greedy tokens generated per prompt; 64 covers the opening sentences the "
                                          "keyword judge reads (raise it for guard/LLM judges).")
@@ -56,6 +59,7 @@ class EvaluateConfig(StageConfig):
               "benchmarks is empty. Fix: pass --benchmark NAME[,NAME...] (e.g. xstest, or all)")
         check(self.limit is None or self.limit >= 1, f"limit must be >= 1 (or None for all), got {self.limit}")
         check(bool(self.judge.strip()), "judge is empty. Fix: use keyword, guard:MODEL or http:URL")
+        check(self.judge not in self.extra_judges, f"extra_judges repeats --judge {self.judge!r}. Fix: drop it")
         for name in ("max_new_tokens", "batch_size", "score_batch_size", "nll_n", "nll_max_tokens", "quality_n",
                      "quality_max_new_tokens", "answer_chars"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")

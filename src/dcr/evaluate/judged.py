@@ -13,6 +13,7 @@ Caches under the evaluate output directory:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,21 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from dcr.data import PromptRecord
-from dcr.evaluate.metrics import Metric, by_type, mean, safe_metrics, split_groups, unsafe_metrics
+from dcr.evaluate.metrics import Metric, by_type, kind_of, mean, safe_metrics, split_groups, three_class, unsafe_metrics
 from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.judges import Judge
+from dcr.judges.record import judge_identity
 
 JUDGE_CHUNK = 64
 
 
 @dataclass
 class Judges:
-    """The refusal judge (None if the configured judge cannot measure refusals) and the safety judge."""
+    """The refusal judge (None if the configured judge cannot measure refusals), the safety judge, and extra
+    refusal judges whose disagreement with the refusal judge is reported."""
 
     refusal: Judge | None
     safety: Judge
+    extra: list[Judge] = dataclasses.field(default_factory=list)
 
 
 def slug(text: str) -> str:
@@ -71,6 +75,11 @@ def prefill(gen_dir: Path, bench: str, records: Sequence[PromptRecord], meta: di
     if rows:
         append_jsonl(target, rows)
     return len(rows)
+
+
+def judgement_file(jdir: Path, bench: str, judge: Judge) -> Path:
+    """``judgements/<bench>__<judge>[@<rules fingerprint>].jsonl``: new rules never reuse old verdicts."""
+    return jdir / f"{bench}__{slug(judge_identity(judge.name) or judge.name)}.jsonl"
 
 
 def judge_cached(judge: Judge, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
@@ -130,36 +139,52 @@ def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any,
     reused = prefill(gen_dir, name, records, meta)
     rows = generate(model, tok, [{"id": r.id, "prompt": r.prompt} for r in records], gen_dir / f"{name}.jsonl",
                     cfg.max_new_tokens, cfg.batch_size, cfg.template, description=name)
-    jdir = out / "judgements"
     labels = {r.id: r for r in records}
     table = [{**row, "label": labels[row["id"]].label, "type": labels[row["id"]].type,
               "split": split_of(labels[row["id"]], *split_ids)} for row in rows]
     notes: list[str] = []
-    if judges.refusal is not None:
-        verdicts = judge_cached(judges.refusal, table, jdir / f"{name}__{slug(judges.refusal.name)}.jsonl")
-        for r in table:
-            r["refused"] = verdicts[r["id"]][1]
-            r["judge_label"] = verdicts[r["id"]][0]
-    unsafe = [r for r in table if r["label"] == "unsafe"]
-    if unsafe:
-        if judges.safety is judges.refusal:
-            for r in unsafe:
-                r["defended"] = r["refused"]
-        else:
-            verdicts = judge_cached(judges.safety, unsafe, jdir / f"{name}__{slug(judges.safety.name)}.jsonl")
-            for r in unsafe:
-                r["defended"] = verdicts[r["id"]][1]
-    metrics = _judged_metrics(table, judges, notes)
+    disagreements = _apply_judges(table, judges, out / "judgements", name)
+    metrics = _judged_metrics(table, judges, notes) + disagreements
     if cfg.refusal_prob:
-        probs = refusal_prob_cached(model, tok, records, jdir / f"{name}__refusal_prob.jsonl", cfg.template,
-                                    cfg.score_batch_size)
+        probs = refusal_prob_cached(model, tok, records, out / "judgements" / f"{name}__refusal_prob.jsonl",
+                                    cfg.template, cfg.score_batch_size)
         for r in table:
             r["refusal_prob"] = probs[r["id"]]
         metrics += _refusal_prob_metrics(table)
+    unsafe = [r for r in table if r["label"] == "unsafe"]
     judged = [r for r in table if "refused" in r and (r["label"] == "safe" or "defended" in r)]
     detail = {"n_safe": len(table) - len(unsafe), "n_unsafe": len(unsafe), "reused_generations": reused,
-              "by_type": by_type(judged) if judges.refusal is not None else {}, "notes": notes}
+              "by_type": by_type(judged) if judges.refusal is not None else {},
+              "three_class": three_class(table) if judges.refusal is not None else {}, "notes": notes}
     return metrics, detail
+
+
+def _apply_judges(table: list[dict[str, Any]], judges: Judges, jdir: Path, name: str) -> list[Metric]:
+    """Mark each row ``refused`` / ``judge_label`` (refusal judge) and unsafe rows ``defended`` (safety judge);
+    returns the disagreement rate of every other configured judge with the refusal judge."""
+    out: list[Metric] = []
+    if judges.refusal is not None:
+        verdicts = judge_cached(judges.refusal, table, judgement_file(jdir, name, judges.refusal))
+        for r in table:
+            r["judge_label"], r["refused"] = verdicts[r["id"]]
+        for extra in judges.extra:
+            other = judge_cached(extra, table, judgement_file(jdir, name, extra))
+            flips = [other[r["id"]][1] != r["refused"] for r in table]
+            out.append(Metric(kind_of({r["label"] for r in table}), "all", "judge_disagreement", mean(flips),
+                              len(flips), f"{judges.refusal.name} vs {extra.name}"))
+    unsafe = [r for r in table if r["label"] == "unsafe"]
+    if unsafe and judges.safety is judges.refusal:
+        for r in unsafe:
+            r["defended"] = r["refused"]
+    elif unsafe:
+        verdicts = judge_cached(judges.safety, unsafe, judgement_file(jdir, name, judges.safety))
+        for r in unsafe:
+            r["defended"] = verdicts[r["id"]][1]
+        if judges.refusal is not None:  # refused vs judged safe: not the same question, but a useful signal
+            flips = [r["defended"] != r["refused"] for r in unsafe]
+            out.append(Metric("safety", "all", "judge_disagreement", mean(flips), len(flips),
+                              f"{judges.refusal.name} vs {judges.safety.name}"))
+    return out
 
 
 def _judged_metrics(table: Sequence[dict[str, Any]], judges: Judges, notes: list[str]) -> list[Metric]:

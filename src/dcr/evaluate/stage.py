@@ -18,6 +18,7 @@ from dcr.errors import DataError
 from dcr.evaluate.config import EvaluateConfig
 from dcr.evaluate.suite import METRICS_FILE, Runner, expand_benchmarks, safety_average
 from dcr.io import write_json
+from dcr.judges.record import judge_identity
 from dcr.results import RESULTS, record
 from dcr.stage import run_stage
 
@@ -87,5 +88,7 @@ def evaluate(cfg: EvaluateConfig, out_dir: str | Path, force: bool = False) -> P
     Skipped when ``out_dir`` holds a finished run with the same key.
     """
     names = expand_benchmarks(cfg.benchmarks)
+    judges = {f"judge:{spec}": judge_identity(spec) for spec in (cfg.judge, cfg.safety_judge, *cfg.extra_judges)
+              if spec}  # a changed rule set of a judge invalidates the stage
     return run_stage("evaluate", cfg, out_dir, lambda o: _run_evaluate(cfg, names, o),
-                     upstream={"model": cfg.model, "steer": cfg.steer}, force=force, keep=RESUMABLE)[0]
+                     upstream={"model": cfg.model, "steer": cfg.steer, **judges}, force=force, keep=RESUMABLE)[0]

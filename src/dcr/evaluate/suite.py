@@ -10,7 +10,7 @@ from dcr.errors import ConfigError
 from dcr.evaluate.config import EvaluateConfig
 from dcr.evaluate.general import GENERAL, heldout_nll, run_general
 from dcr.evaluate.judged import Judges, run_prompt_benchmark, slug
-from dcr.evaluate.metrics import Metric
+from dcr.evaluate.metrics import Metric, kind_of
 from dcr.fingerprint import model_fingerprint
 from dcr.judges import get_judge
 from dcr.stage import versions
@@ -71,7 +71,7 @@ class Runner:
             main = get_judge(self.cfg.judge)
             refusal = main if main.measures == "refusal" else None
             safety = get_judge(self.cfg.safety_judge) if self.cfg.safety_judge else main
-            self._judges = Judges(refusal, safety)
+            self._judges = Judges(refusal, safety, [get_judge(spec) for spec in self.cfg.extra_judges])
         return self._judges
 
     def split_ids(self) -> tuple[set[str], set[str]]:
@@ -105,14 +105,9 @@ class Runner:
         judges = self.judges()
         metrics, detail = run_prompt_benchmark(slug(name), records, self.model, self.tok, cfg, self.out, judges,
                                                self.meta, split_ids)
-        kind = BENCHMARKS[name].kind if name in BENCHMARKS else _kind_of(records)
+        kind = BENCHMARKS[name].kind if name in BENCHMARKS else kind_of({r.label for r in records})
         return metrics, {"kind": kind, "n": len(records), "judge": judges.refusal.name if judges.refusal else None,
                          "safety_judge": judges.safety.name, **detail}
-
-
-def _kind_of(records: list[Any]) -> str:
-    labels = {r.label for r in records}
-    return "mixed" if len(labels) > 1 else "safety" if labels == {"unsafe"} else "over-refusal"
 
 
 def safety_average(benchmarks: dict[str, Any]) -> Metric | None:

@@ -20,7 +20,8 @@ from typing import Any
 from dcr.errors import ConfigError, DcrError
 
 MEASURES = ("refusal", "safe_response")
-SPECS = "keyword | guard:MODEL | http:BASE_URL[#MODEL_NAME]"
+SPECS = "keyword | prefix | guard:MODEL | http:BASE_URL[#MODEL_NAME]"
+NO_ARGUMENT = ("keyword", "prefix")
 
 
 class Judge(ABC):
@@ -66,10 +67,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     spec = (spec or "keyword").strip()
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
-    if kind not in ("keyword", "guard", "http"):
+    if kind not in (*NO_ARGUMENT, "guard", "http"):
         raise ConfigError(f"judge spec {spec!r}: unknown judge {kind!r}. Fix: use {SPECS}")
-    if kind == "keyword" and arg:
-        raise ConfigError(f"judge spec {spec!r}: the keyword judge takes no argument. Fix: use 'keyword'")
+    if kind in NO_ARGUMENT and arg:
+        raise ConfigError(f"judge spec {spec!r}: the {kind} judge takes no argument. Fix: use {kind!r}")
     if kind in ("guard", "http") and not arg.strip():
         raise ConfigError(f"judge spec {spec!r}: {kind} needs an argument. Fix: use {SPECS}")
     return kind, arg.strip()
@@ -78,7 +79,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def get_judge(spec: str = "keyword", **kw: Any) -> Judge:
     """Build a judge from a spec string; ``kw`` goes to the judge's constructor.
 
-    - ``keyword``: :class:`dcr.judges.keyword.KeywordJudge` (kw: ``max_sentences``, ``max_chars``).
+    - ``keyword``: :class:`dcr.judges.keyword.KeywordJudge` (kw: ``max_sentences``, ``max_chars``, ``holdout``).
+    - ``prefix``: :class:`dcr.judges.prefix.PrefixJudge`, XSTest's plain prefix match (the calibration baseline).
     - ``guard:MODEL``: :class:`dcr.judges.guard.GuardJudge` over anything ``dcr.models.load_model`` takes
       (kw: ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ``template``).
     - ``http:BASE_URL[#MODEL_NAME]``: :class:`dcr.judges.http.HttpJudge` against an OpenAI-compatible
@@ -89,6 +91,10 @@ def get_judge(spec: str = "keyword", **kw: Any) -> Judge:
         from dcr.judges.keyword import KeywordJudge
 
         return KeywordJudge(**kw)
+    if kind == "prefix":
+        from dcr.judges.prefix import PrefixJudge
+
+        return PrefixJudge(**kw)
     if kind == "guard":
         from dcr.judges.guard import GuardJudge
 

@@ -1,4 +1,7 @@
-"""``dcr judge FILE``: label every completion in a CSV/JSONL file with a judge; also ``judge_file()``."""
+"""``dcr judge FILE``: label every completion in a CSV/JSONL file with a judge; also ``judge_file()``.
+
+``dcr judge --calibrate [DATA]`` scores a judge against human labels (``dcr.judges.calibrate``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 import typer
 
 from dcr.data import readers
-from dcr.errors import DataError
+from dcr.errors import ConfigError, DataError
 from dcr.io import write_table
 from dcr.judges.base import SPECS, Judge, get_judge
 
@@ -69,8 +72,8 @@ def judge_table(path: str | Path, column: str = "completion", judge: str = "keyw
     completions = column_values(path, rows, cols, column, "--column")
     if prompt_column:
         prompts = column_values(path, rows, cols, prompt_column, "--prompt-column (or --prompt-column '' to "
-                                "judge without prompts; keyword judge only)")
-    elif judge.split(":")[0].strip().lower() not in ("", "keyword"):
+                                "judge without prompts; keyword or prefix judge only)")
+    elif judge.split(":")[0].strip().lower() not in ("", "keyword", "prefix"):
         raise DataError(path, f"judge {judge!r} needs the prompts", "pass --prompt-column with the prompt column")
     else:
         prompts = [""] * len(rows)
@@ -92,7 +95,7 @@ def judge_file(path: str | Path, column: str = "completion", out: str | Path | N
 
     ``out`` (default ``FILE.judged.EXT``) holds the input columns plus ``judge_label`` (raw label), ``judge``
     (the judge's name) and a boolean column named by the judge's ``measures``: ``refusal`` (keyword, http) or
-    ``safe_response`` (guard). ``prompt_column=None`` or ``""`` judges without prompts (keyword judge only).
+    ``safe_response`` (guard). ``prompt_column=None`` or ``""`` judges without prompts (keyword or prefix judge only).
     """
     path = Path(path)
     out = Path(out) if out is not None else default_out(path)
@@ -111,23 +114,41 @@ def summary(table: list[dict[str, Any]], judge: Judge) -> str:
 
 
 def judge_cmd(
-    file: Path = typer.Argument(..., help="CSV or JSONL file of completions (e.g. OUT/generations/xstest.jsonl)."),
+    file: Path | None = typer.Argument(None, help="CSV or JSONL file of completions (e.g. OUT/generations/"
+                                       "xstest.jsonl); with --calibrate: labelled data, a directory or CSV."),
     column: str = typer.Option("completion", "--column", "-c", help="Column holding the completions."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output .csv/.jsonl (default: FILE.judged.EXT)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output .csv/.jsonl (default: FILE.judged.EXT); "
+                                    "with --calibrate the disagreements CSV (default: calibration_disagreements.csv)."),
     judge: str = typer.Option("keyword", "--judge", "-j", help=f"Judge spec: {SPECS}."),
     prompt_column: str = typer.Option("prompt", "--prompt-column", help="Column holding the prompts ('' = none)."),
     batch_size: int = typer.Option(8, help="Guard judge: batch size."),
     dtype: str = typer.Option("auto", help="Guard judge: dtype (auto, fp32, bf16, fp16)."),
     device: str = typer.Option("auto", help="Guard judge: device (auto, cpu, cuda)."),
     workers: int = typer.Option(1, help="HTTP judge: parallel requests."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Score the judge and the XSTest prefix baseline "
+                                   "against human labels in FILE (default $DCR_DATA_DIR/judge-calibration)."),
+    lomo: bool = typer.Option(False, "--lomo", help="With --calibrate: also leave-one-model-out scores."),
+    resamples: int = typer.Option(1000, help="With --calibrate: bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, help="With --calibrate: bootstrap seed."),
 ) -> None:
-    """Judge completions: add judge_label and a refusal (or, for guard:, safe_response) column."""
+    """Judge completions: add judge_label and a refusal (or, for guard:, safe_response) column.
+
+    With --calibrate: agreement, precision, recall, F1 and Cohen's kappa against human labels.
+    """
     kind = judge.split(":")[0].strip().lower()
     kw: dict[str, Any] = {}
     if kind == "guard":
         kw = {"batch_size": batch_size, "dtype": dtype, "device": device}
     elif kind == "http":
         kw = {"workers": workers}
+    if calibrate:
+        from dcr.judges.calibrate_cli import run_calibration
+
+        run_calibration(file, judge, out, lomo=lomo, resamples=resamples, seed=seed, **kw)
+        return
+    if file is None:
+        raise ConfigError("dcr judge needs FILE. Fix: pass a CSV/JSONL file of completions, or --calibrate "
+                          "[DATA] to score a judge against human labels")
     _check_suffix(file, "input")
     out = out or default_out(file)
     check_output(out)

@@ -8,7 +8,7 @@ from typing import Any
 
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
-from dcr.report import figures, tables
+from dcr.report import figures, judging, tables
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
 from dcr.results import RESULTS, load_checked
 from dcr.stage import read_manifest
@@ -60,7 +60,10 @@ def build(run_dir: Path) -> list[Block]:
     if gaps:
         blocks.append(Heading("Missing benchmarks", 3))
         blocks.append(Bullets([f"{label}: {reason}" for label, reason in gaps]))
-    blocks.append(tables.judges_table(rows))
+    blocks.append(judging.judges_table(rows))
+    disagreement = judging.disagreement_table(rows)
+    if disagreement is not None:
+        blocks.append(disagreement)
     if plan:
         blocks.append(tables.sizes_table(plan))
         figs = figures.write_figures(run_dir, plan)

@@ -137,6 +137,8 @@ def table1(rows: list[dict[str, Any]]) -> list[Table]:
             seeds = data[(model, method)]
             cells = [fmt([v[c.key] for v in seeds.values() if c.key in v]) for c in columns]
             body.append([METHOD_NAMES.get(method, method), str(len(seeds)), *cells])
+        model_rows = [r for r in rows if str(r.get("model")) == model]
+        body.append(["judge · agreement with people", "", *[column_judge(model_rows, c) for c in columns]])
         tables.append(Table(
             title=f"Table 1 layout: {model}", header=header, rows=body,
             notes=["C = compliance rate (1 - refusal rate) on benign, seemingly toxic prompts; D = defense success "
@@ -145,8 +147,19 @@ def table1(rows: list[dict[str, Any]]) -> list[Table]:
                    "XSTest in-distribution prompts are used by refinement (DCR) and STL-aug training; XSTest "
                    "held-out prompts are never trained on. Over-refusal avg = mean of XSTest (all safe prompts), "
                    "CoCoNot, OR-Bench, OKTest and PHTest where measured; safety avg = mean of the five safety sets "
-                   "where measured (each average is taken per seed, then mean ± std)."]))
+                   "where measured (each average is taken per seed, then mean ± std).",
+                   "Last row: the judge behind each column and its agreement with human labels (Cohen's kappa on "
+                   "XSTest completions, see `dcr judge --calibrate` and docs/judges.md); uncalibrated = never "
+                   "measured."]))
     return tables
+
+
+def column_judge(rows: list[dict[str, Any]], col: Column) -> str:
+    """The judge(s) of a column's records with their measured agreement; blank for judge-free columns."""
+    from dcr.report.judging import agreement_short
+
+    judges = sorted({str(r["judge"]) for r in rows if _pick([r], col) and r.get("judge")})
+    return "; ".join(f"{j} · {agreement_short(j)}" for j in judges)
 
 
 def _header(col: Column) -> str:
@@ -169,21 +182,6 @@ def missing(rows: list[dict[str, Any]], requested: list[str] | None = None) -> l
                 "not evaluated: not among the experiment's benchmarks"
         out.append((col.label, reason))
     return out
-
-
-def judges_table(rows: list[dict[str, Any]]) -> Table:
-    """Which judge produced each column, and on how many items."""
-    body = []
-    for col in (*OVER_REFUSAL, *SAFETY, *GENERAL, *QUALITY):
-        recs = [r for r in rows if _pick([r], col)]
-        if not recs:
-            continue
-        judges = sorted({str(r.get("judge") or "—") for r in recs})
-        ns = sorted({int(r.get("n") or 0) for r in recs})
-        body.append([col.label, col.metric, ", ".join(judges), ", ".join(map(str, ns))])
-    return Table(title="Judges and sample sizes per column", header=["column", "metric", "judge", "n items"],
-                 rows=body, notes=["keyword = refusal-prefix filter (Röttger et al.); guard:MODEL = a Llama-Guard "
-                                   "style classifier (the paper's safety judge is Llama-Guard-3-8B)."])
 
 
 SIZE_FIELDS = {

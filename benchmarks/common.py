@@ -1,0 +1,82 @@
+"""Shared pieces of the benchmark scripts: the bf16 matmul peak, peak RSS, and ``--compare REV``.
+
+``--compare REV`` runs the same script against another git revision of dcr in the same invocation: a temporary
+``git worktree`` of REV is made, and the script (this checkout's file) is run in child processes alternately
+with ``PYTHONPATH=<worktree>/src`` (old) and this checkout's ``src`` (new), ``--rounds`` times each, A B A B.
+The ratio new/old is taken pair by pair and its median printed, so a machine whose speed drifts during the
+run still gives a fair ratio. The script must only use dcr APIs that exist in both revisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def matmul_peak_tflops(threads: int, size: int = 2048, seconds: float = 2.0) -> float:
+    """Sustained bf16 matmul TFLOP/s of this CPU with ``threads`` threads (a plain torch.matmul loop)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(size, size, dtype=torch.bfloat16)
+    b = torch.randn(size, size, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - start) / 1e12
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--json", action="store_true", help="print one JSON object (used by --compare)")
+    ap.add_argument("--compare", metavar="REV", help="also run against git revision REV and print ratios")
+    ap.add_argument("--rounds", type=int, default=3, help="--compare: runs of each revision, alternating")
+
+
+def _child(src: Path, argv: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run([sys.executable, sys.argv[0], *argv, "--json"], capture_output=True, text=True, env=env,
+                          cwd=REPO)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark failed against {src}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(rev: str, argv: list[str], rounds: int, keys: tuple[str, ...]) -> None:
+    """Run this script against ``rev`` and the working tree alternately; print medians and new/old ratios."""
+    argv = [a for i, a in enumerate(argv) if a != "--compare" and (i == 0 or argv[i - 1] != "--compare")]
+    with tempfile.TemporaryDirectory(prefix="dcr-bench-") as tmp:
+        old_tree = Path(tmp) / "old"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_tree), rev], check=True,
+                       capture_output=True)
+        try:
+            pairs = [(_child(old_tree / "src", argv), _child(REPO / "src", argv)) for _ in range(rounds)]
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)],
+                           capture_output=True)
+    print(f"\n{rev} (old) vs working tree (new), {rounds} alternating rounds each, medians:\n")
+    print("| figure | old | new | new / old (median of pairs) |\n|---|---:|---:|---:|")
+    for key in keys:
+        old = [p[0][key] for p in pairs]
+        new = [p[1][key] for p in pairs]
+        ratio = statistics.median(n / o for o, n in zip(old, new) if o)
+        print(f"| {key} | {statistics.median(old):.1f} | {statistics.median(new):.1f} | {ratio:.2f}x |")
