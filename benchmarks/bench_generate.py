@@ -1,66 +1,67 @@
-"""Generation throughput on SmolLM2: batched vs one prompt at a time, fp32 vs bf16 (a markdown table).
+"""Generation throughput of ``dcr.generate.generate`` (the path of ``dcr evaluate``) on SmolLM2.
 
-    python benchmarks/bench_generate.py                       # 16 XSTest prompts, 64 new tokens
-    python benchmarks/bench_generate.py --prompts 4 --new-tokens 16 --threads 1
+    python benchmarks/bench_generate.py                          # quickstart settings: 48 XSTest prompts, 48 tokens
+    python benchmarks/bench_generate.py --prompts 96 --new-tokens 64 --batch 16
+    python benchmarks/bench_generate.py --compare HEAD~3         # the same measurement against another revision
 
-Uses ``dcr.generate.generate`` (greedy, length-sorted batches), the code path of ``dcr evaluate``. Tokens are
-the completion tokens actually produced (completions re-tokenised), so early stops at end-of-turn count less.
-Run it on a quiet machine: on a CPU shared with other jobs, timings are meaningless (and more threads than
-free cores can be an order of magnitude slower, so set --threads to the number of idle cores).
+Prints completion tokens/s, the model FLOP/s as a share of this CPU's measured bf16 matmul peak, and peak RSS.
+FLOPs are counted as 2 x (non-embedding parameters + LM head) per processed token (prompt and completion),
+attention excluded, so the share is a lower bound. Greedy, bf16 by default; one warm-up batch first.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import json
 import time
-from typing import Any
 
-import torch
-
-from dcr.data import load_benchmark
-from dcr.generate import generate
-from dcr.models import load_model
+from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
 
 
-def run_once(model: Any, tok: Any, prompts: list[str], batch: int, new_tokens: int) -> tuple[float, int]:
-    """(wall seconds, completion tokens) for greedy generation of all ``prompts``."""
-    records = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    import torch
+
+    from dcr.data import load_benchmark
+    from dcr.generate import generate
+    from dcr.models import load_model
+
+    torch.set_num_threads(args.threads)
+    model, tok = load_model(args.model, dtype=args.dtype, device="cpu")
+    rows = [{"id": r.id, "prompt": r.prompt} for r in load_benchmark("xstest", limit=args.prompts, seed=0)]
+    generate(model, tok, rows[:2], None, 4, 2, progress=False)  # warm-up
     start = time.perf_counter()
-    rows = generate(model, tok, records, None, max_new_tokens=new_tokens, batch_size=batch, progress=False)
+    out = generate(model, tok, rows, None, args.new_tokens, args.batch, progress=False)
     wall = time.perf_counter() - start
-    tokens = sum(len(tok(r["completion"], add_special_tokens=False)["input_ids"]) for r in rows)
-    return wall, tokens
+    completion = sum(len(tok(r["completion"], add_special_tokens=False)["input_ids"]) for r in out)
+    prompt = sum(len(tok(r["prompt"])["input_ids"]) for r in rows)
+    flops_per_token = matmul_flops_per_token(model)
+    peak = matmul_peak_tflops(args.threads)
+    return {"tokens_per_s": completion / wall, "wall_s": wall, "completion_tokens": completion,
+            "pct_of_bf16_peak": 100 * flops_per_token * (prompt + completion) / wall / (peak * 1e12),
+            "bf16_peak_tflops": peak, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--prompts", type=int, default=16, help="XSTest prompts (seeded subsample)")
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--batch-sizes", default="16,1")
-    ap.add_argument("--dtypes", default="fp32,bf16")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    ap.add_argument("--data-dir", default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prompts = [r.prompt for r in load_benchmark("xstest", args.data_dir, args.prompts, seed=0)]
-    rows = []
-    for dtype in args.dtypes.split(","):
-        model, tok = load_model(args.model, dtype=dtype, device="cpu")
-        run_once(model, tok, prompts[:2], 2, 4)  # warm-up
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
-            wall, tokens = run_once(model, tok, prompts, batch, args.new_tokens)
-            rows.append((dtype, batch, len(prompts), args.new_tokens, wall, len(prompts) / wall, tokens / wall))
-        del model
-    print(f"model {args.model}, CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| dtype | batch | prompts | max new tokens | wall s | prompts/s | tokens/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for dtype, batch, n, new, wall, pps, tps in rows:
-        print(f"| {dtype} | {batch} | {n} | {new} | {wall:.1f} | {pps:.2f} | {tps:.1f} |")
+    ap.add_argument("--prompts", type=int, default=48, help="XSTest prompts (seeded subsample)")
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--dtype", default="bf16")
+    add_common_args(ap)
+    args, argv = ap.parse_args(), __import__("sys").argv[1:]
+    if args.compare:
+        compare(args.compare, argv, args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
+        return
+    res = measure(args)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"{args.model}, {args.prompts} XSTest prompts, {args.new_tokens} new tokens, batch {args.batch}, "
+          f"{args.dtype}, {args.threads} threads\n")
+    print("| tokens/s | wall s | % of bf16 matmul peak | bf16 peak TFLOP/s | peak RSS MB |\n|---:|---:|---:|---:|---:|")
+    print(f"| {res['tokens_per_s']:.1f} | {res['wall_s']:.1f} | {res['pct_of_bf16_peak']:.1f} | "
+          f"{res['bf16_peak_tflops']:.2f} | {res['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,110 +1,68 @@
-"""Benchmark ``dcr refine`` training steps on SmolLM2-135M: tokens/s and peak memory.
+"""Training throughput of the refine stage (``dcr.refine.refine``) on SmolLM2, at quickstart or medium sizes.
 
-Compares the truncated forward (stops after layer l; NLL off) with the full forward (runs the tail for the
-NLL term), full-parameter with LoRA training, and bf16 autocast with fp32. Each configuration runs in its
-own subprocess so that peak RSS is per configuration. Prints a markdown table.
+    python benchmarks/bench_refine.py                        # quickstart: 64 prompts per class, batch 16, NLL on
+    python benchmarks/bench_refine.py --size medium          # 200 : 400 prompts, batch 32, 1 epoch timed
+    python benchmarks/bench_refine.py --compare HEAD~3       # the same measurement against another revision
 
-    .venv/bin/python benchmarks/bench_refine.py [--model smollm2-135m] [--batch 16] [--steps 3] [--threads 2]
+Runs the whole stage in a temporary directory and reads the training loop's own figures from metrics.json
+(tokens and seconds of the optimisation steps only). Prints tokens/s, the model FLOP/s as a share of this CPU's
+bf16 matmul peak (6 x forward matmul FLOPs per token; forward through every block and the LM head when the NLL
+term is on, else through blocks 0..l), and the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
-from typing import Any
+import tempfile
 
-CONFIGS = [  # (forward, params, precision)
-    ("truncated", "full", "bf16"),
-    ("full", "full", "bf16"),
-    ("truncated", "lora", "bf16"),
-    ("full", "lora", "bf16"),
-    ("truncated", "full", "fp32"),
-    ("full", "full", "fp32"),
-]
+from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
+
+SIZES = {"quickstart": dict(limit=64, epochs=2, batch_size=16, eval_batch_size=16, max_length=128),
+         "medium": dict(limit=200, epochs=1, batch_size=32, eval_batch_size=32, max_length=128)}
 
 
-def prompts(n: int) -> tuple[list[str], list[int]]:
-    """``n`` training prompts, half XSTest safe, half HH-RLHF harmful (labels 0 / 1)."""
-    from dcr.data import load_hh_harmful, xstest_split
-
-    half = n // 2
-    safe = [r.prompt for r in xstest_split(0.2, 0)[0][:half]]
-    toxic = [r.prompt for r in load_hh_harmful()[: n - half]]
-    return safe + toxic, [0] * len(safe) + [1] * len(toxic)
-
-
-def run_one(model_name: str, forward: str, params: str, precision: str, batch: int, steps: int,
-            threads: int) -> dict[str, Any]:
-    """Time ``steps`` training steps (after one warm-up step) of one configuration in this process."""
+def measure(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
+    from dcr.io import read_json
     from dcr.models import load_model
-    from dcr.refine import RefineConfig
-    from dcr.refine.features import default_layer, encode_prompts
-    from dcr.refine.train import make_optimizer, setup_full, setup_lora, train_step
-    from dcr.stage import PeakMemory
+    from dcr.refine import RefineConfig, refine
 
-    torch.set_num_threads(threads)
-    with PeakMemory() as mem:
-        model, tok = load_model(model_name, dtype="fp32", device="cpu")
-        layer = default_layer(model)
-        model = setup_lora(model, layer, 16, 32, 0.0, 0) if params == "lora" else model
-        if params == "full":
-            setup_full(model, layer)
-        cfg = RefineConfig(model=model_name, nll_weight=0.001 if forward == "full" else 0.0, batch_size=batch)
-        opt, _ = make_optimizer(model, cfg.lr, 0.0, 0)
-        texts, labels = prompts(batch)
-        enc = encode_prompts(tok, texts, cfg.template, cfg.max_length)
-        y = torch.tensor(labels)
-        autocast = torch.bfloat16 if precision == "bf16" else None
-        model.train()
-        times = []
-        for _ in range(steps + 1):
-            start = time.perf_counter()
-            train_step(model, enc, y, cfg, layer, autocast)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            times.append(time.perf_counter() - start)
-    tokens = int(enc["attention_mask"].sum())
-    step_s = sum(times[1:]) / steps
-    return {"forward": forward, "params": params, "precision": precision, "layer": layer, "batch": batch,
-            "tokens_per_step": tokens, "step_s": round(step_s, 3), "tokens_per_s": round(tokens / step_s, 1),
-            "peak_rss_mb": round(mem.peak_rss / 2**20)}
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    cols = ["forward", "params", "precision", "layer", "batch", "tokens_per_step", "step_s", "tokens_per_s",
-            "peak_rss_mb"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    torch.set_num_threads(args.threads)
+    cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, **SIZES[args.size])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = refine(cfg, f"{tmp}/refine")
+        metrics = read_json(out / "metrics.json")
+    train = metrics["train"]
+    model, _ = load_model(args.model, dtype="fp32", device="cpu")
+    fwd = matmul_flops_per_token(model, None if args.nll > 0 else metrics["layer"] + 1)
+    peak = matmul_peak_tflops(args.threads)
+    tps = train["tokens"] / train["seconds"]
+    return {"tokens_per_s": tps, "train_s": train["seconds"], "steps": train["steps"],
+            "pct_of_bf16_peak": 100 * 3 * fwd * tps / (peak * 1e12), "bf16_peak_tflops": peak,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--one", help="internal: forward,params,precision to run in this process")
+    ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
+    ap.add_argument("--nll", type=float, default=0.001, help="NLL weight (0 = truncated forward)")
+    add_common_args(ap)
     args = ap.parse_args()
-    if args.one:
-        forward, params, precision = args.one.split(",")
-        print(json.dumps(run_one(args.model, forward, params, precision, args.batch, args.steps, args.threads)))
+    if args.compare:
+        compare(args.compare, sys.argv[1:], args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
         return
-    rows = []
-    for forward, params, precision in CONFIGS:
-        cmd = [sys.executable, __file__, "--model", args.model, "--batch", str(args.batch), "--steps",
-               str(args.steps), "--threads", str(args.threads), "--one", f"{forward},{params},{precision}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"{forward},{params},{precision} failed:\n{proc.stderr[-2000:]}")
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"done {forward} {params} {precision}: {rows[-1]['tokens_per_s']} tok/s", file=sys.stderr)
-    print(table(rows))
+    res = measure(args)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads\n")
+    print("| tokens/s | train s | steps | % of bf16 matmul peak | peak RSS MB |\n|---:|---:|---:|---:|---:|")
+    print(f"| {res['tokens_per_s']:.1f} | {res['train_s']:.1f} | {res['steps']} | {res['pct_of_bf16_peak']:.1f} | "
+          f"{res['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,18 @@ def matmul_peak_tflops(threads: int, size: int = 2048, seconds: float = 2.0) -> 
     return 2 * size**3 * n / (time.perf_counter() - start) / 1e12
 
 
+def matmul_flops_per_token(model: Any, blocks: int | None = None) -> int:
+    """Forward matmul FLOPs per token: 2 x (block parameters + LM head); ``blocks`` counts only the first N
+    decoder blocks and no LM head (refine's truncated forward). Embedding lookups and attention are left out."""
+    from dcr.models import get_layers
+
+    layers = list(get_layers(model))[: blocks if blocks is not None else None]
+    n = sum(p.numel() for layer in layers for p in layer.parameters())
+    if blocks is None:
+        n += model.get_output_embeddings().weight.numel()
+    return 2 * n
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -54,8 +66,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 
 def _child(src: Path, argv: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.run([sys.executable, sys.argv[0], *argv, "--json"], capture_output=True, text=True, env=env,
-                          cwd=REPO)
+    script = str(Path(sys.argv[0]).resolve())
+    proc = subprocess.run([sys.executable, script, *argv, "--json"], capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         sys.exit(f"benchmark failed against {src}:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -69,6 +81,10 @@ def compare(rev: str, argv: list[str], rounds: int, keys: tuple[str, ...]) -> No
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_tree), rev], check=True,
                        capture_output=True)
         try:
+            got = subprocess.run([sys.executable, "-c", "import dcr; print(dcr.__file__)"], capture_output=True,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(old_tree / "src")}).stdout.strip()
+            if not got.startswith(str(old_tree)):
+                sys.exit(f"--compare: the old revision's dcr is not the one imported ({got})")
             pairs = [(_child(old_tree / "src", argv), _child(REPO / "src", argv)) for _ in range(rounds)]
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)],

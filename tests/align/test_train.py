@@ -142,3 +142,22 @@ def test_same_seed_same_curve_and_weights_and_resume_matches(tiny_dir: Path, dat
     assert [float(v) for _, v in _losses(c)] == pytest.approx([float(v) for _, v in _losses(a)], abs=1e-5)
     wc = _adapter(c)
     assert all(torch.allclose(wc[k], wa[k], atol=1e-5) for k in wa)
+
+
+def test_label_loss_equals_the_models_own_loss(tiny_dir: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dcr.align.train import label_loss
+    from dcr.models import load_tokenizer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    tok = load_tokenizer(str(tiny_dir))
+    rows = [{"prompt": "say hi", "response": "hi there"}, {"prompt": "count to three please", "response": "1 2 3"}]
+    batch = Collator(tok.pad_token_id)([encode(tok, r, "auto", 64) for r in rows])
+    ours, theirs = label_loss(model, batch), model(**batch).loss
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    assert float(label_loss(model, batch, n)) == pytest.approx(float(theirs), rel=1e-6)
+    assert float(label_loss(model, batch, 2 * n)) == pytest.approx(float(theirs) / 2, rel=1e-6)

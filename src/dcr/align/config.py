@@ -23,7 +23,7 @@ class AlignConfig(StageConfig):
     general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher")
     teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model")
     teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)")
-    teacher_batch_size: int = field(16, help="generation batch size of the teacher")
+    teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)")
     xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)")
     split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split")
     # optimisation (A.3)
@@ -41,6 +41,9 @@ class AlignConfig(StageConfig):
     weight_decay: float = field(0.0, help="AdamW weight decay")
     save_every: int = field(50, help="checkpoint every N optimizer steps (for resume)")
     log_every: int = field(1, help="log loss / lr every N optimizer steps to train_log.csv")
+    base_dtype: str = field("auto", help="dtype of the frozen base weights while training: auto = bf16 when "
+                                         "training computes in bf16 (no per-step weight casts), fp32 = keep fp32. "
+                                         "LoRA adapters and optimizer state stay fp32; the merge uses the fp32 base.")
     merge_dtype: str = field("fp32", help="dtype in which the LoRA is merged and OUT/model saved (fp32, bf16)")
     # tracking (A.5)
     track_every: int = field(10, help="track refusal every N optimizer steps (also at step 0 and at the end); 0 = off")
@@ -55,6 +58,7 @@ class AlignConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {', '.join(METHODS)}")
+        check(self.base_dtype in ("auto", "fp32"), f"base_dtype {self.base_dtype!r} unknown. Fix: auto or fp32")
         check(self.merge_dtype in DTYPES[1:], f"merge_dtype {self.merge_dtype!r} unknown. Fix: fp32 or bf16")
         check(self.n_general >= 0 and self.n_safety >= 0, "n_general and n_safety must be >= 0")
         check(self.n_general + self.n_safety > 0, "n_general + n_safety must be > 0. Fix: set one of them")

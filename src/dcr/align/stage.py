@@ -20,7 +20,15 @@ import torch
 from dcr.align.config import AlignConfig
 from dcr.align.data import build_mix, normalize_prompt
 from dcr.align.tracking import RefusalTracker, TrainLog, probe_sets
-from dcr.align.train import Collator, ListDataset, compute_dtype, encode, load_trainable, training_args
+from dcr.align.train import (
+    Collator,
+    ListDataset,
+    compute_dtype,
+    encode,
+    load_trainable,
+    sft_trainer,
+    training_args,
+)
 from dcr.io import atomic_dir, write_jsonl
 from dcr.stage import run_stage
 
@@ -67,7 +75,7 @@ def _prepare_resume(cfg: AlignConfig, out: Path, force: bool) -> None:
 
 def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = False) -> dict[str, Any]:
     """The body of the stage: mix, encode, train (resuming from the last checkpoint), merge, record."""
-    from transformers import PrinterCallback, Trainer
+    from transformers import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     rows, stats = build_mix(cfg, out)  # validates the data inputs before any resume state is touched
@@ -83,8 +91,8 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
         stats["probe_n"] = {g: len(p) for g, p in probes.items()}
         dt = compute_dtype(cfg)
         cbs.append(RefusalTracker(tok, probes, cfg, out / "tracking.csv", None if dt == torch.float32 else dt))
-    trainer = Trainer(model=model, args=training_args(cfg, out), train_dataset=ListDataset(items),
-                      data_collator=Collator(tok.pad_token_id), callbacks=cbs + list(callbacks))
+    trainer = sft_trainer(model=model, args=training_args(cfg, out), train_dataset=ListDataset(items),
+                          data_collator=Collator(tok.pad_token_id), callbacks=cbs + list(callbacks))
     trainer.remove_callback(PrinterCallback)  # TrainLog logs to stage.log instead of printing dicts
     ckpt_dir = out / "checkpoints"
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None

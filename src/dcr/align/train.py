@@ -72,8 +72,18 @@ def compute_dtype(cfg: AlignConfig) -> torch.dtype:
     return pick_dtype(cfg.dtype, pick_device(cfg.device))
 
 
+def base_dtype(cfg: AlignConfig) -> torch.dtype:
+    """dtype of the frozen base weights in training: bf16 when training computes in bf16 (``base_dtype: auto``),
+    so autocast does not re-cast every weight every step; else fp32."""
+    if cfg.base_dtype == "fp32":
+        return torch.float32
+    dt = compute_dtype(cfg)
+    return dt if dt == torch.bfloat16 else torch.float32
+
+
 def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
-    """The fp32 base model wrapped with LoRA adapters on every attention/MLP linear, and its tokenizer."""
+    """The base model (frozen, in :func:`base_dtype`) wrapped with fp32 LoRA adapters on every attention/MLP
+    linear, and its tokenizer."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -81,10 +91,38 @@ def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
 
     ref = resolve_model(cfg.model)
     torch.manual_seed(cfg.seed)
-    base = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float32).to(pick_device(cfg.device))
+    base = AutoModelForCausalLM.from_pretrained(ref, dtype=base_dtype(cfg)).to(pick_device(cfg.device))
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
     return get_peft_model(base, lora), load_tokenizer(ref)
+
+
+def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
+    """Causal-LM cross-entropy computed from the LM head at labelled positions only (prompt and padding positions
+    never reach the vocabulary projection). Equal to the model's own loss: the mean over labelled tokens, or their
+    sum over ``num_items_in_batch`` when the Trainer passes it (gradient accumulation)."""
+    base = model.get_base_model()
+    hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])[0]
+    labels = inputs["labels"][:, 1:]
+    keep = labels != IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    if num_items_in_batch is None:
+        return torch.nn.functional.cross_entropy(logits, labels[keep])
+    total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
+    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+
+
+def sft_trainer(**kw: Any) -> Any:
+    """A ``transformers.Trainer`` whose loss is :func:`label_loss` (same value, less work)."""
+    from transformers import Trainer
+
+    class SFTTrainer(Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            loss = label_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
+
+    return SFTTrainer(**kw)
 
 
 def training_args(cfg: AlignConfig, out: Path) -> Any:

@@ -32,7 +32,8 @@ class EvaluateConfig(StageConfig):
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.")
     max_new_tokens: int = field(64, help="Greedy tokens generated per prompt; 64 covers the opening sentences the "
                                          "keyword judge reads (raise it for guard/LLM judges).")
-    batch_size: int = field(16, help="Prompts per generation batch.")
+    batch_size: int = field(64, help="Prompts per generation batch (length-sorted; part of the generation cache key). "
+                                      "64 is about 2x the tokens/s of 16 on 2 CPU cores (BENCHMARKS.md).")
     score_batch_size: int = field(8, help="Sequences per forward when scoring log-probabilities.")
     xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split); "
                                                  "labels the in-distribution / held-out splits.")

@@ -1,0 +1,79 @@
+"""Training throughput of the align stage's LoRA SFT (HF Trainer, as ``dcr.align`` sets it up) on SmolLM2.
+
+    python benchmarks/bench_align.py                        # quickstart: 128 pairs, micro-batch 8 x 2, 2 epochs
+    python benchmarks/bench_align.py --size medium          # 384 pairs, micro-batch 8 x 4, 1 epoch
+    python benchmarks/bench_align.py --compare HEAD~3       # the same measurement against another revision
+
+Builds the training mix from safety pairs only (no teacher generation), the model and the Trainer with the
+stage's own functions, and times ``trainer.train()`` alone (no tracking, no merge). Tokens are the non-padding
+tokens of the encoded examples times the epochs. Prints tokens/s, the model FLOP/s as a share of this CPU's bf16
+matmul peak (6 x forward matmul FLOPs per token, LoRA's own FLOPs left out) and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
+
+SIZES = {"quickstart": dict(n_safety=128, epochs=2.0, micro_batch=8, grad_accum=2, max_length=160),
+         "medium": dict(n_safety=384, epochs=1.0, micro_batch=8, grad_accum=4, max_length=256)}
+
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    import torch
+    from transformers import PrinterCallback, Trainer
+
+    from dcr.align import train as align_train
+    from dcr.align.config import AlignConfig
+    from dcr.align.data import build_mix
+
+    torch.set_num_threads(args.threads)
+    cfg = AlignConfig(model=args.model, n_general=0, track_every=0, save_every=10_000, lr=5e-4,
+                      **SIZES[args.size])
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, _ = build_mix(cfg, Path(tmp))
+        model, tok = align_train.load_trainable(cfg)
+        items = [x for x in (align_train.encode(tok, r, cfg.template, cfg.max_length) for r in rows) if x]
+        make = getattr(align_train, "sft_trainer", Trainer)  # the revision's own Trainer (older ones: plain)
+        trainer = make(model=model, args=align_train.training_args(cfg, Path(tmp)),
+                          train_dataset=align_train.ListDataset(items),
+                          data_collator=align_train.Collator(tok.pad_token_id))
+        trainer.remove_callback(PrinterCallback)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    tokens = sum(len(x["input_ids"]) for x in items) * cfg.epochs
+    fwd = matmul_flops_per_token(model.get_base_model())
+    peak = matmul_peak_tflops(args.threads)
+    return {"tokens_per_s": tokens / seconds, "train_s": seconds,
+            "pct_of_bf16_peak": 100 * 3 * fwd * tokens / seconds / (peak * 1e12), "bf16_peak_tflops": peak,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
+    add_common_args(ap)
+    args = ap.parse_args()
+    if args.compare:
+        compare(args.compare, sys.argv[1:], args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
+        return
+    res = measure(args)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"align (LoRA SFT) {args.model}, {args.size} sizes, {args.threads} threads\n")
+    print("| tokens/s | train s | % of bf16 matmul peak | peak RSS MB |\n|---:|---:|---:|---:|")
+    print(f"| {res['tokens_per_s']:.1f} | {res['train_s']:.1f} | {res['pct_of_bf16_peak']:.1f} | "
+          f"{res['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
