@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import gc
 import logging
 import os
 import platform
@@ -95,6 +97,16 @@ class PeakMemory:
         self.peak_rss = max(self.peak_rss, _rss_bytes())
         if torch.cuda.is_available():
             self.peak_cuda = int(torch.cuda.max_memory_allocated())
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc keeps it otherwise), so that one stage's peak
+    is not carried as resident memory into the next stage of the same process (``dcr run``)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:
@@ -232,6 +244,7 @@ def run_stage(
     if isinstance(config, StageConfig):
         config.check_inputs()
     make_out_dir(out)
+    release_memory()  # the peak below is this stage's own
     cfg = asdict(config) if is_dataclass(config) else config
     head = _base_manifest(name, key, cfg, upstream)
     with stage_lock(out):
@@ -252,6 +265,7 @@ def run_stage(
                                             "wall_time_s": round(time.time() - start, 3)})
                 raise
             status = _finish(out, head, summary, reads, mem, start)
+            release_memory()
             slog.info("stage %s finished (%s) in %.1fs", name, status, time.time() - start)
     if status == "incomplete":
         log.warning("%s: finished without %s; not cached as done, the next run retries", name,

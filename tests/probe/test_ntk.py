@@ -139,3 +139,26 @@ def test_group_means_skip_self_pairs() -> None:
     assert np.allclose(mat, [[0.7, 0.3], [0.2, np.nan]], equal_nan=True)
     assert pair_means(np.array([[1.0, 0.2], [0.4, 0.9]]), ["a", "b"]) == pytest.approx(
         {"a/a": 1.0, "a/b": 0.3, "b/b": 0.9})
+
+
+@pytest.mark.parametrize("sparse_min_rows,budget_gb,tol", [(4096, 6.0, 1e-6), (64, 6.0, 1e-6), (64, 0.0, 1e-2)])
+def test_gram_matches_explicit_jacobian(reference: tuple, sparse_min_rows: int, budget_gb: float,
+                                        tol: float) -> None:
+    """Stored gradients and dot products: exact (fp32 store, head dense or by rows) or bf16 store within 1e-2."""
+    from dcr.probe.gram import gram_blocks
+
+    model, batch, params, want = reference
+    got, storage = gram_blocks(model, batch, params, top_k=3, budget_gb=budget_gb, sparse_min_rows=sparse_min_rows)
+    assert storage == ("float32" if budget_gb else "bfloat16")
+    assert got.shape == (3, 3, 3, 3)
+    assert _rel(got, want) < tol, _rel(got, want)
+
+
+def test_gram_equals_exact_jvp_with_tied_head() -> None:
+    from dcr.probe.gram import gram_blocks
+
+    model, _, batch = _setup(tied=True)
+    params = param_subset(model, 2)
+    want = kernel_blocks(model, batch, params, top_k=2, method="jvp")
+    got, _ = gram_blocks(model, batch, params, top_k=2, sparse_min_rows=64)  # the tied head stored by rows
+    assert _rel(got, want) < 1e-4, _rel(got, want)

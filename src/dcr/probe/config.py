@@ -9,7 +9,7 @@ from dcr.config import StageConfig, check, field
 from dcr.data import BENCHMARKS, data_dir
 from dcr.models import resolve_model
 
-METHODS = ("fd", "jvp")
+METHODS = ("gram", "fd", "jvp")
 GROUPS = ("s-toxic", "toxic", "normal")
 
 
@@ -33,7 +33,9 @@ class NtkConfig(ProbeConfig):
     top_k: int = field(5, help="Size of the top-k token sets S_u, S_o at the last prompt position.")
     ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).")
     include_head: bool = field(True, help="Include the LM head in the parameter subset (tied embeddings once).")
-    method: str = field("fd", help="JVP method: fd (central finite differences, A.6) or jvp (exact forward mode).")
+    method: str = field("gram", help="How K = J J^T is computed: gram (each prompt's top-k gradients once, every pair "
+                                     "a dot product; exact, fast), jvp (exact forward-mode JVPs) or fd (central "
+                                     "finite differences, the paper's A.6 scheme).")
     fd_eps: float = field(1e-3, help="Finite-difference step epsilon (A.6: 1e-3).")
     fd_unit_step: bool = field(False, help="Step along w/||w|| (then rescale) instead of the raw gradient w.")
     batch_size: int = field(32, help="Prompts x' per forward on the JVP side.")

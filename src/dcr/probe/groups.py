@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dcr.models import num_layers
+from dcr.probe.gram import gram_blocks
 from dcr.probe.inputs import GROUP_LABELS, encode
 from dcr.probe.ntk import kernel_blocks, normalised_norms, param_subset, subset_size
 
@@ -50,8 +51,13 @@ def model_group_matrix(model: Any, tok: Any, records: dict[str, list[Any]], cfg:
     params = param_subset(model, min(cfg.ntk_layers, num_layers(model)), cfg.include_head)
     log(f"eNTK: {len(prompts)} prompts, top_k {cfg.top_k}, {len(params)} tensors / "
         f"{subset_size(params):,} parameters, method {cfg.method}")
-    blocks = kernel_blocks(model, batch, params, cfg.top_k, cfg.method, cfg.fd_eps, cfg.fd_unit_step,
-                             cfg.batch_size, progress=lambda i, n: log(f"  x {i}/{n} done"))
+    progress = lambda i, n: log(f"  x {i}/{n} done")  # noqa: E731
+    storage = "fp32"
+    if cfg.method == "gram":
+        blocks, storage = gram_blocks(model, batch, params, cfg.top_k, cfg.batch_size, progress=progress)
+    else:
+        blocks = kernel_blocks(model, batch, params, cfg.top_k, cfg.method, cfg.fd_eps, cfg.fd_unit_step,
+                               cfg.batch_size, progress=progress)
     norms = normalised_norms(blocks).numpy()
     return {
         "order": order,
@@ -61,6 +67,7 @@ def model_group_matrix(model: Any, tok: Any, records: dict[str, list[Any]], cfg:
         "groups": groups,
         "ids": [r.id for g in order for r in records[g]],
         "subset_parameters": subset_size(params),
+        "gradient_storage": storage,
     }
 
 
