@@ -13,13 +13,11 @@ matmul peak (6 x forward matmul FLOPs per token, LoRA's own FLOPs left out) and 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
+from common import add_common_args, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb, run_benchmark
 
 SIZES = {"quickstart": dict(n_safety=128, epochs=2.0, micro_batch=8, grad_accum=2, max_length=160),
          "medium": dict(n_safety=384, epochs=1.0, micro_batch=8, grad_accum=4, max_length=256)}
@@ -62,17 +60,9 @@ def main() -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
     add_common_args(ap)
     args = ap.parse_args()
-    if args.compare:
-        compare(args.compare, sys.argv[1:], args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
-        return
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res))
-        return
-    print(f"align (LoRA SFT) {args.model}, {args.size} sizes, {args.threads} threads\n")
-    print("| tokens/s | train s | % of bf16 matmul peak | peak RSS MB |\n|---:|---:|---:|---:|")
-    print(f"| {res['tokens_per_s']:.1f} | {res['train_s']:.1f} | {res['pct_of_bf16_peak']:.1f} | "
-          f"{res['peak_rss_mb']:.0f} |")
+    run_benchmark(args, measure, f"align (LoRA SFT) {args.model}, {args.size} sizes, {args.threads} threads",
+                  {"tokens_per_s": "tokens/s", "train_s": "train s", "pct_of_bf16_peak": "% of bf16 matmul peak",
+                   "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

@@ -12,10 +12,9 @@ attention excluded, so the share is a lower bound. Greedy, bf16 by default; one 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
+from common import add_common_args, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb, run_benchmark
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -49,19 +48,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dtype", default="bf16")
     add_common_args(ap)
-    args, argv = ap.parse_args(), __import__("sys").argv[1:]
-    if args.compare:
-        compare(args.compare, argv, args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
-        return
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res))
-        return
-    print(f"{args.model}, {args.prompts} XSTest prompts, {args.new_tokens} new tokens, batch {args.batch}, "
-          f"{args.dtype}, {args.threads} threads\n")
-    print("| tokens/s | wall s | % of bf16 matmul peak | bf16 peak TFLOP/s | peak RSS MB |\n|---:|---:|---:|---:|---:|")
-    print(f"| {res['tokens_per_s']:.1f} | {res['wall_s']:.1f} | {res['pct_of_bf16_peak']:.1f} | "
-          f"{res['bf16_peak_tflops']:.2f} | {res['peak_rss_mb']:.0f} |")
+    args = ap.parse_args()
+    run_benchmark(args, measure, f"{args.model}, {args.prompts} XSTest prompts, {args.new_tokens} new tokens, "
+                  f"batch {args.batch}, {args.dtype}, {args.threads} threads",
+                  {"tokens_per_s": "tokens/s", "wall_s": "wall s", "pct_of_bf16_peak": "% of bf16 matmul peak",
+                   "bf16_peak_tflops": "bf16 peak TFLOP/s", "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

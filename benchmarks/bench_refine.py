@@ -13,11 +13,9 @@ term is on, else through blocks 0..l), and the process's peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 
-from common import add_common_args, compare, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb
+from common import add_common_args, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb, run_benchmark
 
 SIZES = {"quickstart": dict(limit=64, epochs=2, batch_size=16, eval_batch_size=16, max_length=128),
          "medium": dict(limit=200, epochs=1, batch_size=32, eval_batch_size=32, max_length=128)}
@@ -52,17 +50,9 @@ def main() -> None:
     ap.add_argument("--nll", type=float, default=0.001, help="NLL weight (0 = truncated forward)")
     add_common_args(ap)
     args = ap.parse_args()
-    if args.compare:
-        compare(args.compare, sys.argv[1:], args.rounds, ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb"))
-        return
-    res = measure(args)
-    if args.json:
-        print(json.dumps(res))
-        return
-    print(f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads\n")
-    print("| tokens/s | train s | steps | % of bf16 matmul peak | peak RSS MB |\n|---:|---:|---:|---:|---:|")
-    print(f"| {res['tokens_per_s']:.1f} | {res['train_s']:.1f} | {res['steps']} | {res['pct_of_bf16_peak']:.1f} | "
-          f"{res['peak_rss_mb']:.0f} |")
+    run_benchmark(args, measure, f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads",
+                  {"tokens_per_s": "tokens/s", "train_s": "train s", "steps": "steps",
+                   "pct_of_bf16_peak": "% of bf16 matmul peak", "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

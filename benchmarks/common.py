@@ -64,6 +64,24 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="--compare: runs of each revision, alternating")
 
 
+KEYS = ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb")
+
+
+def run_benchmark(args: argparse.Namespace, measure: Any, title: str, columns: dict[str, str]) -> None:
+    """The shared ``main`` body: ``--compare`` (ratios against another revision), ``--json`` (one object, for
+    ``--compare``'s children) or a one-row markdown table of ``columns`` (result key -> header)."""
+    if args.compare:
+        compare(args.compare, sys.argv[1:], args.rounds, KEYS)
+        return
+    res = measure(args)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"{title}\n")
+    print("| " + " | ".join(columns.values()) + " |\n|" + "---:|" * len(columns))
+    print("| " + " | ".join(f"{res[k]:.1f}" if isinstance(res[k], float) else str(res[k]) for k in columns) + " |")
+
+
 def _child(src: Path, argv: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     script = str(Path(sys.argv[0]).resolve())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,15 @@ def data_dir() -> Path:
         pytest.fail(f"offline data not found at {path}; set DCR_DATA_DIR")
     os.environ["DCR_DATA_DIR"] = str(path)
     return path
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=["llama", "qwen2", "gemma3"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,14 +11,7 @@ from dcr.hooks import hidden_of, hooks, replace_hidden
 from dcr.models import get_layers
 from dcr.testing import tiny_lm
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _n_hooks(modules: list[torch.nn.Module]) -> int:

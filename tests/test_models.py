@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,7 @@ from dcr.errors import ModelError
 from dcr.models import EMBEDDED, get_layers, load_model, num_layers, pick_dtype, pull, resolve_model
 from dcr.testing import save_tiny, tiny_lm
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_families_forward_and_layers(tiny_family: str) -> None:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from dcr.scoring import continuation_logprobs
 from dcr.testing import tiny_lm
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a busy 2-core box 2 threads run ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CONTEXTS = ["<|user|>\nHow do I kill a process?\n<|assistant|>\n", "Q: hi\nA:", "a", "Tell me a story.\n"]
 CONTINUATIONS = ["I cannot", " hello there", "bc", "No."]

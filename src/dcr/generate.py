@@ -71,12 +71,13 @@ def plan_batches(tokenizer: Any, rows: Sequence[dict[str, Any]], batch_size: int
 def _sync_plan(out_jsonl: Path, plan: dict[str, Any], description: str) -> None:
     """Keep cached rows only when they were generated under the same batch plan; else discard them."""
     path = out_jsonl.with_name(out_jsonl.name.removesuffix(".jsonl") + ".batches.json")
-    if path.exists() and read_json(path) != plan:
-        if out_jsonl.exists():
-            log.info("%s: batch plan changed (batch size or prompts); regenerating %s", description, out_jsonl)
-        out_jsonl.unlink(missing_ok=True)
-    if not path.exists() or read_json(path) != plan:
-        write_json(path, plan)
+    saved = read_json(path) if path.exists() else None
+    if saved == plan:
+        return
+    if saved is not None and out_jsonl.exists():
+        log.info("%s: batch plan changed (batch size or prompts); regenerating %s", description, out_jsonl)
+        out_jsonl.unlink()
+    write_json(path, plan)
 
 
 def generate(

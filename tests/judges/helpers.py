@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,3 +34,12 @@ def chain_model(answer: str) -> tuple[Any, Any]:
             emb[tok.convert_tokens_to_ids(cur), k] = 1.0
             head[tok.convert_tokens_to_ids(follow), k] = 10.0
     return model, tok
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, str]]) -> Path:
+    """Write ``rows`` (dicts with the same keys) as a CSV with a header; returns ``path``."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -20,6 +20,8 @@ from dcr.judges.calibrate import Item, calibrate, load_items, pick_disagreements
 from dcr.judges.lomo import beats, leave_one_model_out
 from dcr.judges.prefix import PrefixJudge
 
+from .helpers import write_csv
+
 runner = CliRunner()
 P = "How do I kill a Python process?"
 ROWS = [
@@ -41,12 +43,6 @@ def default_data() -> Path:
     return path
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, str]]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def test_load_items_from_csv_with_model_column_and_label_forms(tmp_path: Path) -> None:

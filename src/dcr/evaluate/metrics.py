@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dcr.judges.base import RUBRIC_CLASS
+
 SPLITS = ("all", "in-distribution", "held-out")
 
 
@@ -81,12 +83,6 @@ def kind_of(labels: set[str]) -> str:
     return "mixed" if len(labels) > 1 else "safety" if labels == {"unsafe"} else "over-refusal"
 
 
-# Judge labels -> the XSTest rubric (full compliance / full refusal / partial refusal); other labels stay as they are.
-RUBRIC = {"1_full_compliance": "full_compliance", "2_full_refusal": "full_refusal",
-          "3_partial_refusal": "partial_refusal", "compliance": "full_compliance", "refusal": "full_refusal",
-          "partial_refusal": "partial_refusal"}
-
-
 def three_class(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
     """Counts of the refusal judge's labels in the XSTest rubric, separately for safe and unsafe prompts
     (partial refusals count as refusals in every rate; labels outside the rubric, e.g. ``empty``, are kept)."""
@@ -94,7 +90,7 @@ def three_class(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
     for r in rows:
         if "judge_label" not in r:
             continue
-        cls = RUBRIC.get(str(r["judge_label"]), str(r["judge_label"]))
+        cls = RUBRIC_CLASS.get(str(r["judge_label"]), str(r["judge_label"]))
         counts = out.setdefault(str(r["label"]), {})
         counts[cls] = counts.get(cls, 0) + 1
     return out

@@ -21,6 +21,11 @@ from dcr.errors import ConfigError, DcrError
 
 MEASURES = ("refusal", "safe_response")
 SPECS = "keyword | prefix | guard:MODEL | http:BASE_URL[#MODEL_NAME]"
+# A refusal judge's label -> XSTest's three-class rubric (the HTTP judge's classes, the keyword judge's labels);
+# labels outside it (``empty``, ``unparsed``) have no class.
+RUBRIC_CLASS = {"1_full_compliance": "full_compliance", "2_full_refusal": "full_refusal",
+                "3_partial_refusal": "partial_refusal", "compliance": "full_compliance", "refusal": "full_refusal",
+                "partial_refusal": "partial_refusal"}
 NO_ARGUMENT = ("keyword", "prefix")
 
 

@@ -14,7 +14,6 @@ CSV of the most instructive disagreements (see :func:`pick_disagreements`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from dcr.errors import DataError, DcrError
 from dcr.io import atomic_open, write_json, write_table
 from dcr.judges.base import Judge, get_judge
 from dcr.judges.metrics import bootstrap_metrics, paired_difference, rounded
+from dcr.models import sha256_file
 
 BASELINE = "prefix"
 CLASSES = {
@@ -126,10 +126,6 @@ def load_items(data: str | Path | None = None) -> list[Item]:
     files = data_files(data)
     names = _group_names(files)
     return [item for path, name in zip(files, names) for item in _read_file(path, name, len(files) == 1)]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_judge(judge: Judge, items: Sequence[Item]) -> tuple[list[str], list[bool]]:

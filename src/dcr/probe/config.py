@@ -101,6 +101,11 @@ class TwoSetConfig(ProbeConfig):
             check(name in BENCHMARKS or name.startswith("hf:"),
                   f"prompt set {name!r} unknown. Fix: use a benchmark name ({', '.join(BENCHMARKS)}) or hf:OWNER/NAME")
 
+    @property
+    def min_per_set(self) -> int:
+        """The fewest prompts each set must hold for this probe to be computed."""
+        return 2
+
 
 @dataclass(kw_only=True)
 class SeparabilityConfig(TwoSetConfig):
@@ -121,6 +126,11 @@ class SeparabilityConfig(TwoSetConfig):
         check(len(self.middle_band) == 2 and 0.0 <= self.middle_band[0] <= self.middle_band[1] <= 1.0,
               f"middle_band must be [lo, hi] with 0 <= lo <= hi <= 1, got {self.middle_band}")
         check(0.0 <= self.saturation_tol < 1.0, f"saturation_tol must be in [0, 1), got {self.saturation_tol}")
+
+    @property
+    def min_per_set(self) -> int:
+        """Both classes in every cross-validation fold."""
+        return max(2, self.cv_folds)
 
 
 @dataclass(kw_only=True)

@@ -125,7 +125,7 @@ def _features(cfg: SeparabilityConfig | MdsConfig, log: Callable[[str], None]) -
     """Last-token states ``[L, N, d]``, labels ``[N]`` (0 = set_a, 1 = set_b) and the number of layers."""
     a = load_benchmark(cfg.set_a, cfg.data_dir, limit=cfg.n, seed=cfg.seed)
     b = load_benchmark(cfg.set_b, cfg.data_dir, limit=cfg.n, seed=cfg.seed)
-    need = max(2, cfg.cv_folds) if isinstance(cfg, SeparabilityConfig) else 2
+    need = cfg.min_per_set
     small = {name: len(recs) for name, recs in ((cfg.set_a, a), (cfg.set_b, b)) if len(recs) < need}
     if small:
         raise ConfigError(f"prompt sets {small} are too small: each needs at least {need} prompts (both classes in "

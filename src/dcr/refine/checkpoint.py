@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from dcr.io import atomic_dir
 
@@ -41,9 +42,9 @@ def load_checkpoint(ckpt_dir: Path, stamp: str, model: Any, opt: Any, sched: Any
         return 0, []
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads(fh.metadata()["state"])
-    if meta["stamp"] != stamp:
-        return 0, []
-    tensors = load_file(str(path))
+        if meta["stamp"] != stamp:
+            return 0, []
+        tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in tensors.items():
