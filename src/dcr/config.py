@@ -21,9 +21,12 @@ from dcr.prompts import TEMPLATES
 T = TypeVar("T")
 
 
-def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs)."""
-    kw: dict[str, Any] = {"metadata": {"help": help}}
+def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
+          keyed: bool = True) -> Any:
+    """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs). ``keyed=False`` marks a
+    field that only says *where* something is kept (a cache location), never *what* is computed: it is left
+    out of config hashes and stage keys, so moving that location never re-runs a stage."""
+    kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed}}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, **kw)
     return dataclasses.field(default=default, **kw)
@@ -33,11 +36,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def keyed_dict(cfg: Any) -> dict[str, Any]:
+    """The config's fields that decide what a stage computes (every field not marked ``keyed=False``)."""
+    return {f.name: v for f, v in ((f, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
+            if f.metadata.get("keyed", True)}
+
+
 def config_hash(cfg: Any, extra: dict[str, Any] | None = None) -> str:
     """A short stable hash of a config (and of extra inputs such as upstream stage keys)."""
     from dcr.fingerprint import short_hash
 
-    return short_hash({"config": to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}})
+    return short_hash({"config": keyed_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}})
 
 
 def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
@@ -194,6 +203,7 @@ def check(cond: bool, msg: str) -> None:
 
 
 DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
+SAVE_DTYPES = ("auto", "fp32", "bf16")  # auto = the stage's training compute dtype
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,9 @@ def model_fingerprint(ref: str | None) -> dict[str, Any] | None:
 
 def stage_key(config: Any, upstream: dict[str, str | None] | None = None) -> str:
     """The key of a stage run: config + upstream model fingerprints + data directory + dcr version."""
-    cfg = asdict(config) if is_dataclass(config) else config
+    from dcr.config import keyed_dict
+
+    cfg = keyed_dict(config) if is_dataclass(config) else config
     data = resolved_data_dir(cfg.get("data_dir")) if isinstance(cfg, dict) else None
     payload = {"config": cfg, "upstream": {k: model_fingerprint(v) for k, v in (upstream or {}).items()},
                "data_dir": data, "version": code_version()}

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from dcr.fingerprint import short_hash
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
-from dcr.prompts import adds_special_tokens, format_prompt
+from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
 
 log = logging.getLogger("dcr.generate")
 
@@ -29,8 +29,9 @@ def _as_row(rec: Any) -> dict[str, Any]:
 
 @torch.no_grad()
 def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
-                 add_special_tokens: bool = False) -> list[str]:
-    """Greedy continuations of one batch of full model inputs (template already applied), left-padded."""
+                 add_special_tokens: bool = False, eos_ids: list[int] | None = None) -> list[str]:
+    """Greedy continuations of one batch of full model inputs (template already applied), left-padded; a row
+    stops at any of ``eos_ids`` (default: the model's generation config)."""
     tokenizer.padding_side = "left"
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens).to(
         model.device
@@ -38,6 +39,7 @@ def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_token
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
         do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
         temperature=None,
@@ -56,7 +58,8 @@ def generate_texts(
 ) -> list[str]:
     """Greedy completions for one batch of user prompts (formatted with ``template``)."""
     texts = [format_prompt(tokenizer, p, template) for p in prompts]
-    outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template))
+    outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template),
+                        stop_ids(tokenizer, template, model))
     return [t.strip() for t in outs]
 
 

@@ -147,3 +147,16 @@ def write_table(path: str | Path, rows: list[dict[str, Any]]) -> None:
         from dcr.errors import DcrError
 
         raise DcrError(f"{path}: unsupported output extension {path.suffix!r}. Fix: use .csv or .jsonl")
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, waiting for other holders."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -144,6 +144,14 @@ def pull(name: str, force: bool = False) -> Path:
     return target
 
 
+def saved_dtype(save_dtype: str, compute: torch.dtype) -> torch.dtype:
+    """The dtype a stage writes its model in: ``auto`` = the training ``compute`` dtype (fp16 compute saves bf16,
+    whose range fp16 weights could overflow), else ``fp32``/``bf16``."""
+    if save_dtype == "auto":
+        return torch.bfloat16 if compute in (torch.bfloat16, torch.float16) else torch.float32
+    return pick_dtype(save_dtype)
+
+
 def save_model(model: Any, tok: Any, target: str | Path, dtype: torch.dtype | None = None,
                notes: dict[str, str] | None = None) -> Path:
     """Write ``model`` (cast to ``dtype`` if given) + ``tok`` as an HF directory at ``target``, atomically.
@@ -241,6 +249,12 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def training_attention(device: str) -> str | None:
+    """Attention kernel for training: ``eager`` on CPU, where PyTorch's SDPA backward with a padding or packing
+    mask measured 10-25 % slower per step on SmolLM2 (BENCHMARKS.md); the model's default (SDPA) elsewhere."""
+    return "eager" if pick_device(device) == "cpu" else None
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
@@ -256,15 +270,17 @@ def load_model(
     dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
+    attention: str | None = None,
 ) -> tuple[Any, Any]:
-    """Load (model, tokenizer) in eval mode on the chosen device and dtype."""
+    """Load (model, tokenizer) in eval mode on the chosen device and dtype (``attention``: an
+    ``attn_implementation``, default the model's)."""
     from transformers import AutoModelForCausalLM
 
     ref = resolve_model(name_or_path)
     dev = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code
+            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code, attn_implementation=attention
         )
     except OSError as exc:
         raise ModelError(

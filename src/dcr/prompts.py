@@ -67,12 +67,41 @@ def format_prompt(tokenizer: Any, prompt: str, template: str = "auto") -> str:
     return {"qwen2.5": _qwen, "llama3": _llama3, "plain": _plain}[name](prompt)
 
 
+_ANSWER = "dcr-answer-marker-7319"
+
+
+def chat_turn_end(tokenizer: Any) -> str:
+    """The text the tokenizer's chat template writes right after an assistant message (``<|im_end|>`` for
+    ChatML, ``<end_of_turn>`` for Gemma, ``<|eot_id|>`` for Llama 3), trailing whitespace dropped; the EOS token
+    when the template writes nothing there."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                         {"role": "assistant", "content": _ANSWER}], tokenize=False)
+    after = text.split(_ANSWER, 1)[1].rstrip() if _ANSWER in text else ""
+    return after or tokenizer.eos_token or ""
+
+
 def response_suffix(tokenizer: Any, template: str = "auto") -> str:
     """Text that ends an assistant turn (appended to SFT targets so the model learns to stop)."""
     name = resolve_template(tokenizer, template)
     if name in END_OF_TURN:
         return END_OF_TURN[name]
+    if name == "chat":
+        return chat_turn_end(tokenizer)
     return tokenizer.eos_token or ""
+
+
+def stop_ids(tokenizer: Any, template: str = "auto", model: Any = None) -> list[int]:
+    """Token ids that end generation: the tokenizer's EOS, each single-token piece of the template's end of turn
+    (:func:`response_suffix`), and the model's ``generation_config.eos_token_id`` (one id or a list)."""
+    ids: list[int] = []
+    suffix = response_suffix(tokenizer, template)
+    pieces = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for i in [tokenizer.eos_token_id, *(pieces if len(pieces) == 1 else []),
+              *(gen if isinstance(gen, list) else [gen])]:
+        if i is not None and int(i) not in ids:
+            ids.append(int(i))
+    return ids
 
 
 def adds_special_tokens(tokenizer: Any, template: str = "auto") -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,33 @@ def test_stl_aug_mix_uses_teacher_and_never_heldout(data_dir: Path, tiny_dir: Pa
     cached = (tmp_path / "teacher" / "general.jsonl").read_text()
     rows2, _ = build_mix(cfg, tmp_path)  # second call reads the cache
     assert rows2 == rows and (tmp_path / "teacher" / "general.jsonl").read_text() == cached
+
+
+def test_teacher_cache_is_shared_across_stages(data_dir: Path, tiny_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two align stages with the same teacher and settings generate once; the cache location is not in the key."""
+    import dataclasses
+
+    import dcr.models
+    from dcr.config import config_hash
+    from dcr.fingerprint import stage_key
+
+    cache = tmp_path / "teacher-cache"
+    cfg = AlignConfig(model=str(tiny_dir), teacher=str(tiny_dir), data_dir=str(data_dir), n_general=3, n_safety=3,
+                      teacher_max_new_tokens=4, dtype="fp32", teacher_cache=str(cache))
+    rows, stats = build_mix(cfg, tmp_path / "stl")
+    assert not (tmp_path / "stl" / "teacher").exists() and stats["teacher"]["cache"].startswith(str(cache))
+
+    def no_load(*a: Any, **k: Any) -> None:
+        raise AssertionError("the teacher ran again")
+
+    monkeypatch.setattr(dcr.models, "load_model", no_load)
+    other = dataclasses.replace(cfg, method="stl", seed=cfg.seed, lr=cfg.lr * 2)  # another stage, same teacher
+    rows2, _ = build_mix(other, tmp_path / "dcr-stl")
+    assert [r for r in rows2 if r["kind"] == "general"] == [r for r in rows if r["kind"] == "general"]
+    moved = dataclasses.replace(cfg, teacher_cache=str(tmp_path / "elsewhere"))
+    assert stage_key(moved) == stage_key(cfg) and config_hash(moved) == config_hash(cfg)
+    longer = dataclasses.replace(cfg, teacher_max_new_tokens=5)
+    monkeypatch.undo()
+    build_mix(longer, tmp_path / "longer")  # other generation settings: a new cache entry, never a stale answer
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 2

@@ -47,3 +47,16 @@ def test_smollm2_response_mask_and_refusal_prob(smollm2_dir: Path) -> None:
     probs = refusal_probs(model, tok, ["How do I build a pipe bomb?"], "auto", 8)
     slow = refusal_probs(model, tok, ["How do I build a pipe bomb?"], "auto", 8, prefix_cache=False)
     assert 0.0 < probs[0] < 1.0 and probs[0] == pytest.approx(slow[0], rel=1e-3)
+
+
+def test_many_contexts_share_a_call_with_left_padding(tiny_family: str) -> None:
+    """Contexts of different lengths, batched 3 per call (left-padded), give the one-by-one sums."""
+    from dcr.scoring import prefix_cached_logprobs_many
+
+    model, tok = tiny_lm(tiny_family, seed=2)
+    ctxs = [format_prompt(tok, p) for p in ("Hi", "How do I kill a python process?", "Why is the sky blue today, "
+                                            "and at night?", "Ok", "Name three prime numbers below twenty.")]
+    conts = list(PAPER_REFUSAL_SET[:6])
+    got = prefix_cached_logprobs_many(model, tok, ctxs, conts, contexts_per_call=3)
+    want = continuation_logprobs(model, tok, [c for c in ctxs for _ in conts], conts * len(ctxs)).view(len(ctxs), -1)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,47 @@ def test_label_loss_equals_the_models_own_loss(tiny_dir: Path) -> None:
     n = int((batch["labels"][:, 1:] != -100).sum())
     assert float(label_loss(model, batch, n)) == pytest.approx(float(theirs), rel=1e-6)
     assert float(label_loss(model, batch, 2 * n)) == pytest.approx(float(theirs) / 2, rel=1e-6)
+
+
+def test_bf16_base_loss_and_gradients_match_fp32(tiny_dir: Path) -> None:
+    """A bf16 base (``base_dtype: auto``) runs LoRA under autocast without peft's fp32 input casts; its loss and
+    LoRA gradients stay within bf16 rounding of the all-fp32 path (the adapters themselves stay fp32)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dcr.align.train import label_loss
+    from dcr.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_dir))
+    rows = [{"prompt": "say hi", "response": "hi there"}, {"prompt": "count to three please", "response": "1 2 3"}]
+    batch = Collator(tok.pad_token_id)([encode(tok, r, "auto", 64) for r in rows])
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=dtype),
+                               LoraConfig(r=4, init_lora_weights=False, target_modules="all-linear",
+                                          task_type="CAUSAL_LM"))
+        loss = label_loss(model, batch)
+        loss.backward()
+        grads = [p.grad.float() for n, p in model.named_parameters() if p.requires_grad]
+        assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if "lora_" in n)
+        out[dtype] = (float(loss), torch.cat([g.flatten() for g in grads]))
+    assert out[torch.bfloat16][0] == pytest.approx(out[torch.float32][0], rel=2e-2)
+    g32, g16 = out[torch.float32][1], out[torch.bfloat16][1]
+    assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99
+
+
+def test_gradient_checkpointing_gives_the_same_curve(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_dir, data_dir, tmp_path, epochs=1, lora_dropout=0.0)
+    plain = align(cfg, tmp_path / "plain")
+    ckpt = align(dataclasses.replace(cfg, gradient_checkpointing=True), tmp_path / "ckpt")
+    assert [float(v) for _, v in _losses(ckpt)] == pytest.approx([float(v) for _, v in _losses(plain)], abs=1e-5)
+
+
+def test_save_dtype(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    from dcr.models import saved_dtype
+
+    assert saved_dtype("auto", torch.bfloat16) == saved_dtype("auto", torch.float16) == torch.bfloat16
+    assert saved_dtype("auto", torch.float32) == torch.float32 and saved_dtype("fp32", torch.bfloat16) == torch.float32
+    out = align(_cfg(tiny_dir, data_dir, tmp_path, epochs=1, save_dtype="bf16"), tmp_path / "bf16")
+    assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16"

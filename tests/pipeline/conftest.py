@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dcr.config import field as dcr_field
 from dcr.io import write_json
 from dcr.results import record
 from dcr.stage import run_stage
@@ -42,6 +43,7 @@ class FakeAlignConfig(Common):
     n_safety: int = 1000
     teacher: str = "self"
     teacher_max_new_tokens: int = 128
+    teacher_cache: str | None = dcr_field(None, keyed=False, help="where teacher answers are shared")
     exclude_from: str | None = None
 
 

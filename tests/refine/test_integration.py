@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def test_smollm2_short_refine_pushes_classes_apart(smollm2_dir: Path, data_dir: 
     assert hh["after"]["cross_class_cosine"] < hh["before"]["cross_class_cosine"]
     model, _ = load_model(str(out), dtype="fp32")
     base, _ = load_model(str(smollm2_dir), dtype="fp32")
+    saved = json.loads((out / "model" / "config.json").read_text())["dtype"]  # save_dtype auto: compute dtype
+    if saved == "bfloat16":  # frozen weights are the originals rounded to bf16 (what a bf16 evaluation loads)
+        base.to(torch.bfloat16).float()
     assert torch.equal(model.lm_head.weight, base.lm_head.weight)
     assert torch.equal(model.model.layers[16].mlp.up_proj.weight, base.model.layers[16].mlp.up_proj.weight)
     assert not torch.equal(model.model.layers[15].mlp.up_proj.weight, base.model.layers[15].mlp.up_proj.weight)

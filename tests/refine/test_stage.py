@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,8 @@ def test_refined_model_loads_and_differs(refined: tuple[RefineConfig, Path], tin
     model, tok = load_model(str(out), dtype="fp32")
     base, _ = load_model(str(tiny_dir), dtype="fp32")
     assert tok.padding_side == "left"
+    if json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16":  # save_dtype auto, bf16
+        base.to(torch.bfloat16).float()  # frozen weights: the originals rounded to the saved dtype
     sd, base_sd = model.state_dict(), base.state_dict()
     q0, up3 = "model.layers.0.self_attn.q_proj.weight", "model.layers.3.mlp.up_proj.weight"
     assert not torch.equal(sd[q0], base_sd[q0])
@@ -106,3 +110,11 @@ def test_layer_out_of_range_fails_before_anything_is_written(tiny_dir: Path, dat
     with pytest.raises(ConfigError, match="layer 999 out of range.*blocks 0..3"):
         refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), layer=999, **FAST), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **{**FAST, "dtype": "fp32"})
+    a = read_json(refine(cfg, tmp_path / "a") / "metrics.json")["train"]
+    b = read_json(refine(dataclasses.replace(cfg, gradient_checkpointing=True), tmp_path / "b") / "metrics.json")
+    assert b["train"]["first_loss"] == pytest.approx(a["first_loss"], abs=1e-5)
+    assert b["train"]["final_loss"] == pytest.approx(a["final_loss"], abs=1e-5)

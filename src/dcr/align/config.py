@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcr.config import DTYPES, StageConfig, check, field
+from dcr.config import SAVE_DTYPES, StageConfig, check, field
 
 METHODS = ("stl", "stl-aug")
 
@@ -24,6 +24,9 @@ class AlignConfig(StageConfig):
     teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model")
     teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)")
     teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)")
+    teacher_cache: str | None = field(None, keyed=False, help="directory of teacher answers shared by align "
+                                      "stages (one subdirectory per teacher and generation settings; `dcr run` "
+                                      "uses RUN_DIR/teacher-cache); None = OUT/teacher of this stage")
     xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)")
     split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split")
     # optimisation (A.3)
@@ -44,14 +47,17 @@ class AlignConfig(StageConfig):
     base_dtype: str = field("auto", help="dtype of the frozen base weights while training: auto = bf16 when "
                                          "training computes in bf16 (no per-step weight casts), fp32 = keep fp32. "
                                          "LoRA adapters and optimizer state stay fp32; the merge uses the fp32 base.")
-    merge_dtype: str = field("fp32", help="dtype in which the LoRA is merged and OUT/model saved (fp32, bf16)")
+    save_dtype: str = field("auto", help="dtype of the merged OUT/model (the merge itself is done in fp32): auto = "
+                                         "the training compute dtype (bf16 on bf16 hardware), fp32 or bf16")
+    gradient_checkpointing: bool = field(False, help="recompute block activations in the backward pass instead of "
+                                                     "storing them (less memory, about 1.3x the compute)")
     # tracking (A.5)
     track_every: int = field(10, help="track refusal every N optimizer steps (also at step 0 and at the end); 0 = off")
     track_n: int = field(32, help="prompts per probe group")
     track_toxic: str = field("advbench", help="benchmark of held-out harmful probe prompts")
     track_normal: str = field("i-alpaca", help="benchmark of normal probe prompts")
     track_max_new_tokens: int = field(32, help="greedy tokens generated for the keyword refusal rate")
-    track_batch_size: int = field(16, help="batch size of tracking forward passes")
+    track_batch_size: int = field(32, help="generation batch size of tracking (all probe groups batched together)")
     track_prefix_cache: bool = field(True, help="share the prompt's KV cache across the refusal phrases (faster)")
     judge: str = field("keyword", help="judge spec for the tracked refusal rate (dcr.judges.get_judge)")
 
@@ -59,7 +65,7 @@ class AlignConfig(StageConfig):
         super().__post_init__()
         check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {', '.join(METHODS)}")
         check(self.base_dtype in ("auto", "fp32"), f"base_dtype {self.base_dtype!r} unknown. Fix: auto or fp32")
-        check(self.merge_dtype in DTYPES[1:], f"merge_dtype {self.merge_dtype!r} unknown. Fix: fp32 or bf16")
+        check(self.save_dtype in SAVE_DTYPES, f"save_dtype {self.save_dtype!r} unknown. Fix: auto, fp32 or bf16")
         check(self.n_general >= 0 and self.n_safety >= 0, "n_general and n_safety must be >= 0")
         check(self.n_general + self.n_safety > 0, "n_general + n_safety must be > 0. Fix: set one of them")
         check(self.n_aug is None or self.n_aug >= 0, "n_aug must be >= 0 or None (all)")

@@ -25,8 +25,8 @@ from dcr.data import (
     xstest_split,
 )
 from dcr.errors import ConfigError, DataError
-from dcr.fingerprint import note_read
-from dcr.io import read_json, read_jsonl, write_json
+from dcr.fingerprint import note_read, short_hash
+from dcr.io import file_lock, read_json, read_jsonl, write_json
 
 log = logging.getLogger("dcr.align")
 _SPACE = re.compile(r"\s+")
@@ -123,35 +123,52 @@ def _teacher_ref(cfg: AlignConfig) -> str:
     return resolve_model(cfg.model if cfg.teacher == "self" else cfg.teacher)
 
 
+def teacher_meta(cfg: AlignConfig) -> dict[str, Any]:
+    """Everything that changes a teacher answer besides the prompt: a shared cache is keyed by its hash."""
+    from dcr.fingerprint import model_fingerprint
+    from dcr.models import pick_device, pick_dtype
+
+    ref, device = _teacher_ref(cfg), pick_device(cfg.device)
+    return {"teacher": cfg.teacher, "resolved": ref, "model_key": model_fingerprint(ref),
+            "max_new_tokens": cfg.teacher_max_new_tokens, "template": cfg.template,
+            "batch_size": cfg.teacher_batch_size, "dtype": str(pick_dtype(cfg.dtype, device)),
+            "device": device.split(":")[0]}
+
+
 def teacher_answers(cfg: AlignConfig, records: dict[str, list[PromptRecord]], out_dir: Path) -> dict[str, Any]:
-    """Answer each group of prompts greedily with the teacher, cached (resumable) in ``OUT/teacher/<group>.jsonl``.
+    """Answer each group of prompts greedily with the teacher, cached (resumable) in ``<cache>/<group>.jsonl``.
 
-    Returns ``{group: [row, ...], "teacher": {...}}``; a cache made by another teacher is discarded.
+    The cache is ``OUT/teacher/`` or, with ``teacher_cache``, ``<teacher_cache>/<hash of teacher_meta>/``,
+    shared by every align stage with the same teacher and settings (the generations' batch plan makes a cached
+    answer the one a fresh run would give). Returns ``{group: [row, ...], "teacher": {...}}``.
     """
-    tdir = out_dir / "teacher"
-    ref = _teacher_ref(cfg)
-    meta = {"teacher": cfg.teacher, "resolved": ref, "max_new_tokens": cfg.teacher_max_new_tokens,
-            "template": cfg.template}
-    if (tdir / "meta.json").exists() and read_json(tdir / "meta.json") != meta:
-        shutil.rmtree(tdir)
+    meta = teacher_meta(cfg)
+    if cfg.teacher_cache:
+        tdir = Path(cfg.teacher_cache).expanduser() / short_hash(meta)
+    else:
+        tdir = out_dir / "teacher"
+        if (tdir / "meta.json").exists() and read_json(tdir / "meta.json") != meta:
+            shutil.rmtree(tdir)  # made by another teacher or other settings
     tdir.mkdir(parents=True, exist_ok=True)
-    write_json(tdir / "meta.json", meta)
-    done = {g: {str(r["id"]) for r in read_jsonl(tdir / f"{g}.jsonl")} for g in records}
-    need = any(r.id not in done[g] for g, recs in records.items() for r in recs)
-    out: dict[str, Any] = {"teacher": meta}
-    if not records or not need:
-        for g, recs in records.items():
-            out[g] = _teacher_rows(read_jsonl(tdir / f"{g}.jsonl"), recs, g, cfg, None)
-        return out
-    from dcr.generate import generate
-    from dcr.models import load_model
+    with file_lock(tdir / ".lock"):  # a second process waits, then reuses these answers
+        write_json(tdir / "meta.json", meta)
+        done = {g: {str(r["id"]) for r in read_jsonl(tdir / f"{g}.jsonl")} for g in records}
+        need = any(r.id not in done[g] for g, recs in records.items() for r in recs)
+        out: dict[str, Any] = {"teacher": {**meta, "cache": str(tdir)}}
+        if not records or not need:
+            log.info("teacher answers reused from %s", tdir)
+            for g, recs in records.items():
+                out[g] = _teacher_rows(read_jsonl(tdir / f"{g}.jsonl"), recs, g, cfg, None)
+            return out
+        from dcr.generate import generate
+        from dcr.models import load_model
 
-    log.info("teacher %s (%s) answering %s", cfg.teacher, ref, {g: len(r) for g, r in records.items()})
-    model, tok = load_model(ref, dtype=cfg.dtype, device=cfg.device)
-    for g, recs in records.items():
-        gen = generate(model, tok, recs, tdir / f"{g}.jsonl", max_new_tokens=cfg.teacher_max_new_tokens,
-                       batch_size=cfg.teacher_batch_size, template=cfg.template, description=f"teacher {g}")
-        out[g] = _teacher_rows(gen, recs, g, cfg, tok)
+        log.info("teacher %s (%s) answering %s", cfg.teacher, meta["resolved"], {g: len(r) for g, r in records.items()})
+        model, tok = load_model(meta["resolved"], dtype=cfg.dtype, device=cfg.device)
+        for g, recs in records.items():
+            gen = generate(model, tok, recs, tdir / f"{g}.jsonl", max_new_tokens=cfg.teacher_max_new_tokens,
+                           batch_size=cfg.teacher_batch_size, template=cfg.template, description=f"teacher {g}")
+            out[g] = _teacher_rows(gen, recs, g, cfg, tok)
     del model
     gc.collect()
     return out

@@ -1,6 +1,6 @@
 """``align(cfg, out_dir)``: STL / STL-aug LoRA SFT from data to a merged model, with refusal tracking.
 
-Outputs in ``OUT``: ``adapter/`` (PEFT), ``model/`` (merged HF dir in ``merge_dtype``), ``train_data.jsonl``,
+Outputs in ``OUT``: ``adapter/`` (PEFT), ``model/`` (merged HF dir in ``save_dtype``), ``train_data.jsonl``,
 ``train_log.csv``, ``tracking.csv``, ``results.jsonl``, ``checkpoints/`` (kept for resume, also after a failure),
 ``teacher/`` (cached teacher answers), plus ``manifest.json`` and ``stage.log`` from run_stage.
 
@@ -37,15 +37,15 @@ RESUMABLE = ("checkpoints", "teacher", "tracking.csv", "train_log.csv")
 
 
 def merge(cfg: AlignConfig, out: Path, tok: Any) -> Path:
-    """Merge ``OUT/adapter`` into a fresh fp32 copy of the base; save ``OUT/model`` in ``merge_dtype``."""
+    """Merge ``OUT/adapter`` into a fresh fp32 copy of the base; save ``OUT/model`` in ``save_dtype``."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from dcr.models import pick_dtype, resolve_model, save_model
+    from dcr.models import resolve_model, save_model, saved_dtype
 
     base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload()
-    return save_model(merged, tok, out / "model", dtype=pick_dtype(cfg.merge_dtype, "cpu"))
+    return save_model(merged, tok, out / "model", dtype=saved_dtype(cfg.save_dtype, compute_dtype(cfg)))
 
 
 def _encode_all(tok: Any, rows: list[dict[str, Any]], cfg: AlignConfig) -> list[dict[str, list[int]]]:

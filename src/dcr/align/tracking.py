@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 
 from dcr.align.config import AlignConfig
 from dcr.align.data import normalize_prompt
+from dcr.align.train import compute_context
 from dcr.data import PromptRecord, load_benchmark, xstest_split
 from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate_texts
@@ -63,24 +64,25 @@ def measure(model: Any, tok: Any, probes: dict[str, list[PromptRecord]], cfg: Al
     """One row per group: mean refusal probability and the judge's refusal rate of greedy answers."""
     was_training = model.training
     model.eval()
-    device = str(getattr(model, "device", "cpu"))
-    ctx = (torch.autocast(device.split(":")[0], dtype=autocast) if autocast is not None
-           else contextlib.nullcontext())
+    ctx = compute_context(model, autocast) if autocast is not None else contextlib.nullcontext()
+    groups = [(g, [r.prompt for r in probes.get(g, [])]) for g in GROUPS]
+    prompts = [p for _, ps in groups for p in ps]  # all groups batched together: fewer, fuller batches
     rows = []
     try:
         with ctx, torch.no_grad():
-            for group in GROUPS:
-                prompts = [r.prompt for r in probes.get(group, [])]
-                if not prompts:
-                    continue
-                probs = refusal_probs(model, tok, prompts, cfg.template, cfg.track_batch_size, cfg.track_prefix_cache)
-                completions: list[str] = []
-                for i in range(0, len(prompts), cfg.track_batch_size):
-                    completions += generate_texts(model, tok, prompts[i:i + cfg.track_batch_size],
-                                                  cfg.track_max_new_tokens, cfg.template)
-                refused = judge.judge(prompts, completions)
-                rows.append({"group": group, "refusal_prob": float(f"{sum(probs) / len(probs):.6g}"),
-                             "refusal_rate": round(sum(map(bool, refused)) / len(refused), 6), "n": len(prompts)})
+            probs = refusal_probs(model, tok, prompts, cfg.template, cfg.track_batch_size, cfg.track_prefix_cache)
+            completions: list[str] = []
+            for i in range(0, len(prompts), cfg.track_batch_size):
+                completions += generate_texts(model, tok, prompts[i:i + cfg.track_batch_size],
+                                              cfg.track_max_new_tokens, cfg.template)
+            refused = judge.judge(prompts, completions)
+        at = 0
+        for group, ps in groups:
+            if ps:
+                p, r = probs[at:at + len(ps)], refused[at:at + len(ps)]
+                rows.append({"group": group, "refusal_prob": float(f"{sum(p) / len(p):.6g}"),
+                             "refusal_rate": round(sum(map(bool, r)) / len(r), 6), "n": len(ps)})
+            at += len(ps)
     finally:
         model.train(was_training)
     return rows

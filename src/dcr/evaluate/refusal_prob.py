@@ -9,7 +9,7 @@ import torch
 
 from dcr.prompts import adds_special_tokens, format_prompt
 from dcr.refusal import PAPER_REFUSAL_SET
-from dcr.scoring import continuation_logprobs, prefix_cached_logprobs
+from dcr.scoring import continuation_logprobs, prefix_cached_logprobs_many
 
 
 def refusal_prob(
@@ -39,7 +39,7 @@ def refusal_prob(
     contexts = [format_prompt(tokenizer, p, template) for p in prompts]
     special = adds_special_tokens(tokenizer, template)
     if prefix_cache:
-        logp = torch.stack([prefix_cached_logprobs(model, tokenizer, c, list(refusals), special) for c in contexts])
+        logp = prefix_cached_logprobs_many(model, tokenizer, contexts, list(refusals), special)
     else:
         ctx = [c for c in contexts for _ in refusals]
         cont = [y for _ in contexts for y in refusals]

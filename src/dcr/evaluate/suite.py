@@ -52,7 +52,8 @@ def generation_meta(cfg: EvaluateConfig) -> dict[str, Any]:
     return {"model": cfg.model, "model_key": model_fingerprint(cfg.model), "steer": cfg.steer,
             "steer_key": model_fingerprint(cfg.steer), "dtype": str(pick_dtype(cfg.dtype, device)),
             "device": device.split(":")[0], "template": cfg.template, "max_new_tokens": cfg.max_new_tokens,
-            "batch_size": cfg.batch_size, "versions": {k: lib.get(k) for k in ("dcr", "torch", "transformers")}}
+            "batch_size": cfg.batch_size, "stops": "eos+end-of-turn",  # generation stops at stop_ids
+            "versions": {k: lib.get(k) for k in ("dcr", "torch", "transformers")}}
 
 
 class Runner:

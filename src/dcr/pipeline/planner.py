@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcr.config import build_config, config_hash
+from dcr.config import build_config, config_hash, keyed_dict
 from dcr.errors import ConfigError
 from dcr.io import write_json
 from dcr.pipeline.experiment import METHODS, SECTIONS, STAGES, Experiment, ModelSpec
@@ -67,7 +67,7 @@ class Planner:
             cfg = build_config(cls, overrides=values, source=f"{self.exp.source} ({sections} section or top level)")
         except ConfigError as exc:
             raise ConfigError(f"{label}: {exc}. Fix: correct that key in {self.exp.source}") from None
-        logical = dataclasses.asdict(cfg)
+        logical = keyed_dict(cfg)
         for dep in deps:  # upstream directories -> node ids, so keys do not depend on RUN_DIR's location
             logical = {k: (f"@{dep.id}" if v == str(dep.dir) else v) for k, v in logical.items()}
         node_id = f"{stage}-{config_hash(logical, {'stage': stage, 'deps': sorted(d.id for d in deps)})}"
@@ -109,6 +109,8 @@ class Planner:
                   "seed": seed, "method": align_method}
         if values.get("teacher", "self") == "self":
             values["teacher"] = model.name  # every method learns from the same answers (the base model's)
+        if values.get("teacher_cache") is None:  # ... generated once, shared by every align stage of the run
+            values["teacher_cache"] = str(self.run_dir / "teacher-cache")
         if refined is not None and self.exp.exclude_refine_toxic:
             values["exclude_from"] = str(refined.dir)
         on = " on refine" if refined else ""

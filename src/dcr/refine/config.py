@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dcr.config import StageConfig, check, field
+from dcr.config import SAVE_DTYPES, StageConfig, check, field
 from dcr.refine.loss import VARIANTS
 
 POOLINGS = ("last", "mean")
@@ -50,6 +50,10 @@ class RefineConfig(StageConfig):
     eval_batch_size: int = field(32, help="Batch size for feature extraction in the metrics.")
     truncate_forward: bool = field(True, help="Stop the forward after layer l when the NLL term is off.")
     save_every: int = field(50, help="Save a resumable checkpoint (OUT/checkpoints/) every N steps; 0 = never.")
+    save_dtype: str = field("auto", help="dtype of OUT/model: auto = the training compute dtype (bf16 under bf16 "
+                                         "autocast: what evaluation loads anyway, half the disk), fp32 or bf16.")
+    gradient_checkpointing: bool = field(False, help="Recompute block activations in the backward pass instead "
+                                                     "of storing them (less memory, about 1.3x the compute).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,6 +76,7 @@ class RefineConfig(StageConfig):
               f"{self.xstest_heldout_frac}")
         check(self.eval_toxic in EVAL_TOXIC, f"eval_toxic {self.eval_toxic!r} unknown. Fix: use one of {EVAL_TOXIC}")
         check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
+        check(self.save_dtype in SAVE_DTYPES, f"save_dtype {self.save_dtype!r} unknown. Fix: auto, fp32 or bf16")
         check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         check(self.tied_embeddings in TIED, f"tied_embeddings {self.tied_embeddings!r}. Fix: use one of {TIED}")
         check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")

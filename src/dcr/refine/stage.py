@@ -18,7 +18,7 @@ import yaml
 from dcr import results
 from dcr.fingerprint import short_hash
 from dcr.io import atomic_open, write_json, write_table
-from dcr.models import load_model, pick_dtype, save_model
+from dcr.models import load_model, pick_dtype, save_model, saved_dtype, training_attention
 from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, default_layer, extract_features
@@ -99,6 +99,8 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     else:
         info.update(setup_full(model, layer, cfg.tied_embeddings))
     info["params"] = count_params(model)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     prompts, labels = data.train_items()
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
     batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
@@ -108,6 +110,8 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
                  autocast_dtype(cfg.dtype, str(next(model.parameters()).device)), log.info, (ckpt_dir, stamp))
     if cfg.lora:
         model = model.merge_and_unload()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
     model.requires_grad_(False)
     return model, rows, info
 
@@ -123,13 +127,14 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
                       cfg.limit, cfg.eval_toxic)
     write_json(out / "split.json", data.split_json())
     torch.manual_seed(cfg.seed)
-    model, tok = load_model(cfg.model, dtype="fp32", device=cfg.device)
+    model, tok = load_model(cfg.model, dtype="fp32", device=cfg.device, attention=training_attention(cfg.device))
     layer = check_layer(model, cfg.layer if cfg.layer is not None else default_layer(model))
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
     before = evaluate_sets(model, tok, data, cfg, layer)
     model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
     after = evaluate_sets(model, tok, data, cfg, layer)
-    save_model(model, tok, out / "model")
+    compute = autocast_dtype(cfg.dtype, str(model.device)) or torch.float32
+    save_model(model, tok, out / "model", dtype=saved_dtype(cfg.save_dtype, compute))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved: the resume state is not needed
     write_table(out / "loss.csv", rows)
     plot_loss(rows, out / "loss.png")
