@@ -87,7 +87,7 @@ CASES: list[tuple[str, Args, str]] = [
     ("refine-data-dir-missing", lambda c: ["refine", *_m(c), "--data-dir", str(c.tmp / "nodata")],
      "does not exist"),
     ("refine-batch-2", lambda c: ["refine", *_m(c), "--batch-size", "2"], "batch_size must be >= 4"),
-    ("refine-heldout-0", lambda c: ["refine", *_m(c), "--set", "xstest_heldout_frac=0"], "xstest_heldout_frac"),
+    ("refine-heldout-1", lambda c: ["refine", *_m(c), "--set", "xstest_heldout_frac=1"], "xstest_heldout_frac"),
     ("refine-device", lambda c: ["refine", *_m(c), "--device", "gpu"], "device 'gpu' unknown"),
     # align
     ("align-method", lambda c: ["align", *_m(c), "--method", "dpo"], "method 'dpo' unknown"),

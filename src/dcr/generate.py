@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from dcr.dist import barrier, gather, is_main, world_size
 from dcr.fingerprint import short_hash
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
@@ -111,21 +113,38 @@ def generate(
     if out_jsonl is not None:
         out_jsonl = Path(out_jsonl)
         plan = {"batch_size": batch_size, "prompts": short_hash([r["prompt"] for r in rows]), "batches": batches}
-        _sync_plan(out_jsonl, plan, description)
+        if is_main():
+            _sync_plan(out_jsonl, plan, description)
+        barrier()
         done = {str(r["id"]): r for r in read_jsonl(out_jsonl)}
     reused = sum(i in done for i in ids)
-    if reused:
+    if reused and is_main():
         log.info("%s: resumed: %d of %d rows reused from %s", description, reused, len(rows), out_jsonl)
     by_id = dict(zip(ids, rows))
     todo = [b for b in batches if any(i not in done for i in b)]
-    with Progress(disable=not progress, transient=True) as bar:
+    ranks = world_size()
+    with Progress(disable=not progress or not is_main(), transient=True) as bar:
         task = bar.add_task(description, total=sum(len(b) for b in todo))
-        for batch in todo:
-            outs = generate_texts(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template)
-            new_rows = [{**by_id[i], "completion": c} for i, c in zip(batch, outs) if i not in done]
+        for start in range(0, len(todo), ranks):  # one round: batch start + r on rank r (the plan, sharded)
+            round_ = todo[start:start + ranks]
+            new_rows = _generate_round(model, tokenizer, round_, by_id, done, max_new_tokens, template)
             for r in new_rows:
                 done[str(r["id"])] = r
-            if out_jsonl is not None:
+            if out_jsonl is not None and is_main():
                 append_jsonl(out_jsonl, new_rows)
-            bar.advance(task, len(batch))
+            bar.advance(task, sum(len(b) for b in round_))
     return [done[i] for i in ids]
+
+
+def _generate_round(model: Any, tokenizer: Any, round_: list[list[str]], by_id: dict[str, dict[str, Any]],
+                    done: dict[str, dict[str, Any]], max_new_tokens: int, template: str) -> list[dict[str, Any]]:
+    """The new rows of up to ``world_size`` planned batches, in plan order; rank r generates batch r."""
+    mine: list[dict[str, Any]] = []
+    rank = int(os.environ.get("RANK", "0"))
+    if rank < len(round_):
+        batch = round_[rank]
+        outs = generate_texts(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template)
+        mine = [{**by_id[i], "completion": c} for i, c in zip(batch, outs) if i not in done]
+    if world_size() == 1:
+        return mine
+    return gather(mine)  # rank order = batch order within the round

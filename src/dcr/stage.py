@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from dcr.config import StageConfig
+from dcr.dist import barrier, from_main, is_main
 from dcr.errors import DcrError
 from dcr.fingerprint import files_unchanged, fingerprint_files, resolved_data_dir, stage_key, track_reads
 from dcr.io import read_json, write_json
@@ -235,15 +236,24 @@ def run_stage(
 
     ``upstream`` names the models/stage directories the stage reads (``{"model": cfg.model}``); ``keep`` names
     the entries of ``out_dir`` that are resumable caches and survive a failure. Returns ``(out_dir, skipped)``.
+    Under a multi-process launch (``dcr.dist``) every rank runs ``fn``; only the main process locks, checks
+    and writes the manifest.
     """
     out = Path(out_dir)
     key = stage_key(config, upstream)
-    if not force and is_done(out, key):
+    skip = from_main(not force and is_done(out, key))
+    if not is_main():  # another rank of a multi-process launch: the main process keeps the books
+        if not skip:
+            barrier()  # the main process has checked the inputs and made OUT
+            fn(out)
+        return out, skip
+    if skip:
         log.info("%s: skipped (finished, key %s) in %s", name, key, out)
         return out, True
     if isinstance(config, StageConfig):
         config.check_inputs()
     make_out_dir(out)
+    barrier()
     release_memory()  # the peak below is this stage's own
     cfg = asdict(config) if is_dataclass(config) else config
     head = _base_manifest(name, key, cfg, upstream)

@@ -26,6 +26,7 @@ from typing import Any, Optional
 import typer
 
 from dcr.config import build_config
+from dcr.dist import is_main
 from dcr.errors import ConfigError
 
 StageFn = Callable[..., Path]
@@ -162,6 +163,8 @@ def stage_command(
         cfg = build_config(cls, kw["config"], overrides, kw["sets"], section=section)
         with console_log(kw["quiet"]):
             path = stage(cfg, kw["out"], force=kw["force"])
+        if not is_main():  # another rank of a multi-process launch: the main process reports
+            return
         if after is not None:
             after(path)
         typer.echo(str(path))

@@ -137,3 +137,93 @@ def test_teacher_cache_is_shared_across_stages(data_dir: Path, tiny_dir: Path, t
     monkeypatch.undo()
     build_mix(longer, tmp_path / "longer")  # other generation settings: a new cache entry, never a stale answer
     assert len([d for d in cache.iterdir() if d.is_dir()]) == 2
+
+
+# ------------------------------------------------------------ general_source: alpaca-hub (hub faked, never used)
+
+
+def _fake_alpaca_hub(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """The hub answers with a 5-row tatsu-lab/alpaca whose first row is an AlpacaEval prompt."""
+    import datasets
+
+    import dcr.models
+
+    evals = load_alpaca_eval(data_dir)
+    table = {"instruction": [evals[0].prompt] + [f"Name fruit number {i}." for i in range(4)],
+             "input": ["", "", "red ones", "", ""], "output": ["banned"] + [f"fruit {i}" for i in range(4)]}
+    monkeypatch.setattr(dcr.models, "hub_reachable", lambda *a, **k: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, split="train", **k: datasets.Dataset.from_dict(table))
+
+
+def _no_teacher(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stand-in teacher: answers every prompt with "teacher says"; returns the groups it was asked to answer."""
+    import dcr.align.data
+
+    asked: list[str] = []
+
+    def answers(cfg: AlignConfig, records: dict[str, list[Any]], out_dir: Path) -> dict[str, Any]:
+        asked.extend(records)
+        rows = {g: [{"id": r.id, "prompt": r.prompt, "response": "teacher says", "kind": g, "source": r.source,
+                     "complete": True} for r in recs] for g, recs in records.items()}
+        return {**rows, "teacher": {"teacher": cfg.teacher}}
+
+    monkeypatch.setattr(dcr.align.data, "teacher_answers", answers)
+    return asked
+
+
+def test_general_source_alpaca_hub_uses_the_datasets_outputs(data_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_alpaca_hub(monkeypatch, data_dir)
+    asked = _no_teacher(monkeypatch)
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), general_source="alpaca-hub", n_general=4, n_safety=2)
+    rows, stats = build_mix(cfg, tmp_path)
+    general = sorted((r["prompt"], r["response"]) for r in rows if r["kind"] == "general")
+    assert general == [("Name fruit number 0.", "fruit 0"), ("Name fruit number 1.\nred ones", "fruit 1"),
+                       ("Name fruit number 2.", "fruit 2"), ("Name fruit number 3.", "fruit 3")]  # no AlpacaEval
+    assert stats["general_source"] == "tatsu-lab/alpaca" and "general_source_fallback" not in stats
+    assert asked == [] and stats["teacher"] is None  # the teacher never ran
+    with pytest.raises(ConfigError, match="n_general=5 but only 4"):
+        build_mix(AlignConfig(model=M, data_dir=str(data_dir), general_source="alpaca-hub", n_general=5), tmp_path)
+
+
+def test_general_source_alpaca_hub_falls_back_to_the_teacher_loudly(data_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import dcr.models
+
+    monkeypatch.setattr(dcr.models, "hub_reachable", lambda *a, **k: "huggingface.co cannot be reached (test)")
+    asked = _no_teacher(monkeypatch)
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), general_source="alpaca-hub", n_general=3, n_safety=2)
+    with caplog.at_level("WARNING", logger="dcr.align"):
+        rows, stats = build_mix(cfg, tmp_path)
+    assert asked == ["general"] and [r["response"] for r in rows if r["kind"] == "general"] == ["teacher says"] * 3
+    assert stats["general_source"] == "teacher:self"
+    assert "cannot be reached (test)" in stats["general_source_fallback"]
+    assert any("FALLING BACK to teacher answers" in r.getMessage() for r in caplog.records)
+
+
+def test_general_source_is_checked() -> None:
+    with pytest.raises(ConfigError, match="general_source 'gpt4' unknown"):
+        AlignConfig(model=M, general_source="gpt4")
+    with pytest.raises(ConfigError, match="general_file and general_source alpaca-hub"):
+        AlignConfig(model=M, general_source="alpaca-hub", general_file="g.jsonl")
+
+
+def test_probe_groups_without_heldout_prompts(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """xstest_heldout_frac=0: seemingly_toxic probes come from in-distribution XSTest (logged); STL-aug trains on
+    all of them, so its group is empty (logged), never a silent swap."""
+    from dcr.align.tracking import probe_sets
+
+    cfg = AlignConfig(model=M, data_dir=str(data_dir), xstest_heldout_frac=0.0, track_n=8)
+    in_dist, _ = xstest_split(0.0, 0, data_dir)
+    with caplog.at_level("WARNING", logger="dcr.align"):
+        probes = probe_sets(cfg, set())
+    assert len(probes["seemingly_toxic"]) == 8 and {r.id for r in probes["seemingly_toxic"]} <= {r.id for r in in_dist}
+    assert any("no held-out XSTest prompts" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dcr.align"):
+        aug = probe_sets(cfg, {normalize_prompt(r.prompt) for r in in_dist})
+    assert aug["seemingly_toxic"] == [] and len(aug["toxic"]) == len(aug["normal"]) == 8
+    assert any("seemingly_toxic is empty" in r.getMessage() for r in caplog.records)
+    held = probe_sets(AlignConfig(model=M, data_dir=str(data_dir), track_n=8), set())["seemingly_toxic"]
+    assert {r.id for r in held} <= {r.id for r in xstest_split(0.2, 0, data_dir)[1]}

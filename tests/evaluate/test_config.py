@@ -35,6 +35,19 @@ def test_bad_values_name_the_field(kw: dict, needle: str) -> None:
         EvaluateConfig(**args)
 
 
+def test_heldout_zero_and_annotator_choices() -> None:
+    assert EvaluateConfig(model="m", xstest_heldout_frac=0).xstest_heldout_frac == 0
+    assert EvaluateConfig(model="m").annotator is None  # no silent 135M judge
+    assert EvaluateConfig(model="m", annotator="local:smollm2-135m").annotator == "local:smollm2-135m"  # if asked
+
+
+def test_check_benchmarks_never_loads_hub_only_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcr.data.registry
+
+    monkeypatch.setattr(dcr.data.registry, "hub_dataset", lambda *a, **k: pytest.fail("hub touched by a check"))
+    EvaluateConfig(model="m", benchmarks=["phtest"]).check_benchmarks()
+
+
 def test_expand_groups_dedupes_and_keeps_order() -> None:
     assert expand_benchmarks(["safety-all"]) == list(SAFETY_SETS)
     assert expand_benchmarks(["xstest,general", "mmlu"]) == ["xstest", *GENERAL]

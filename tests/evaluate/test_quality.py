@@ -15,6 +15,7 @@ from dcr.evaluate.quality import (
     HttpAnnotator,
     LocalAnnotator,
     next_token_logits,
+    not_measured,
     pairwise_prompt,
     parse_choice,
     run_quality,
@@ -77,8 +78,9 @@ def test_local_annotator_gives_probabilities(tiny) -> None:
 
 
 def _cfg(tiny_dir: Path, data_dir: Path, **kw) -> EvaluateConfig:
-    return EvaluateConfig(model=str(tiny_dir), data_dir=str(data_dir), limit=3, quality_max_new_tokens=4,
-                          batch_size=4, **kw)
+    base = dict(model=str(tiny_dir), data_dir=str(data_dir), limit=3, quality_max_new_tokens=4, batch_size=4,
+                reference="gpt4", annotator="http:http://127.0.0.1:9/v1")
+    return EvaluateConfig(**{**base, **kw})
 
 
 def test_win_rate_both_orders_and_cache(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
@@ -131,3 +133,29 @@ def test_http_annotator_reuses_the_judge_client() -> None:
     finally:
         server.shutdown()
     assert seen[0]["model"] == "judge-model" and "# Response A\na" in seen[0]["messages"][0]["content"]
+
+
+def test_default_is_the_stl_reference_and_no_annotator_means_not_measured() -> None:
+    cfg = EvaluateConfig(model="m")
+    assert (cfg.reference, cfg.annotator) == ("stl", None)
+    reason = not_measured(cfg)
+    assert reason is not None and reason.startswith("not measured: no LLM annotator") and "Fix: set annotator" in reason
+    unresolved = not_measured(EvaluateConfig(model="m", annotator="http:http://h/v1#gpt-4o-mini"))
+    assert unresolved is not None and "reference 'stl'" in unresolved and "--reference" in unresolved
+    assert not_measured(EvaluateConfig(model="m", annotator="local:smollm2-135m", reference="runs/stl")) is None
+
+
+def test_alpaca_eval_without_annotator_is_reported_not_measured(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcr.evaluate import evaluate, quality
+    from dcr.io import read_json, read_jsonl
+
+    monkeypatch.setattr(quality, "get_annotator", lambda *a, **k: pytest.fail("an annotator was loaded"))
+    cfg = EvaluateConfig(model=str(tiny_dir), data_dir=str(data_dir), benchmarks=["alpaca-eval", "oktest"], limit=2,
+                         max_new_tokens=2, batch_size=4, dtype="fp32")
+    out = evaluate(cfg, tmp_path / "ev")
+    summary = read_json(out / "metrics.json")
+    assert summary["missing"]["alpaca-eval"].startswith("not measured: no LLM annotator")
+    assert set(summary["benchmarks"]) == {"oktest"} and read_json(out / "manifest.json")["status"] == "done"
+    assert not any(r["benchmark"] == "alpaca-eval" for r in read_jsonl(out / "results.jsonl"))
+    assert not (out / "generations" / "alpaca-eval.jsonl").exists()  # nothing generated for an unmeasured column

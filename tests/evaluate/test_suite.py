@@ -175,3 +175,10 @@ def test_three_class_breakdown_and_judge_disagreement(tiny_dir: Path, data_dir: 
     assert got["keyword vs guard:fake"]["n"] == n_unsafe  # guard says safe everywhere: disagrees on non-refusals
     recs = [r for r in read_jsonl(out / "results.jsonl") if r["metric"] == "judge_disagreement"]
     assert {r["judge"] for r in recs} == {"keyword vs always", "keyword vs guard:fake"}
+
+
+def test_heldout_zero_labels_every_xstest_safe_prompt_in_distribution(tiny_dir: Path, data_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    out = evaluate(_cfg(tiny_dir, data_dir, ["xstest-safe"], limit=6, xstest_heldout_frac=0.0), tmp_path / "ev")
+    by_split = {r["split"]: r["n"] for r in read_jsonl(out / "results.jsonl") if r["metric"] == "compliance_rate"}
+    assert by_split == {"all": 6, "in-distribution": 6}  # no held-out split at all, not an empty one

@@ -19,6 +19,8 @@ PAPER = {
     "paper-qwen2.5-7b.yaml": ("Qwen/Qwen2.5-7B", 13, 2, 4, (0.1, 0.1), 3.0),
     "paper-llama3-8b.yaml": ("meta-llama/Meta-Llama-3-8B", 15, 3, 4, (0.5, 0.3), 0.1),
 }
+# the paper-exact variants: the same settings, nothing held out, Alpaca's own answers
+PAPER |= {name.replace("paper-", "paper-exact-"): v for name, v in PAPER.items()}
 
 
 def by_stage(nodes: list[Any]) -> dict[str, list[Any]]:
@@ -48,8 +50,38 @@ def test_paper_configs(name: str, tmp_path: Path) -> None:
     for ev in cfgs["evaluate"]:
         assert ev.safety_judge == "guard:meta-llama/Llama-Guard-3-8B" and ev.judge == "keyword"
         for bench in ("xstest", "coconot", "or-bench", "oktest", "phtest", "malicious-instructions", "cona",
-                      "controversial", "harmfulq", "advbench"):
+                      "controversial", "harmfulq", "advbench", "alpaca-eval"):
             assert bench in ev.benchmarks
+        assert (ev.reference, ev.annotator) == ("stl", None)  # quality: not measured until an annotator is given
+    exact = name.startswith("paper-exact-")
+    every = [c for stage in cfgs.values() for c in stage if hasattr(c, "xstest_heldout_frac")]
+    assert {c.xstest_heldout_frac for c in every} == {0.0 if exact else 0.2}
+    assert {a.general_source for a in cfgs["align"]} == {"alpaca-hub" if exact else "teacher"}
+    assert {a.teacher for a in cfgs["align"]} == {hub} and all(a.n_aug is None for a in cfgs["align"])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PAPER if n.startswith("paper-exact-")))
+def test_paper_exact_differs_from_its_heldout_variant_only_as_its_header_says(name: str) -> None:
+    exact = load_experiment(CONFIGS / name)
+    held = load_experiment(CONFIGS / name.replace("paper-exact-", "paper-"))
+    assert exact.common == {**held.common, "xstest_heldout_frac": 0}
+    assert exact.sections["align"] == {**held.sections["align"], "general_source": "alpaca-hub"}
+    assert {k: v for k, v in exact.sections.items() if k != "align"} == \
+        {k: v for k, v in held.sections.items() if k != "align"}
+    assert (exact.models, exact.methods, exact.seeds, exact.benchmarks) == \
+        (held.models, held.methods, held.seeds, held.benchmarks)
+    header = (CONFIGS / name).read_text().split("\nname:")[0]
+    assert "xstest_heldout_frac: 0" in header and "general_source: alpaca-hub" in header
+    assert "250:500" in header and "in-distribution" in header
+
+
+def test_an_annotator_makes_the_stl_model_the_quality_reference(tmp_path: Path) -> None:
+    exp = load_experiment(CONFIGS / "paper-exact-qwen2.5-1.5b.yaml")
+    exp.sections["evaluate"]["annotator"] = "http:https://example.invalid/v1#gpt-4o-mini"
+    nodes = plan(exp, tmp_path)
+    (stl,) = [n for n in nodes if n.stage == "align" and n.cfg.method == "stl" and not n.deps]
+    evals = [n for n in nodes if n.stage == "evaluate"]
+    assert len(evals) == 6 and all(n.cfg.reference == str(stl.dir) and stl.id in n.deps for n in evals)
 
 
 def test_quickstart_plans_stl_and_dcr(tmp_path: Path) -> None:

@@ -186,3 +186,55 @@ def test_every_judged_column_shows_the_judge_and_its_agreement(tmp_path: Path) -
     assert f"κ {kappa['value']:.2f} [{kappa['low']:.2f}, {kappa['high']:.2f}]" in md  # the judges table
     assert "guard:llama-guard · uncalibrated" in md
     assert "## " in md and "Judge disagreement" in md and "keyword vs guard:llama-guard | 0.125 | 20" in md
+
+
+NO_ANNOTATOR = "not measured: no LLM annotator configured. Fix: set annotator: http:BASE_URL#MODEL_NAME"
+
+
+def in_distribution_rows() -> list[dict[str, Any]]:
+    """A paper-exact run (xstest_heldout_frac 0): XSTest has only in-distribution records; quality not measured."""
+    rows = [rec("stl", 0, "xstest", "compliance_rate", 0.6, "in-distribution"),
+            rec("stl", 0, "xstest", "compliance_rate", 0.6),
+            rec("dcr+stl", 0, "xstest", "compliance_rate", 0.9, "in-distribution"),
+            rec("dcr+stl", 0, "xstest", "compliance_rate", 0.9)]
+    rows += [{"model": "m", "method": m, "seed": 0, "benchmark": "alpaca-eval", "metric": "missing", "value": None,
+              "reason": NO_ANNOTATOR} for m in ("stl", "dcr+stl")]
+    return rows
+
+
+def test_heldout_zero_drops_the_heldout_column_and_says_xstest_is_in_distribution() -> None:
+    rows = in_distribution_rows()
+    (table,) = table1(rows, heldout=False)
+    assert "C: XSTest held-out" not in table.header and "C: XSTest in-distribution" in table.header
+    assert any("XSTest is in-distribution for this run" in n and "no held-out column" in n for n in table.notes)
+    assert "XSTest held-out" not in dict(missing(rows, ["xstest"], heldout=False))
+    assert dict(missing(rows, ["xstest"]))["XSTest held-out"]  # with a held-out split, its absence is listed
+    (with_heldout,) = table1(rows)
+    assert "C: XSTest held-out" in with_heldout.header
+
+
+def test_quality_not_measured_is_shown_as_such() -> None:
+    rows = in_distribution_rows()
+    (table,) = table1(rows, heldout=False)
+    col = table.header.index("AlpacaEval win rate")  # optional, yet shown: its absence has a reason
+    assert {r[0]: r[col] for r in table.rows if r[0] != "judge · agreement with people"} == {
+        "STL": "not measured", "DCR + STL (ours)": "not measured"}
+    assert dict(missing(rows, ["alpaca-eval"]))["AlpacaEval win rate"] == NO_ANNOTATOR
+    assert "AlpacaEval win rate" not in dict(missing(synthetic_rows(), ["alpaca-eval"]))  # optional, no reason
+    measured = rows[:-1] + [rec("dcr+stl", 0, "alpaca-eval", "win_rate", 0.55, judge="http:x#gpt-4o-mini")]
+    (table,) = table1(measured, heldout=False)
+    assert {r[0]: r[col] for r in table.rows}["DCR + STL (ours)"] == "0.55"
+    assert {r[0]: r[col] for r in table.rows}["STL"] == "not measured"
+
+
+def test_report_of_a_heldout_zero_run(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "results.jsonl", in_distribution_rows())
+    nodes = [{"id": "evaluate-x", "stage": "evaluate", "label": "evaluate stl", "dir": "stages/evaluate-x",
+              "deps": [], "uses": [{"method": "stl", "seed": 0, "model": "m"}],
+              "config": {"xstest_heldout_frac": 0.0, "benchmarks": ["xstest", "alpaca-eval"]}}]
+    write_json(tmp_path / "plan.json", {"experiment": "exact", "benchmarks": ["xstest", "alpaca-eval"],
+                                        "nodes": nodes})
+    md = report(tmp_path)[0].read_text()
+    assert "XSTest held-out" not in md and "XSTest is in-distribution for this run" in md
+    assert "xstest_heldout_frac = 0 (nothing held out: XSTest is in-distribution" in md
+    assert "| not measured |" in md and f"AlpacaEval win rate: {NO_ANNOTATOR}" in md

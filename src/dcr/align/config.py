@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dcr.config import SAVE_DTYPES, StageConfig, check, field
 
 METHODS = ("stl", "stl-aug")
+GENERAL_SOURCES = ("teacher", "alpaca-hub")
 
 
 @dataclass(kw_only=True)
@@ -21,6 +22,9 @@ class AlignConfig(StageConfig):
     limit: int | None = field(None, help="cap the total number of training pairs, scaling each part proportionally")
     exclude_from: str | None = field(None, help="a dcr refine output dir; its split.json toxic_prompts are dropped")
     general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher")
+    general_source: str = field("teacher", help="answers of the general pairs: teacher (greedy answers of "
+                                "--teacher) or alpaca-hub (tatsu-lab/alpaca's own outputs, as in the paper; "
+                                "falls back to the teacher, with a warning, when the hub cannot be reached)")
     teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model")
     teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)")
     teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)")
@@ -69,6 +73,10 @@ class AlignConfig(StageConfig):
         check(self.n_general >= 0 and self.n_safety >= 0, "n_general and n_safety must be >= 0")
         check(self.n_general + self.n_safety > 0, "n_general + n_safety must be > 0. Fix: set one of them")
         check(self.n_aug is None or self.n_aug >= 0, "n_aug must be >= 0 or None (all)")
+        check(self.general_source in GENERAL_SOURCES,
+              f"general_source {self.general_source!r} unknown. Fix: use one of {', '.join(GENERAL_SOURCES)}")
+        check(self.general_file is None or self.general_source == "teacher",
+              "general_file and general_source alpaca-hub both name the general pairs. Fix: keep one of them")
         check(self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}")
         check(self.teacher_max_new_tokens >= 1, "teacher_max_new_tokens must be >= 1")
         check(0.0 <= self.xstest_heldout_frac < 1.0, "xstest_heldout_frac must be in [0, 1)")

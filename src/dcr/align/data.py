@@ -2,7 +2,8 @@
 
 * safety pairs: Safety-Tuned LLaMAs refusal pairs, minus any prompt ``dcr refine`` used (``exclude_from``);
 * general pairs: Alpaca instructions (never the 805 AlpacaEval prompts) answered greedily by a teacher model,
-  cached in ``OUT/teacher/`` so an interrupted run resumes, or a user JSONL (``general_file``);
+  cached in ``OUT/teacher/`` so an interrupted run resumes, or a user JSONL (``general_file``), or, with
+  ``general_source: alpaca-hub``, ``tatsu-lab/alpaca``'s own outputs (the teacher when the hub is unreachable);
 * STL-aug: the in-distribution part of ``xstest_split`` only, answered by the teacher.
 """
 
@@ -18,8 +19,11 @@ from typing import Any
 
 from dcr.align.config import AlignConfig
 from dcr.data import (
+    ALPACA_HUB,
+    BenchmarkMissing,
     PromptRecord,
     load_alpaca_eval,
+    load_alpaca_hub,
     load_alpaca_instructions,
     load_refusal_pairs,
     xstest_split,
@@ -81,15 +85,29 @@ def safety_pairs(cfg: AlignConfig, n: int) -> tuple[list[dict[str, Any]], dict[s
     return rows, {"safety_available": len(pairs), "safety_excluded_overlap": dropped, "n_safety": len(rows)}
 
 
-def general_prompts(cfg: AlignConfig, n: int) -> list[PromptRecord]:
-    """``n`` seeded Alpaca instructions, never one of the 805 AlpacaEval prompts."""
-    if n == 0:
-        return []
+def _sample_general(cfg: AlignConfig, records: list[Any], n: int) -> list[Any]:
+    """``n`` seeded records (with a ``prompt``), never one of the 805 AlpacaEval prompts."""
     banned = {normalize_prompt(p.prompt) for p in load_alpaca_eval(cfg.data_dir)}
-    pool = [r for r in load_alpaca_instructions(cfg.data_dir) if normalize_prompt(r.prompt) not in banned]
+    pool = [r for r in records if normalize_prompt(r.prompt) not in banned]
     if n > len(pool):
         raise ConfigError(f"n_general={n} but only {len(pool)} Alpaca instructions are available. Fix: lower it")
     return random.Random(cfg.seed + 1).sample(pool, n)
+
+
+def general_prompts(cfg: AlignConfig, n: int) -> list[PromptRecord]:
+    """``n`` seeded Alpaca instructions, never one of the 805 AlpacaEval prompts."""
+    return _sample_general(cfg, load_alpaca_instructions(cfg.data_dir), n) if n else []
+
+
+def general_from_hub(cfg: AlignConfig, n: int) -> tuple[list[dict[str, Any]] | None, str]:
+    """``n`` seeded ``tatsu-lab/alpaca`` pairs (instruction + input -> the dataset's output), never an AlpacaEval
+    prompt; ``(None, reason)`` when the hub cannot be reached or the load fails (the caller falls back)."""
+    try:
+        pairs = load_alpaca_hub()
+    except BenchmarkMissing as exc:
+        return None, exc.reason
+    return [{"id": p.id, "prompt": p.prompt, "response": p.response, "kind": "general", "source": p.source,
+             "complete": True} for p in _sample_general(cfg, pairs, n)], ""
 
 
 def aug_prompts(cfg: AlignConfig, n: int | None) -> list[PromptRecord]:
@@ -199,10 +217,19 @@ def build_mix(cfg: AlignConfig, out_dir: Path) -> tuple[list[dict[str, Any]], di
     counts = split_counts({"general": cfg.n_general, "safety": cfg.n_safety, "aug": n_aug_avail}, cfg.limit)
     safety, stats = safety_pairs(cfg, counts["safety"])
     to_answer: dict[str, list[PromptRecord]] = {}
-    general: list[dict[str, Any]] = []
+    general: list[dict[str, Any]] | None = None
+    source, fallback = cfg.general_file or f"teacher:{cfg.teacher}", ""
     if cfg.general_file:
         general = general_from_file(cfg.general_file, counts["general"], cfg.seed)
-    elif counts["general"]:
+    elif counts["general"] and cfg.general_source == "alpaca-hub":
+        general, fallback = general_from_hub(cfg, counts["general"])
+        if general is not None:
+            source = ALPACA_HUB
+        else:
+            log.warning("general_source alpaca-hub: %s. FALLING BACK to teacher answers (%s) for the %d general "
+                        "pairs; the manifest records general_source=%s", fallback, cfg.teacher, counts["general"],
+                        source)
+    if general is None and counts["general"]:
         to_answer["general"] = general_prompts(cfg, counts["general"])
     if counts["aug"]:
         to_answer["aug"] = aug_prompts(cfg, counts["aug"])
@@ -211,7 +238,7 @@ def build_mix(cfg: AlignConfig, out_dir: Path) -> tuple[list[dict[str, Any]], di
     aug = answered.get("aug", [])
     rows = general + safety + aug
     random.Random(cfg.seed + 3).shuffle(rows)
-    stats.update({"n_general": len(general), "n_aug": len(aug), "n_total": len(rows),
-                  "general_source": cfg.general_file or f"teacher:{cfg.teacher}",
+    stats.update({"n_general": len(general), "n_aug": len(aug), "n_total": len(rows), "general_source": source,
+                  **({"general_source_fallback": f"alpaca-hub unavailable: {fallback}"} if fallback else {}),
                   "teacher": answered.get("teacher"), "incomplete_answers": sum(not r["complete"] for r in rows)})
     return rows, stats

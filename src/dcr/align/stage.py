@@ -29,6 +29,7 @@ from dcr.align.train import (
     sft_trainer,
     training_args,
 )
+from dcr.dist import barrier, is_main, main_first, world_size
 from dcr.io import atomic_dir, write_jsonl
 from dcr.stage import run_stage
 
@@ -78,15 +79,17 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
     from transformers import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    rows, stats = build_mix(cfg, out)  # validates the data inputs before any resume state is touched
-    _prepare_resume(cfg, out, force)
-    write_jsonl(out / "train_data.jsonl", rows)
+    with main_first():  # the main process answers with the teacher (cached); the other ranks then read it
+        rows, stats = build_mix(cfg, out)  # validates the data inputs before any resume state is touched
+        if is_main():
+            _prepare_resume(cfg, out, force)
+            write_jsonl(out / "train_data.jsonl", rows)
     log.info("training mix: %s", stats)
     model, tok = load_trainable(cfg)
     items = _encode_all(tok, rows, cfg)
     stats["n_dropped_too_long"] = len(rows) - len(items)
-    cbs: list[Any] = [TrainLog(out / "train_log.csv")]
-    if cfg.track_every > 0:
+    cbs: list[Any] = [TrainLog(out / "train_log.csv")] if is_main() else []
+    if cfg.track_every > 0 and is_main():
         probes = probe_sets(cfg, {normalize_prompt(r["prompt"]) for r in rows})
         stats["probe_n"] = {g: len(p) for g, p in probes.items()}
         dt = compute_dtype(cfg)
@@ -99,12 +102,15 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
-    with atomic_dir(out / "adapter") as tmp:
-        model.save_pretrained(tmp)
-    merge(cfg, out, tok)
-    stats.update({"resumed_from": last, "global_step": trainer.state.global_step,
-                  "train_loss": round(float(result.training_loss), 6), "effective_batch": cfg.effective_batch})
-    _record(cfg, out, stats)
+    stats.update({"resumed_from": last, "global_step": trainer.state.global_step, "world_size": world_size(),
+                  "train_loss": round(float(result.training_loss), 6),
+                  "effective_batch": cfg.effective_batch * world_size()})
+    if is_main():
+        with atomic_dir(out / "adapter") as tmp:
+            model.save_pretrained(tmp)
+        merge(cfg, out, tok)
+        _record(cfg, out, stats)
+    barrier()
     return stats
 
 

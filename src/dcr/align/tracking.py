@@ -37,16 +37,26 @@ TRACK_COLUMNS = ("step", "group", "refusal_prob", "refusal_rate", "n")
 
 
 def probe_sets(cfg: AlignConfig, train_prompts: set[str]) -> dict[str, list[PromptRecord]]:
-    """The three fixed probe groups, seeded, with every prompt seen in training removed."""
-    _, heldout = xstest_split(cfg.xstest_heldout_frac, cfg.split_seed, cfg.data_dir)
+    """The three fixed probe groups, seeded, with every prompt seen in training removed.
+
+    With ``xstest_heldout_frac=0`` nothing is held out: ``seemingly_toxic`` is drawn from the in-distribution
+    XSTest prompts (refine trains on them; the paper's Fig. 4/5 track them too), which is logged; STL-aug trains
+    on all of them, so there the group is empty and not tracked (also logged).
+    """
+    in_dist, heldout = xstest_split(cfg.xstest_heldout_frac, cfg.split_seed, cfg.data_dir)
+    if not heldout:
+        log.warning("xstest_heldout_frac=0: no held-out XSTest prompts; the seemingly_toxic probe group is drawn "
+                    "from the in-distribution XSTest prompts (trained on by refine), not from held-out ones")
     pools = {
         "toxic": load_benchmark(cfg.track_toxic, cfg.data_dir),
-        "seemingly_toxic": heldout,
+        "seemingly_toxic": heldout or in_dist,
         "normal": load_benchmark(cfg.track_normal, cfg.data_dir),
     }
     out = {}
     for group, pool in pools.items():
         fresh = [r for r in pool if normalize_prompt(r.prompt) not in train_prompts]
+        if not fresh:
+            log.warning("probe group %s is empty: this stage trains on every one of its prompts; not tracked", group)
         k = min(cfg.track_n, len(fresh))
         keep = set(random.Random(cfg.seed).sample(range(len(fresh)), k))
         out[group] = [r for i, r in enumerate(fresh) if i in keep]

@@ -120,17 +120,26 @@ def compute_context(model: Any, dtype: torch.dtype | None = None) -> contextlib.
     return stack
 
 
-def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
+def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None,
+               wrapped: Any = None) -> torch.Tensor:
     """Causal-LM cross-entropy computed from the LM head at labelled positions only (prompt and padding positions
     never reach the vocabulary projection). Equal to the model's own loss: the mean over labelled tokens, or their
-    sum over ``num_items_in_batch`` when the Trainer passes it (gradient accumulation)."""
+    sum over ``num_items_in_batch`` when the Trainer passes it (gradient accumulation).
+
+    ``wrapped`` (a DistributedDataParallel wrapper of ``model``): the forward goes through it, so that DDP
+    all-reduces the gradients; its LM head then runs on every position (the logits are sliced afterwards).
+    """
     base = model.get_base_model()
-    with compute_context(model):
-        hidden = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                    use_cache=False)[0]
     labels = inputs["labels"][:, 1:]
     keep = labels != IGNORE
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    args = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "use_cache": False}
+    with compute_context(model):
+        if wrapped is not None:
+            logits = wrapped(**args).logits[:, :-1][keep].float()
+        else:
+            hidden = base.get_decoder()(**args)[0]
+    if wrapped is None:
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
     if num_items_in_batch is None:
         return torch.nn.functional.cross_entropy(logits, labels[keep])
     total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
@@ -144,7 +153,12 @@ def sft_trainer(**kw: Any) -> Any:
     class SFTTrainer(Trainer):
         def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            loss = label_loss(self.accelerator.unwrap_model(model), inputs, num_items_in_batch)
+            unwrapped = self.accelerator.unwrap_model(model)
+            loss = label_loss(unwrapped, inputs, num_items_in_batch, model if model is not unwrapped else None)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts every rank's tokens and DDP averages gradients over ranks: scale
+                # back, as Trainer.compute_loss does (1 process: a no-op)
+                loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
     return SFTTrainer(**kw)

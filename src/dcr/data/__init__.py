@@ -8,12 +8,15 @@ from dcr.data.registry import (
     BenchmarkMissing,
     BenchmarkSpec,
     data_dir,
+    hub_dataset,
     load_benchmark,
     load_hub,
     subsample,
 )
 from dcr.data.training import (
+    ALPACA_HUB,
     load_alpaca_eval,
+    load_alpaca_hub,
     load_alpaca_instructions,
     load_hh_harmful,
     load_refusal_pairs,
@@ -21,7 +24,7 @@ from dcr.data.training import (
 )
 
 __all__ = [
-    "BENCHMARKS", "OVER_REFUSAL_SETS", "SAFETY_SETS", "BenchmarkMissing", "BenchmarkSpec", "Pair",
-    "PromptRecord", "data_dir", "load_alpaca_eval", "load_alpaca_instructions", "load_benchmark",
-    "load_hh_harmful", "load_hub", "load_refusal_pairs", "subsample", "xstest_split",
+    "ALPACA_HUB", "BENCHMARKS", "OVER_REFUSAL_SETS", "SAFETY_SETS", "BenchmarkMissing", "BenchmarkSpec", "Pair",
+    "PromptRecord", "data_dir", "hub_dataset", "load_alpaca_eval", "load_alpaca_hub", "load_alpaca_instructions",
+    "load_benchmark", "load_hh_harmful", "load_hub", "load_refusal_pairs", "subsample", "xstest_split",
 ]

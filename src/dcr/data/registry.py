@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dcr.data import readers
 from dcr.data.records import PromptRecord
@@ -89,11 +90,46 @@ def _coconot(root: Path) -> list[PromptRecord]:
     return out
 
 
-def _missing(reason: str) -> Callable[[Path], list[PromptRecord]]:
-    def load(root: Path) -> list[PromptRecord]:
-        raise BenchmarkMissing("phtest", reason)
+PHTEST_HUB = "furonghuang-lab/PHTest"
 
-    return load
+
+def hub_dataset(hub_id: str, name: str, fix: str, split: str = "train") -> Any:
+    """``datasets.load_dataset(hub_id, split=split)`` when the hub answers (``dcr.models.hub_reachable``).
+
+    Unreachable: ``BenchmarkMissing(name)`` ending in ``fix`` (not transient: offline it never loads); reachable
+    but the load fails: a transient ``BenchmarkMissing`` (a stage that met it runs again next time).
+    """
+    from dcr import models
+
+    reason = models.hub_reachable()
+    if reason is not None:
+        raise BenchmarkMissing(name, f"{hub_id} is only on the Hugging Face Hub and the hub cannot be reached "
+                                     f"({reason}); no offline copy is in the data directory. Fix: {fix}")
+    try:
+        import datasets
+
+        return datasets.load_dataset(hub_id, split=split)
+    except Exception as exc:  # network, auth or name problems all end here
+        raise BenchmarkMissing(name, f"could not load {hub_id!r} from the hub ({type(exc).__name__}: {exc})",
+                               transient=True) from None
+
+
+def hub_columns(ds: Any, hub_id: str, columns: tuple[str, ...]) -> None:
+    """DataError naming the dataset when a loaded hub dataset lacks one of ``columns``."""
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise DataError(hub_id, f"no column(s) {missing} (columns: {ds.column_names})",
+                        "the hub dataset changed layout; pin an older revision or update the loader")
+
+
+def _phtest(root: Path) -> list[PromptRecord]:
+    """PHTest's 3,269 pseudo-harmful prompts (all should be answered) from the hub; missing offline."""
+    ds = hub_dataset(PHTEST_HUB, "phtest", "run with network access to the hub (PHTest then loads from it)")
+    hub_columns(ds, PHTEST_HUB, ("Request",))
+    ids = ds["ID"] if "ID" in ds.column_names else range(len(ds))
+    kinds = ds["Harmfulness"] if "Harmfulness" in ds.column_names else [""] * len(ds)
+    return [PromptRecord(f"phtest-{i}", str(t).strip(), "safe", str(k or ""), "phtest")
+            for i, t, k in zip(ids, ds["Request"], kinds) if str(t or "").strip()]
 
 
 @dataclass(frozen=True)
@@ -120,10 +156,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("or-bench", "over-refusal", "OR-Bench-Hard-1K (1,319)",
                       _csv_prompts("or-bench/or-bench-hard-1k.csv", "safe", "or-bench", type_col="category")),
         BenchmarkSpec("oktest", "over-refusal", "OKTest (300)", _csv_prompts("oktest/OKTest.csv", "safe", "oktest")),
-        BenchmarkSpec("phtest", "over-refusal", "PHTest (3,269)", _missing(
-            "PHTest is only on the Hugging Face Hub (furonghuang-lab/PHTest); no offline copy is in the data "
-            "directory. Fix: pass --benchmark hf:furonghuang-lab/PHTest:train:Request with network access"),
-            hub_id="furonghuang-lab/PHTest"),
+        BenchmarkSpec("phtest", "over-refusal", "PHTest (3,269; from the hub)", _phtest, hub_id=PHTEST_HUB),
         BenchmarkSpec("malicious-instructions", "safety", "I-MaliciousInstructions (100)",
                       _stl_set("I-MaliciousInstructions.json", "unsafe", "malicious-instructions")),
         BenchmarkSpec("cona", "safety", "I-CoNa (178)", _stl_set("I-CoNa.json", "unsafe", "cona")),

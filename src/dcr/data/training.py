@@ -8,9 +8,10 @@ from pathlib import Path
 
 from dcr.data import readers
 from dcr.data.records import Pair, PromptRecord
-from dcr.data.registry import data_dir, load_benchmark
+from dcr.data.registry import data_dir, hub_columns, hub_dataset, load_benchmark
 from dcr.errors import DataError
 
+ALPACA_HUB = "tatsu-lab/alpaca"
 _FIRST_TURN = re.compile(r"\n\nHuman:(.*?)\n\nAssistant:", re.S)
 
 
@@ -55,6 +56,22 @@ def load_alpaca_instructions(root: str | Path | None = None) -> list[PromptRecor
                          "alpaca") for i, row in enumerate(obj, start=1)]
 
 
+def load_alpaca_hub() -> list[Pair]:
+    """Alpaca's 52,002 instruction (+ input) / output pairs from the hub (``tatsu-lab/alpaca``), in hub order.
+
+    The prompt joins instruction and input as the Safety-Tuned LLaMAs sets do; rows without an instruction or an
+    output are left out. Raises ``BenchmarkMissing`` when the hub cannot be reached or the load fails.
+    """
+    ds = hub_dataset(ALPACA_HUB, "alpaca", "run with network access, or set align general_source: teacher")
+    hub_columns(ds, ALPACA_HUB, ("instruction", "input", "output"))
+    out = []
+    for i, (ins, inp, resp) in enumerate(zip(ds["instruction"], ds["input"], ds["output"])):
+        ins, inp, resp = (str(x or "").strip() for x in (ins, inp, resp))
+        if ins and resp:
+            out.append(Pair(f"alpaca-hub-{i}", f"{ins}\n{inp}" if inp else ins, resp, ALPACA_HUB))
+    return out
+
+
 def load_alpaca_eval(root: str | Path | None = None, reference: str = "gpt4") -> list[Pair]:
     """The 805 AlpacaEval instructions with a reference model's outputs (response quality only)."""
     path = data_dir(root) / "alpaca-eval" / f"{reference}_outputs.json"
@@ -70,7 +87,8 @@ def xstest_split(heldout_frac: float = 0.2, seed: int = 0,
                  root: str | Path | None = None) -> tuple[list[PromptRecord], list[PromptRecord]]:
     """XSTest safe prompts split into (in-distribution, held-out), stratified by type and seeded.
 
-    Refinement and STL-aug train only on the first part; evaluation labels both parts.
+    Refinement and STL-aug train only on the first part; evaluation labels both parts. ``heldout_frac=0`` (the
+    paper's setting) holds nothing out: every prompt is in-distribution and the held-out part is empty.
     """
     if not 0.0 <= heldout_frac < 1.0:
         raise ValueError(f"heldout_frac must be in [0, 1), got {heldout_frac}")

@@ -14,8 +14,9 @@ from typing import Any
 
 from dcr.config import to_dict
 from dcr.data import SAFETY_SETS, BenchmarkMissing
+from dcr.dist import is_main, solo, world_size
 from dcr.errors import DataError
-from dcr.evaluate.config import EvaluateConfig
+from dcr.evaluate.config import ALPACA_REFERENCES, STL_REFERENCE, EvaluateConfig
 from dcr.evaluate.suite import METRICS_FILE, Runner, expand_benchmarks, safety_average
 from dcr.io import write_json
 from dcr.judges.record import judge_identity
@@ -34,11 +35,35 @@ def _missing_reason(exc: Exception) -> str | None:
     return None
 
 
+def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runner, summary: dict[str, Any],
+                  transient: dict[str, str]) -> None:
+    """Every benchmark in turn into ``summary`` (missing ones with their reason), metrics.json after each."""
+    for name in names:
+        try:
+            metrics, detail = runner.run(name)
+        except (BenchmarkMissing, DataError) as exc:
+            reason = _missing_reason(exc)
+            if reason is None:
+                raise
+            summary["missing"][name] = reason
+            if isinstance(exc, BenchmarkMissing) and exc.transient:
+                transient[name] = reason
+            write_json(out / METRICS_FILE, summary)
+            continue
+        summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
+                                       "metrics": [m.as_dict() for m in metrics]}
+        for m in metrics:
+            record(out, model=cfg.model, benchmark=name, kind=m.kind, split=m.split, metric=m.metric,
+                   value=m.value, n=m.n, judge=m.judge, **cfg.tags)
+        write_json(out / METRICS_FILE, summary)
+
+
 def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str, Any]:
     """The body of the stage: every benchmark in turn, metrics.json rewritten after each."""
     from dcr.models import load_model
 
-    (out / RESULTS).unlink(missing_ok=True)
+    if is_main():
+        (out / RESULTS).unlink(missing_ok=True)
     model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     runner = Runner(cfg, out, model, tok)
     summary: dict[str, Any] = {"model": cfg.model, "judge": cfg.judge, "safety_judge": cfg.safety_judge,
@@ -52,24 +77,12 @@ def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str,
     else:
         steering = nullcontext()
     with steering:
-        for name in names:
-            try:
-                metrics, detail = runner.run(name)
-            except (BenchmarkMissing, DataError) as exc:
-                reason = _missing_reason(exc)
-                if reason is None:
-                    raise
-                summary["missing"][name] = reason
-                if isinstance(exc, BenchmarkMissing) and exc.transient:
-                    transient[name] = reason
-                write_json(out / METRICS_FILE, summary)
-                continue
-            summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
-                                           "metrics": [m.as_dict() for m in metrics]}
-            for m in metrics:
-                record(out, model=cfg.model, benchmark=name, kind=m.kind, split=m.split, metric=m.metric,
-                       value=m.value, n=m.n, judge=m.judge, **cfg.tags)
-            write_json(out / METRICS_FILE, summary)
+        if world_size() > 1:  # every rank generates its share; the main process evaluates from the cache
+            runner.pregenerate(names)
+            if not is_main():
+                return {}
+        with solo():
+            _evaluate_all(cfg, names, out, runner, summary, transient)
     avg = safety_average(summary["benchmarks"])
     if avg is not None:
         summary["benchmarks"]["safety-avg"] = {"kind": "safety", "n": avg.n, "model": cfg.model, "limit": cfg.limit,
@@ -90,5 +103,8 @@ def evaluate(cfg: EvaluateConfig, out_dir: str | Path, force: bool = False) -> P
     names = expand_benchmarks(cfg.benchmarks)
     judges = {f"judge:{spec}": judge_identity(spec) for spec in (cfg.judge, cfg.safety_judge, *cfg.extra_judges)
               if spec}  # a changed rule set of a judge invalidates the stage
+    ref = {"reference": cfg.reference} if "alpaca-eval" in names and cfg.reference not in (
+        *ALPACA_REFERENCES, STL_REFERENCE) else {}  # a reference model's weights change its answers
     return run_stage("evaluate", cfg, out_dir, lambda o: _run_evaluate(cfg, names, o),
-                     upstream={"model": cfg.model, "steer": cfg.steer, **judges}, force=force, keep=RESUMABLE)[0]
+                     upstream={"model": cfg.model, "steer": cfg.steer, **ref, **judges}, force=force,
+                     keep=RESUMABLE)[0]

@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dcr.data import BENCHMARKS, OVER_REFUSAL_SETS, SAFETY_SETS, data_dir, load_benchmark, xstest_split
-from dcr.errors import ConfigError
+from dcr.data import (
+    BENCHMARKS,
+    OVER_REFUSAL_SETS,
+    SAFETY_SETS,
+    BenchmarkMissing,
+    data_dir,
+    load_benchmark,
+    xstest_split,
+)
+from dcr.errors import ConfigError, DataError
 from dcr.evaluate.config import EvaluateConfig
 from dcr.evaluate.general import GENERAL, heldout_nll, run_general
-from dcr.evaluate.judged import Judges, run_prompt_benchmark, slug
+from dcr.evaluate.judged import Judges, prefill, run_prompt_benchmark, slug, sync_meta
 from dcr.evaluate.metrics import Metric, kind_of
 from dcr.fingerprint import model_fingerprint
+from dcr.generate import generate
 from dcr.judges import get_judge
 from dcr.stage import versions
 
@@ -81,6 +90,29 @@ class Runner:
             self._split = ({r.id for r in held}, {r.id for r in ind} | {r.id for r in held})
         return self._split
 
+    def pregenerate(self, names: list[str]) -> None:
+        """Multi-process launch: all ranks generate every prompt benchmark's planned batches, sharded, into the
+        generation caches; the main process then evaluates from the cache (the same completions as one process:
+        each batch is the planned one)."""
+        from dcr.dist import barrier, is_main
+
+        cfg = self.cfg
+        for name in names:
+            if name in GENERAL or name in ("heldout-nll", "alpaca-eval"):
+                continue
+            try:
+                records = load_benchmark(name, self.root, cfg.limit, cfg.seed)
+            except (BenchmarkMissing, DataError):
+                continue  # the main process records it as missing
+            gen_dir = self.out / "generations"
+            if is_main():
+                sync_meta(gen_dir, slug(name), self.meta)
+                prefill(gen_dir, slug(name), records, self.meta)
+            barrier()
+            generate(self.model, self.tok, [{"id": r.id, "prompt": r.prompt} for r in records],
+                     gen_dir / f"{slug(name)}.jsonl", cfg.max_new_tokens, cfg.batch_size, cfg.template,
+                     description=name)
+
     def run(self, name: str) -> tuple[list[Metric], dict[str, Any]]:
         cfg = self.cfg
         if name in GENERAL:
@@ -94,8 +126,11 @@ class Runner:
                                           cfg.nll_max_tokens, cfg.template, cfg.score_batch_size)
             return metrics, {"kind": "general", "n": n, **detail}
         if name == "alpaca-eval":
-            from dcr.evaluate.quality import get_annotator, run_quality
+            from dcr.evaluate.quality import get_annotator, not_measured, run_quality
 
+            reason = not_measured(cfg)
+            if reason is not None:
+                raise BenchmarkMissing(name, reason)
             if self._annotator is None:
                 self._annotator = get_annotator(cfg.annotator, cfg.dtype, cfg.device)
             metrics, detail = run_quality(self.model, self.tok, cfg, self.out, self.root, self._annotator, self.meta)

@@ -101,7 +101,23 @@ class Planner:
             values["steer"] = str(steer_node.dir)
         deps = [n for n in (current, steer_node) if n is not None]
         label = f"evaluate {method} ({tag})" if deps else f"evaluate {method} ({model.name})"  # base: all seeds
+        ref = self._quality_reference(model, seed if deps else self.exp.seeds[0], values)
+        if ref is not None:
+            values["reference"] = str(ref.dir)
+            deps += [ref] if ref not in deps else []
         self.add("evaluate", label, values, deps, use)
+
+    def _quality_reference(self, model: ModelSpec, seed: int, values: dict[str, Any]) -> Node | None:
+        """The STL stage whose model is alpaca-eval's reference (``reference: stl``, the default), added if no
+        method needs it; None without an annotator (then alpaca-eval is reported as not measured)."""
+        from dcr.evaluate.config import STL_REFERENCE
+        from dcr.evaluate.suite import expand_benchmarks
+
+        if values.get("reference", STL_REFERENCE) != STL_REFERENCE or not values.get("annotator") \
+                or "alpaca-eval" not in expand_benchmarks(self.exp.benchmarks):
+            return None
+        use = {"method": "stl", "seed": seed, "model": model.name}
+        return self._align(model, "stl", seed, None, use, f"{model.name}, seed {seed}")
 
     def _align(self, model: ModelSpec, align_method: str, seed: int, refined: Node | None, use: dict[str, Any],
                tag: str) -> Node:

@@ -37,7 +37,8 @@ class RefineConfig(StageConfig):
     seemingly_frac: float = field(0.5, help="Fraction of each batch drawn from the seemingly toxic class.")
     toxic_ratio: float = field(2.0, help="Toxic prompts per seemingly toxic training prompt (paper 500:250 = 2).")
     limit: int | None = field(None, help="Cap on training prompts per class (None = all).")
-    xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split).")
+    xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split); "
+                                                 "0 = train on all 250 (the paper) and skip the held-out metrics.")
     split_seed: int = field(0, help="Seed of the XSTest held-out split (shared with align and evaluate).")
     eval_toxic: str = field("hh", help="Held-out toxic prompts for metrics: hh (unused HH-RLHF), xstest-unsafe, both.")
     lora: bool = field(False, help="Train LoRA adapters on layers <= l (merged before saving) instead of full weights.")
@@ -52,6 +53,10 @@ class RefineConfig(StageConfig):
     save_every: int = field(50, help="Save a resumable checkpoint (OUT/checkpoints/) every N steps; 0 = never.")
     save_dtype: str = field("auto", help="dtype of OUT/model: auto = the training compute dtype (bf16 under bf16 "
                                          "autocast: what evaluation loads anyway, half the disk), fp32 or bf16.")
+    truncated_load: bool = field(True, help="When the forward stops at layer l (nll_weight 0, truncate_forward), "
+                                            "load only the embeddings and blocks 0..l and write OUT/model by "
+                                            "splicing them into the original safetensors shards (the tail is "
+                                            "never in memory).")
     gradient_checkpointing: bool = field(False, help="Recompute block activations in the backward pass instead "
                                                      "of storing them (less memory, about 1.3x the compute).")
 
@@ -71,9 +76,8 @@ class RefineConfig(StageConfig):
         check(0.0 < self.seemingly_frac < 1.0, f"seemingly_frac must be in (0, 1), got {self.seemingly_frac}")
         check(self.toxic_ratio > 0, f"toxic_ratio must be > 0, got {self.toxic_ratio}")
         check(self.limit is None or self.limit >= 2, f"limit must be >= 2 prompts per class, got {self.limit}")
-        check(0.0 < self.xstest_heldout_frac < 1.0,
-              f"xstest_heldout_frac must be in (0, 1) (held-out prompts are needed for metrics), got "
-              f"{self.xstest_heldout_frac}")
+        check(0.0 <= self.xstest_heldout_frac < 1.0,
+              f"xstest_heldout_frac must be in [0, 1) (0 = nothing held out), got {self.xstest_heldout_frac}")
         check(self.eval_toxic in EVAL_TOXIC, f"eval_toxic {self.eval_toxic!r} unknown. Fix: use one of {EVAL_TOXIC}")
         check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
         check(self.save_dtype in SAVE_DTYPES, f"save_dtype {self.save_dtype!r} unknown. Fix: auto, fp32 or bf16")

@@ -1,6 +1,9 @@
 """Refinement data: seemingly toxic (XSTest safe, in-distribution part) vs toxic (HH-RLHF) prompts, held-out
 evaluation sets, and a balanced batch sampler so that every batch holds both classes.
 
+With ``xstest_heldout_frac=0`` (the paper) every XSTest safe prompt is trained on: there are no held-out
+prompts and no held-out evaluation sets, only the training-fit reference (``NO_HELDOUT`` says so in split.json).
+
 Labels: 0 = seemingly toxic, 1 = toxic.
 """
 
@@ -15,6 +18,8 @@ from dcr.data import PromptRecord, load_benchmark, load_hh_harmful, xstest_split
 from dcr.errors import ConfigError, DataError
 
 SEEMINGLY, TOXIC = 0, 1
+NO_HELDOUT = ("xstest_heldout_frac=0: every XSTest safe prompt is trained on (in-distribution); no held-out "
+              "separability is measured, only the training-fit reference (train)")
 
 
 @dataclass
@@ -39,6 +44,7 @@ class RefineData:
             "toxic_ids": [r.id for r in self.toxic],
             "toxic_prompts": [r.prompt for r in self.toxic],
             "eval_toxic_ids": {name: [r.id for r in recs] for name, recs in self.eval_toxic.items()},
+            **({} if self.heldout else {"note": NO_HELDOUT}),
         }
 
 
@@ -59,9 +65,10 @@ def build_data(
 ) -> RefineData:
     """Assemble the training and evaluation prompts (see RefineConfig for the meaning of each argument)."""
     in_dist, heldout = xstest_split(heldout_frac, split_seed, data_dir)
-    if len(heldout) < 2:
+    if heldout_frac > 0 and len(heldout) < 2:
         raise ConfigError(f"xstest_heldout_frac={heldout_frac} holds out {len(heldout)} XSTest safe prompt(s); the "
-                          "held-out separability metrics need at least 2. Fix: raise xstest_heldout_frac (e.g. 0.2)")
+                          "held-out separability metrics need at least 2. Fix: raise xstest_heldout_frac (e.g. 0.2), "
+                          "or set it to 0 to hold out nothing")
     rng = random.Random(seed)
     seemingly = list(in_dist)
     if limit is not None and len(seemingly) > limit:
@@ -72,6 +79,8 @@ def build_data(
     evals: dict[str, list[PromptRecord]] = {}
     hh = load_hh_harmful(data_dir)
     toxic, hh_eval = sample_toxic(hh, n_toxic, len(heldout), seed)
+    if not heldout:  # nothing held out: no held-out evaluation sets
+        return RefineData(seemingly, toxic, heldout, evals)
     if eval_toxic in ("hh", "both"):
         evals["hh"] = hh_eval
     if eval_toxic in ("xstest-unsafe", "both"):

@@ -18,12 +18,24 @@ import yaml
 from dcr import results
 from dcr.fingerprint import short_hash
 from dcr.io import atomic_open, write_json, write_table
-from dcr.models import load_model, pick_dtype, save_model, saved_dtype, training_attention
+from dcr.models import (
+    load_model,
+    load_tokenizer,
+    model_config,
+    num_layers,
+    pick_device,
+    pick_dtype,
+    resolve_model,
+    save_model,
+    saved_dtype,
+    training_attention,
+)
 from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, default_layer, extract_features
 from dcr.refine.metrics import separability
 from dcr.refine.train import count_params, setup_full, setup_lora, train
+from dcr.refine.truncated import load_truncated, splice_save
 from dcr.stage import run_stage
 
 log = logging.getLogger("dcr.refine")
@@ -50,8 +62,10 @@ def evaluate_sets(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, lay
         y = torch.tensor([0] * len(safe) + [1] * len(toxic))
         return separability(torch.cat([safe, toxic]), y, cfg.seed)
 
-    safe = feats([r.prompt for r in data.heldout])
-    out = {name: score(safe, feats([r.prompt for r in recs])) for name, recs in data.eval_toxic.items()}
+    out: dict[str, Any] = {}
+    if data.heldout:  # xstest_heldout_frac=0 holds nothing out: only the training-fit reference below
+        safe = feats([r.prompt for r in data.heldout])
+        out = {name: score(safe, feats([r.prompt for r in recs])) for name, recs in data.eval_toxic.items()}
     k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))  # in-distribution reference: did training fit?
     out["train"] = score(feats([r.prompt for r in data.seemingly[:k]]), feats([r.prompt for r in data.toxic[:k]]))
     return out
@@ -116,6 +130,27 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     return model, rows, info
 
 
+def _save_dtype(cfg: RefineConfig) -> torch.dtype:
+    return saved_dtype(cfg.save_dtype, autocast_dtype(cfg.dtype, pick_device(cfg.device)) or torch.float32)
+
+
+def _load(cfg: RefineConfig) -> tuple[Any, Any, int, bool]:
+    """(model, tokenizer, layer, truncated). Truncated (``truncated_load``, forward stopping at l): blocks 0..l
+    only. LoRA over a bf16 save keeps the frozen weights in bf16 (the trained adapters stay fp32)."""
+    config = model_config(cfg.model)
+    layer = check_layer(config, cfg.layer if cfg.layer is not None else default_layer(config))
+    attention = training_attention(cfg.device)
+    frozen = torch.bfloat16 if cfg.lora and _save_dtype(cfg) == torch.bfloat16 else torch.float32
+    truncated = cfg.truncated_load and cfg.nll_weight == 0 and cfg.truncate_forward
+    if truncated:
+        model = load_truncated(resolve_model(cfg.model), layer, attention, frozen).to(pick_device(cfg.device))
+        log.info("truncated load: embeddings and blocks 0..%d of %d", layer, num_layers(config))
+        return model, load_tokenizer(resolve_model(cfg.model)), layer, True
+    model, tok = load_model(cfg.model, dtype="fp32" if frozen == torch.float32 else "bf16", device=cfg.device,
+                            attention=attention)
+    return model, tok, layer, False
+
+
 def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, Any]:
     """The body of the stage (``run_stage`` calls it with the output directory)."""
     (out / results.RESULTS).unlink(missing_ok=True)
@@ -127,14 +162,15 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
                       cfg.limit, cfg.eval_toxic)
     write_json(out / "split.json", data.split_json())
     torch.manual_seed(cfg.seed)
-    model, tok = load_model(cfg.model, dtype="fp32", device=cfg.device, attention=training_attention(cfg.device))
-    layer = check_layer(model, cfg.layer if cfg.layer is not None else default_layer(model))
+    model, tok, layer, truncated = _load(cfg)
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
     before = evaluate_sets(model, tok, data, cfg, layer)
     model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
     after = evaluate_sets(model, tok, data, cfg, layer)
-    compute = autocast_dtype(cfg.dtype, str(model.device)) or torch.float32
-    save_model(model, tok, out / "model", dtype=saved_dtype(cfg.save_dtype, compute))
+    if truncated:
+        splice_save(model, tok, resolve_model(cfg.model), out / "model", _save_dtype(cfg))
+    else:
+        save_model(model, tok, out / "model", dtype=_save_dtype(cfg))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the model is saved: the resume state is not needed
     write_table(out / "loss.csv", rows)
     plot_loss(rows, out / "loss.png")

@@ -19,6 +19,16 @@ def _plan(run_dir: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {}
 
 
+def heldout_frac(run_dir: Path, plan: dict[str, Any]) -> float | None:
+    """The run's ``xstest_heldout_frac`` (from plan.json, or a single evaluate directory's metrics.json); None
+    when unknown or not one value."""
+    configs = [n.get("config", {}) for n in plan.get("nodes", []) if n.get("stage") == "evaluate"]
+    if not plan and (run_dir / "metrics.json").exists():
+        configs = [read_json(run_dir / "metrics.json").get("config") or {}]
+    fracs = {float(c["xstest_heldout_frac"]) for c in configs if c.get("xstest_heldout_frac") is not None}
+    return fracs.pop() if len(fracs) == 1 else None
+
+
 def _overview(plan: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -> list[Block]:
     models = plan.get("models") or sorted({str(r.get("model")) for r in rows})
     methods = plan.get("methods") or tables._sort_methods(str(r.get("method")) for r in rows if "method" in r)
@@ -28,6 +38,11 @@ def _overview(plan: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -
              f"seeds: {', '.join(map(str, seeds))} (values are mean ± sample std over seeds)",
              f"benchmarks requested: {', '.join(plan.get('benchmarks', [])) or '?'}",
              f"result records: {len(rows)} in {RESULTS}"]
+    frac = heldout_frac(run_dir, plan)
+    if frac is not None:
+        items.append(f"XSTest split: xstest_heldout_frac = {frac:g}" + (
+            " (nothing held out: XSTest is in-distribution, trained on by refinement and STL-aug)" if frac == 0
+            else " (the held-out column's prompts are never trained on)"))
     return [Heading(f"DCR report: {plan.get('experiment', run_dir.name)}", 1),
             Para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `dcr report`."), Bullets(items)]
 
@@ -53,10 +68,11 @@ def build(run_dir: Path) -> list[Block]:
     rows, notes = _records(run_dir)
     plan = _plan(run_dir)
     blocks = _overview(plan, rows, run_dir) + notes
+    heldout = heldout_frac(run_dir, plan) != 0
     blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
-    t1 = tables.table1(rows)
+    t1 = tables.table1(rows, heldout)
     blocks.extend(t1 if t1 else [Para("No evaluation records yet.")])
-    gaps = tables.missing(rows, plan.get("benchmarks"))
+    gaps = tables.missing(rows, plan.get("benchmarks"), heldout)
     if gaps:
         blocks.append(Heading("Missing benchmarks", 3))
         blocks.append(Bullets([f"{label}: {reason}" for label, reason in gaps]))
@@ -70,6 +86,10 @@ def build(run_dir: Path) -> list[Block]:
         blocks.append(Heading("Refusal behaviour during alignment (Fig. 4 and Fig. 5 layouts)"))
         if figs:
             blocks.extend(Image(path, caption) for path, caption in figs)
+            if not heldout:
+                blocks.append(Para("Seemingly toxic probe prompts: with xstest_heldout_frac = 0 they are "
+                                   "in-distribution XSTest prompts (refinement trains on them, as in the paper's "
+                                   "Fig. 4/5); STL-aug trains on all of them, so it tracks no seemingly toxic group."))
         else:
             blocks.append(Para("No align stage wrote a tracking.csv (no aligned method, or tracking off)."))
         blocks.append(Heading("Cost"))

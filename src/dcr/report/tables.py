@@ -64,6 +64,18 @@ GENERAL = tuple(Column(label, "general", (name,), "all", "accuracy", optional=Tr
     ("piqa", "PIQA")))
 QUALITY = (Column("AlpacaEval win rate", "quality", ("alpaca-eval",), "all", "win_rate", optional=True),)
 AVG_LABEL = {"over-refusal": "Over-refusal avg", "safety": "Safety avg"}
+HELDOUT = next(c for c in OVER_REFUSAL if c.split == "held-out")
+NOT_MEASURED = "not measured"
+AVERAGES_NOTE = ("Over-refusal avg = mean of XSTest (all safe prompts), CoCoNot, OR-Bench, OKTest and PHTest where "
+                 "measured; safety avg = mean of the five safety sets where measured (each average is taken per "
+                 "seed, then mean ± std).")
+SPLIT_NOTES = {
+    True: "XSTest in-distribution prompts are used by refinement (DCR) and STL-aug training; XSTest held-out "
+          "prompts are never trained on.",
+    False: "XSTest is in-distribution for this run (xstest_heldout_frac = 0, the paper's setting): refinement (DCR) "
+           "and STL-aug train on the XSTest safe prompts (all 250 unless a size limit caps them), none is held "
+           "out, and there is no held-out column.",
+}
 
 
 def _sort_methods(methods: Iterable[str]) -> list[str]:
@@ -111,12 +123,24 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-def shown_columns(rows: list[dict[str, Any]]) -> list[Column]:
-    """Table 1 columns plus the two averages; optional columns only when some record feeds them."""
+def _unmeasured(rows: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """``{(model, method): benchmarks}`` that an evaluation reported as missing (not measured)."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        if r.get("metric") == "missing" and "method" in r:
+            out.setdefault((str(r.get("model")), str(r["method"])), set()).add(str(r.get("benchmark")))
+    return out
+
+
+def shown_columns(rows: list[dict[str, Any]], heldout: bool = True) -> list[Column]:
+    """Table 1 columns plus the two averages; optional columns only when some record feeds them or an evaluation
+    reported their benchmark as not measured; no held-out XSTest column when nothing was held out."""
     present = {(r.get("benchmark"), r.get("split", "all"), r.get("metric")) for r in rows}
+    absent = set().union(*_unmeasured(rows).values())
     out: list[Column] = []
     for group in (OVER_REFUSAL, SAFETY, GENERAL, QUALITY):
-        cols = [c for c in group if not c.optional or any((b, c.split, c.metric) in present for b in c.benchmarks)]
+        cols = [c for c in group if (heldout or c != HELDOUT) and (not c.optional or any(
+            (b, c.split, c.metric) in present or b in absent for b in c.benchmarks))]
         out.extend(cols)
         if group[0].group in AVG_LABEL:
             label = AVG_LABEL[group[0].group]
@@ -124,10 +148,15 @@ def shown_columns(rows: list[dict[str, Any]]) -> list[Column]:
     return out
 
 
-def table1(rows: list[dict[str, Any]]) -> list[Table]:
-    """One table per model: rows = methods, columns = Table 1 (compliance, defense success, general, quality)."""
-    columns = shown_columns(rows)
+def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
+    """One table per model: rows = methods, columns = Table 1 (compliance, defense success, general, quality).
+
+    ``heldout=False`` (xstest_heldout_frac = 0): no held-out XSTest column, and a note that XSTest is
+    in-distribution. A cell without a value whose benchmark the evaluation reported missing reads "not measured".
+    """
+    columns = shown_columns(rows, heldout)
     data = per_seed(rows, tuple(c for c in columns if c.metric != "avg"))
+    unmeasured = _unmeasured(rows)
     tables = []
     for model in sorted({m for m, _ in data}):
         methods = _sort_methods(meth for m, meth in data if m == model)
@@ -135,19 +164,21 @@ def table1(rows: list[dict[str, Any]]) -> list[Table]:
         body = []
         for method in methods:
             seeds = data[(model, method)]
+            gone = unmeasured.get((model, method), set())
             cells = [fmt([v[c.key] for v in seeds.values() if c.key in v]) for c in columns]
+            cells = [NOT_MEASURED if cell == "—" and gone & set(c.benchmarks) else cell
+                     for c, cell in zip(columns, cells)]
             body.append([METHOD_NAMES.get(method, method), str(len(seeds)), *cells])
         model_rows = [r for r in rows if str(r.get("model")) == model]
         body.append(["judge · agreement with people", "", *[column_judge(model_rows, c) for c in columns]])
         tables.append(Table(
             title=f"Table 1 layout: {model}", header=header, rows=body,
             notes=["C = compliance rate (1 - refusal rate) on benign, seemingly toxic prompts; D = defense success "
-                   "rate (fraction of unsafe prompts answered safely); Acc = accuracy. Values are fractions, "
-                   "mean ± sample std over seeds; — = not measured (see Missing benchmarks).",
-                   "XSTest in-distribution prompts are used by refinement (DCR) and STL-aug training; XSTest "
-                   "held-out prompts are never trained on. Over-refusal avg = mean of XSTest (all safe prompts), "
-                   "CoCoNot, OR-Bench, OKTest and PHTest where measured; safety avg = mean of the five safety sets "
-                   "where measured (each average is taken per seed, then mean ± std).",
+                   "rate (fraction of unsafe prompts answered safely); Acc = accuracy; AlpacaEval win rate = "
+                   "share of answers an LLM annotator prefers to the reference's (the STL model's by default). "
+                   "Values are fractions, mean ± sample std over seeds; — = no record; not measured = the "
+                   "evaluation could not measure it (reason under Missing benchmarks).",
+                   f"{SPLIT_NOTES[heldout]} {AVERAGES_NOTE}",
                    "Last row: the judge behind each column and its agreement with human labels (Cohen's kappa on "
                    "XSTest completions, see `dcr judge --calibrate` and docs/judges.md); uncalibrated = never "
                    "measured."]))
@@ -167,10 +198,13 @@ def _header(col: Column) -> str:
     return f"{prefix}: {col.label}" if prefix and col.metric != "avg" else col.label
 
 
-def missing(rows: list[dict[str, Any]], requested: list[str] | None = None) -> list[tuple[str, str]]:
-    """(Table 1 column, reason) for every column without a single value."""
-    columns = [c for c in (*OVER_REFUSAL, *SAFETY) if not c.optional]
+def missing(rows: list[dict[str, Any]], requested: list[str] | None = None,
+            heldout: bool = True) -> list[tuple[str, str]]:
+    """(Table 1 column, reason) for every column without a single value (optional columns, e.g. quality, only
+    when an evaluation reported them missing; the held-out XSTest column only when something was held out)."""
     reasons = {str(r["benchmark"]): str(r.get("reason")) for r in rows if r.get("metric") == "missing"}
+    columns = [c for c in (*OVER_REFUSAL, *SAFETY, *QUALITY) if (heldout or c != HELDOUT)
+               and (not c.optional or any(b in reasons for b in c.benchmarks))]
     out = []
     for col in columns:
         if any(_pick([r], col) for r in rows):

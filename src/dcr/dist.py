@@ -1,0 +1,78 @@
+"""Multi-process runs (``torchrun`` / ``accelerate launch``): who is the main process, and how ranks wait.
+
+Launchers set ``WORLD_SIZE`` and ``RANK``; with one process everything here is a no-op, so single-process runs
+never initialise ``torch.distributed``. The process group itself comes from ``accelerate.PartialState`` (NCCL
+on GPUs, gloo on CPU), which the Hugging Face Trainer shares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from typing import Any
+
+_SOLO: contextvars.ContextVar[bool] = contextvars.ContextVar("dcr_solo", default=False)
+
+
+def world_size() -> int:
+    """Processes taking part in the work at hand: 1 inside :func:`solo`."""
+    return 1 if _SOLO.get() else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def solo() -> Iterator[None]:
+    """The main process works alone in this block (the other ranks have finished their share)."""
+    token = _SOLO.set(True)
+    try:
+        yield
+    finally:
+        _SOLO.reset(token)
+
+
+def is_main() -> bool:
+    """True in the process that owns a stage's files (rank 0, or the only process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _state() -> Any:
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())  # without a GPU: gloo over CPU processes
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        _state().wait_for_everyone()
+
+
+def from_main(value: Any) -> Any:
+    """The main process's ``value``, on every process."""
+    if world_size() == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    _state()
+    return broadcast_object_list([value], from_process=0)[0]
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Run the block on the main process first, then on the others (e.g. fill a cache, then read it)."""
+    if world_size() == 1:
+        yield
+        return
+    with _state().main_process_first():
+        yield
+
+
+def gather(items: list[Any]) -> list[Any]:
+    """Every rank's ``items`` concatenated in rank order, on every rank."""
+    if world_size() == 1:
+        return list(items)
+    from accelerate.utils import gather_object
+
+    _state()
+    return list(gather_object(items))
