@@ -266,3 +266,37 @@ def test_hub_id_without_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> N
         resolve_model("someone/not-cached-model")
     assert time.time() - start < 10
     hub_reachable.cache_clear()
+
+
+def test_shard_device_loads_with_device_map_and_gives_the_same_logits(tiny_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device: shard`` loads through accelerate's device_map="auto" (here: everything on the CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from dcr.models import load_model
+
+    seen: list[Any] = []
+    real = AutoModelForCausalLM.from_pretrained
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(kw.get("device_map"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    plain, tok = load_model(str(tiny_dir), dtype="fp32", device="cpu")
+    sharded, _ = load_model(str(tiny_dir), dtype="fp32", device="shard")
+    assert seen == [None, "auto"]
+    ids = tok(["hello there"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(plain(ids).logits, sharded(ids.to(sharded.device)).logits)
+
+
+def test_training_stages_reject_shard() -> None:
+    from dcr.align.config import AlignConfig
+    from dcr.errors import ConfigError
+    from dcr.refine.config import RefineConfig
+
+    for cls in (RefineConfig, AlignConfig):
+        with pytest.raises(ConfigError, match="shard is for inference"):
+            cls(model="m", device="shard")

@@ -204,7 +204,7 @@ def check(cond: bool, msg: str) -> None:
 
 DTYPES = ("auto", "fp32", "float32", "bf16", "bfloat16", "fp16", "float16")
 SAVE_DTYPES = ("auto", "fp32", "bf16")  # auto = the stage's training compute dtype
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|shard|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -223,7 +223,8 @@ class StageConfig:
     data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
     dtype: str = field("auto", help="Compute dtype: auto (bf16 where the CPU/GPU has it, else fp32), fp32, bf16, "
                                     "fp16.")
-    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N.")
+    device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N, or shard (inference only: the model split "
+                                      "over every visible GPU with device_map=auto, for models larger than one).")
     template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
 
     def __post_init__(self) -> None:
@@ -232,7 +233,7 @@ class StageConfig:
               f"{name}.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
         check(self.dtype in self.dtypes, f"dtype {self.dtype!r} is not accepted by {name}. "
                                          f"Fix: use one of {', '.join(self.dtypes)}")
-        check(bool(_DEVICE.match(self.device)), f"device {self.device!r} unknown. Fix: use auto, cpu, cuda or cuda:N")
+        check(bool(_DEVICE.match(self.device)), f"device {self.device!r} unknown. Fix: use auto, cpu, cuda, cuda:N or shard")
         check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of "
                                           f"{', '.join(TEMPLATES)}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

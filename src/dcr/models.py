@@ -244,7 +244,8 @@ def pick_dtype(dtype: str = "auto", device: str | None = None) -> torch.dtype:
 
 
 def pick_device(device: str = "auto") -> str:
-    if device != "auto":
+    """The torch device of ``device``; ``shard`` (a model split by ``device_map="auto"``) starts on cuda or cpu."""
+    if device not in ("auto", "shard"):
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -280,14 +281,17 @@ def load_model(
     dev = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code, attn_implementation=attention
+            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code, attn_implementation=attention,
+            device_map="auto" if device == "shard" else None,  # split over every visible GPU (accelerate)
         )
     except OSError as exc:
         raise ModelError(
             f"could not load {name_or_path!r}: {exc}. Fix: if this is a hub id, check the network "
             "(or set HF_HUB_OFFLINE=1 with a cached copy); otherwise pass a local directory"
         ) from None
-    model.to(dev).eval()
+    if device != "shard":
+        model.to(dev)
+    model.eval()
     return model, load_tokenizer(ref, trust_remote_code)
 
 

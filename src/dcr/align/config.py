@@ -67,6 +67,8 @@ class AlignConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.device != "shard", "device shard is for inference (evaluate, probe, judges). Fix: train on one "
+                                       "device, or data-parallel under torchrun (docs/scale.md)")
         check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {', '.join(METHODS)}")
         check(self.base_dtype in ("auto", "fp32"), f"base_dtype {self.base_dtype!r} unknown. Fix: auto or fp32")
         check(self.save_dtype in SAVE_DTYPES, f"save_dtype {self.save_dtype!r} unknown. Fix: auto, fp32 or bf16")

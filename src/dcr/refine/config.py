@@ -62,6 +62,8 @@ class RefineConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.device != "shard", "device shard is for inference (evaluate, probe, judges). Fix: train on one "
+                                       "device, or data-parallel under torchrun (docs/scale.md)")
         check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
         check(self.pooling in POOLINGS, f"pooling {self.pooling!r} unknown. Fix: use one of {POOLINGS}")
         check(self.circle_variant in VARIANTS, f"circle_variant {self.circle_variant!r}. Fix: use one of {VARIANTS}")
