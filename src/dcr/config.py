@@ -233,7 +233,8 @@ class StageConfig:
               f"{name}.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")
         check(self.dtype in self.dtypes, f"dtype {self.dtype!r} is not accepted by {name}. "
                                          f"Fix: use one of {', '.join(self.dtypes)}")
-        check(bool(_DEVICE.match(self.device)), f"device {self.device!r} unknown. Fix: use auto, cpu, cuda, cuda:N or shard")
+        check(bool(_DEVICE.match(self.device)),
+              f"device {self.device!r} unknown. Fix: use auto, cpu, cuda, cuda:N or shard")
         check(self.template in TEMPLATES, f"template {self.template!r} unknown. Fix: use one of "
                                           f"{', '.join(TEMPLATES)}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
