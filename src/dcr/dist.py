@@ -76,3 +76,50 @@ def gather(items: list[Any]) -> list[Any]:
 
     _state()
     return list(gather_object(items))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
+
+
+def gather_with_grad(x: Any) -> Any:
+    """Every rank's ``x`` (same shape) concatenated in rank order along dim 0, with gradients flowing back to each
+    rank's own part (``torch.distributed.nn``). Under DDP-style gradient averaging the result is the gradient of
+    one process holding the whole batch."""
+    if world_size() == 1:
+        return x
+    import torch
+    from torch.distributed.nn.functional import all_gather
+
+    _state()
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def sum_all(x: Any) -> Any:
+    """``x`` summed over the ranks (a tensor; no gradient)."""
+    if world_size() == 1:
+        return x
+    import torch.distributed as dist
+
+    _state()
+    x = x.clone()
+    dist.all_reduce(x)
+    return x
+
+
+def average_gradients(params: list[Any]) -> None:
+    """Average the ``.grad`` of ``params`` over the ranks, as DDP does (one flat all-reduce)."""
+    if world_size() == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    _state()
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    at = 0
+    for g in grads:
+        g.copy_(flat[at:at + g.numel()].view_as(g))
+        at += g.numel()

@@ -110,16 +110,21 @@ def prompt_features(
     return F.normalize(feats, dim=-1), logits
 
 
-def prompt_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL (fp32) over prompt tokens: ``logits [B, T, V]`` predicting ``input_ids [B, T]``.
+def prompt_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               reduction: str = "mean") -> Any:
+    """Next-token NLL (fp32) over prompt tokens: ``logits [B, T, V]`` predicting ``input_ids [B, T]``; the mean, or
+    with ``reduction="sum"`` the pair (sum, number of tokens).
 
     A target counts when it and the token before it are both real (non-pad) tokens.
     """
     keep = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    n = keep.sum()
     if not bool(keep.any()):
-        return logits.sum() * 0.0
+        zero = logits.sum() * 0.0
+        return (zero, n) if reduction == "sum" else zero
     # only the kept positions are upcast to fp32 (the [B, T, V] logits dominate memory)
-    return F.cross_entropy(logits[:, :-1][keep].float(), input_ids[:, 1:][keep])
+    out = F.cross_entropy(logits[:, :-1][keep].float(), input_ids[:, 1:][keep], reduction=reduction)
+    return (out, n) if reduction == "sum" else out
 
 
 @torch.no_grad()

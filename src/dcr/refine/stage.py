@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from dcr import results
+from dcr.dist import barrier, is_main
 from dcr.fingerprint import short_hash
 from dcr.io import atomic_open, write_json, write_table
 from dcr.models import (
@@ -153,19 +154,24 @@ def _load(cfg: RefineConfig) -> tuple[Any, Any, int, bool]:
 
 def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, Any]:
     """The body of the stage (``run_stage`` calls it with the output directory)."""
-    (out / results.RESULTS).unlink(missing_ok=True)
-    if force:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    with atomic_open(out / "config.yaml") as fh:
-        yaml.safe_dump(dataclasses.asdict(cfg), fh, sort_keys=False)
     data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio,
                       cfg.limit, cfg.eval_toxic)
-    write_json(out / "split.json", data.split_json())
+    if is_main():
+        (out / results.RESULTS).unlink(missing_ok=True)
+        if force:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        with atomic_open(out / "config.yaml") as fh:
+            yaml.safe_dump(dataclasses.asdict(cfg), fh, sort_keys=False)
+        write_json(out / "split.json", data.split_json())
+    barrier()
     torch.manual_seed(cfg.seed)
     model, tok, layer, truncated = _load(cfg)
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
-    before = evaluate_sets(model, tok, data, cfg, layer)
+    before = evaluate_sets(model, tok, data, cfg, layer) if is_main() else {}
     model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
+    barrier()  # every rank has finished training (the main process wrote the last checkpoint)
+    if not is_main():  # several processes: the other ranks' share is done
+        return {}
     after = evaluate_sets(model, tok, data, cfg, layer)
     if truncated:
         splice_save(model, tok, resolve_model(cfg.model), out / "model", _save_dtype(cfg))

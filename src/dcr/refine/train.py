@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from dcr.dist import average_gradients, gather_with_grad, is_main, rank, sum_all, world_size
 from dcr.models import get_layers
 from dcr.refine.checkpoint import load_checkpoint, save_checkpoint
 from dcr.refine.features import encode_prompts, prompt_features, prompt_nll
@@ -98,12 +99,20 @@ def train_step(
     device_type = batch["input_ids"].device.type
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
         feats, logits = prompt_features(model, batch, layer, cfg.pooling, run_tail=run_tail)
-    # the losses themselves in fp32, outside autocast (similarities in bf16 would be quantised to ~3 digits)
-    circle = circle_loss(feats, labels, cfg.margin, cfg.gamma, cfg.circle_variant)
-    nll = prompt_nll(logits, batch["input_ids"], batch["attention_mask"]) if cfg.nll_weight > 0 else None
-    loss = circle + cfg.nll_weight * nll if nll is not None else circle
+    # the losses themselves in fp32, outside autocast (similarities in bf16 would be quantised to ~3 digits);
+    # several processes: Circle Loss over every rank's features (all pairs of the global batch)
+    circle = circle_loss(gather_with_grad(feats), gather_with_grad(labels), cfg.margin, cfg.gamma,
+                         cfg.circle_variant)
+    loss, nll_value = circle, float("nan")
+    if cfg.nll_weight > 0:
+        nll_sum, n_tok = prompt_nll(logits, batch["input_ids"], batch["attention_mask"], reduction="sum")
+        total = sum_all(torch.stack([nll_sum.detach(), n_tok.to(nll_sum.dtype)]))
+        # the global token mean; x world size because gradients are averaged over the ranks (1 rank: no-op)
+        loss = circle + cfg.nll_weight * nll_sum / total[1].clamp_min(1) * world_size()
+        nll_value = float(total[0] / total[1].clamp_min(1))
     loss.backward()
-    return {"loss": loss.item(), "circle": circle.item(), "nll": nll.item() if nll is not None else float("nan")}
+    return {"loss": circle.item() + cfg.nll_weight * nll_value if cfg.nll_weight > 0 else circle.item(),
+            "circle": circle.item(), "nll": nll_value}
 
 
 def train(
@@ -126,23 +135,24 @@ def train(
     start = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     tokens = int(rows[-1]["tokens"]) if rows else 0
     for step in range(done, len(batches)):
-        idx = batches[step]
+        idx = batches[step][rank()::world_size()]  # several processes: each takes its share of the batch
         batch = encode_prompts(tok, [prompts[i] for i in idx], cfg.template, cfg.max_length)
         batch = {k: v.to(device) for k, v in batch.items()}
         y = torch.tensor([labels[i] for i in idx], device=device)
         parts = train_step(model, batch, y, cfg, layer, autocast)
+        average_gradients(trainable)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-        tokens += int(batch["attention_mask"].sum())
+        tokens += int(sum_all(batch["attention_mask"].sum()))
         rows.append({"step": step + 1, "epoch": step // steps_per_epoch + 1, **parts, "lr": sched.get_last_lr()[0],
                      "tokens": tokens, "seconds": round(time.time() - start, 3)})
         if log is not None:
             log(f"step {step + 1}/{len(batches)} loss {parts['loss']:.4f} circle {parts['circle']:.4f} "
                 f"nll {parts['nll']:.4f}")
-        if ckpt and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(batches):
+        if ckpt and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(batches) and is_main():
             save_checkpoint(ckpt[0], ckpt[1], step + 1, model, opt, sched, rows)
     model.eval()
     return rows
