@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from dcr.dist import barrier, gather, is_main, world_size
+from dcr.dist import barrier, gather, is_main, rank, world_size
 from dcr.fingerprint import short_hash
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
@@ -140,9 +139,8 @@ def _generate_round(model: Any, tokenizer: Any, round_: list[list[str]], by_id: 
                     done: dict[str, dict[str, Any]], max_new_tokens: int, template: str) -> list[dict[str, Any]]:
     """The new rows of up to ``world_size`` planned batches, in plan order; rank r generates batch r."""
     mine: list[dict[str, Any]] = []
-    rank = int(os.environ.get("RANK", "0"))
-    if rank < len(round_):
-        batch = round_[rank]
+    if rank() < len(round_):
+        batch = round_[rank()]
         outs = generate_texts(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template)
         mine = [{**by_id[i], "completion": c} for i, c in zip(batch, outs) if i not in done]
     if world_size() == 1:
