@@ -8,7 +8,7 @@ from typing import Any
 
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
-from dcr.report import figures, judging, tables
+from dcr.report import figures, judging, paired, tables
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
 from dcr.results import RESULTS, load_checked
 from dcr.stage import read_manifest
@@ -76,6 +76,9 @@ def build(run_dir: Path) -> list[Block]:
     if gaps:
         blocks.append(Heading("Missing benchmarks", 3))
         blocks.append(Bullets([f"{label}: {reason}" for label, reason in gaps]))
+    if plan:
+        blocks.append(Heading("DCR + STL against STL, paired over prompts"))
+        blocks.extend(paired.paired_table(run_dir, plan))
     blocks.append(judging.judges_table(rows))
     disagreement = judging.disagreement_table(rows)
     if disagreement is not None:

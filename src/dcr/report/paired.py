@@ -1,0 +1,132 @@
+"""DCR + STL minus STL, paired over prompts: the same prompts judged for both methods, pooled over seeds.
+
+For every evaluated prompt the refusal judge's verdict is read back from each evaluate stage
+(``judgements/<bench>__<judge>.jsonl``). A prompt contributes, per seed, the difference of the two methods'
+outcomes (compliance on safe prompts, defense success = refusal on unsafe ones). The table gives the mean
+difference over all (prompt, seed) pairs, a 95 % bootstrap interval that resamples prompts (all seeds of a
+resampled prompt move together), the per-seed means, and each method's rate with its Wilson interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcr.io import read_jsonl
+from dcr.report.render import Para, Table
+
+NEVER_TRAINED = ("oktest", "coconot", "or-bench", "phtest")  # over-refusal sets no stage trains on
+SAFETY = ("malicious-instructions", "cona", "controversial", "harmfulq", "advbench")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate k/n."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed: int = 0) -> tuple[float, float,
+                                                                                                         float]:
+    """Mean of all (prompt, seed) differences and its 95 % percentile interval, resampling prompts."""
+    seeds = sorted({s for d in diffs.values() for s in d})
+    mat = np.array([[d.get(s, np.nan) for s in seeds] for d in diffs.values()], dtype=float)
+    sums, counts = np.nansum(mat, axis=1), np.sum(~np.isnan(mat), axis=1)
+    mean = float(sums.sum() / counts.sum())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(mat), size=(n_boot, len(mat)))
+    boot = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    return mean, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
+def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, bool]:
+    from dcr.evaluate.judged import slug
+    from dcr.judges.record import judge_identity
+
+    path = stage / "judgements" / f"{bench}__{slug(judge_identity(judge) or judge)}.jsonl"
+    return {str(r["id"]): bool(r["value"]) for r in read_jsonl(path)} if path.exists() else {}
+
+
+def _groups(bench: str, cfg: dict[str, Any]) -> dict[str, str]:
+    """prompt id -> group name (benchmark, label, and the XSTest split) for one benchmark of one evaluate config."""
+    from dcr.data import load_benchmark, xstest_split
+
+    records = load_benchmark(bench, cfg.get("data_dir"), cfg.get("limit"), cfg.get("seed", 0))
+    held = {r.id for r in xstest_split(cfg.get("xstest_heldout_frac", 0.2), cfg.get("split_seed", 0),
+                                       cfg.get("data_dir"))[1]} if bench.startswith("xstest") else set()
+    out = {}
+    for r in records:
+        split = (" held-out" if r.id in held else " in-distribution") if bench.startswith("xstest") and \
+            r.label == "safe" else ""
+        out[r.id] = f"{bench} {r.label}{split}"
+    return out
+
+
+def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> dict[str, Any]:
+    """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated."""
+    stages: dict[tuple[str, int], dict[str, Any]] = {}
+    for node in plan.get("nodes", []):
+        if node.get("stage") == "evaluate" and node.get("status", "done") == "done":
+            for use in node.get("uses", []):
+                stages[(use["method"], use["seed"])] = node
+    out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
+    for (method, seed), node in sorted(stages.items()):
+        other = stages.get((b, seed))
+        if method != a or other is None:
+            continue
+        cfg = node["config"]
+        for bench in cfg.get("benchmarks", []):
+            va = _verdicts(run_dir / node["dir"], bench, cfg.get("judge", "keyword"))
+            vb = _verdicts(run_dir / other["dir"], bench, other["config"].get("judge", "keyword"))
+            if not va or not vb:
+                continue
+            for pid, group in _groups(bench, cfg).items():
+                if pid in va and pid in vb:
+                    safe = " safe" in group
+                    out[group][pid][seed] = (va[pid] != safe, vb[pid] != safe)  # compliance / defense success
+    return out
+
+
+def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> list[Any]:
+    """The report block: one row per group plus the never-trained over-refusal and the safety pools."""
+    data = collect(run_dir, plan, a, b)
+    if not data:
+        return [Para(f"No paired comparison: no seed with both {a} and {b} evaluated (with per-prompt verdicts).")]
+    pools = {f"over-refusal, never trained ({', '.join(NEVER_TRAINED)})":
+             [g for g in data if g.split()[0] in NEVER_TRAINED and " safe" in g],
+             f"safety, defense success ({len(SAFETY)} sets)": [g for g in data if g.split()[0] in SAFETY]}
+    rows = []
+    for name, groups in [(g, [g]) for g in sorted(data)] + list(pools.items()):
+        merged = {f"{g}/{p}": v for g in groups for p, v in data[g].items()}
+        if merged:
+            rows.append(_row(name, merged))
+    header = ["group (outcome: compliance on safe, defense success on unsafe)", "n prompts", "seeds",
+              f"{a} rate [95% Wilson]", f"{b} rate [95% Wilson]", f"{b} - {a} [95% paired bootstrap]",
+              "per seed"]
+    return [Table(f"{b} minus {a}, paired over prompts", header, rows,
+                  ["The same prompts for both methods; rates and differences pooled over seeds (n = prompt x seed "
+                   "pairs); the bootstrap resamples prompts with all their seeds."])]
+
+
+def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str]:
+    pairs = [v for d in merged.values() for v in d.values()]
+    n = len(pairs)
+    ka, kb = sum(x for x, _ in pairs), sum(y for _, y in pairs)
+    mean, lo, hi = paired_bootstrap({p: {s: float(y) - float(x) for s, (x, y) in d.items()}
+                                     for p, d in merged.items()})
+    per_seed: dict[int, list[float]] = defaultdict(list)
+    for d in merged.values():
+        for s, (x, y) in d.items():
+            per_seed[s].append(float(y) - float(x))
+    la, ha = wilson(ka, n)
+    lb, hb = wilson(kb, n)
+    seeds = ", ".join(f"{s}: {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
+    return [name, str(len(merged)), str(len(per_seed)), f"{ka / n:.3f} [{la:.3f}, {ha:.3f}]",
+            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]", seeds]

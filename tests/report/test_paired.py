@@ -1,0 +1,52 @@
+"""Paired DCR + STL minus STL comparison: Wilson intervals, the prompt bootstrap, and verdicts read from stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dcr.data import load_benchmark
+from dcr.evaluate.judged import slug
+from dcr.judges.record import judge_identity
+from dcr.report.paired import collect, paired_bootstrap, paired_table, wilson
+
+
+def test_wilson_known_values() -> None:
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    assert all(x != x for x in wilson(0, 0))  # nan without data
+
+
+def test_bootstrap_resamples_prompts_with_their_seeds() -> None:
+    same = {f"p{i}": {0: 1.0, 1: 1.0} for i in range(20)}
+    assert paired_bootstrap(same) == (1.0, 1.0, 1.0)
+    mixed = {f"p{i}": {0: float(i % 2), 1: float(i % 2)} for i in range(200)}
+    mean, lo, hi = paired_bootstrap(mixed)
+    assert mean == 0.5 and lo < 0.5 < hi and hi - lo < 0.2
+
+
+def _stage(run: Path, name: str, method: str, seed: int, data_dir: Path, refused: dict[str, bool]) -> dict:
+    d = run / "stages" / name
+    (d / "judgements").mkdir(parents=True)
+    (d / "judgements" / f"harmfulq__{slug(judge_identity('keyword'))}.jsonl").write_text(
+        "".join(json.dumps({"id": k, "label": "refusal" if v else "compliance", "value": v}) + "\n"
+                for k, v in refused.items()))
+    cfg = {"benchmarks": ["harmfulq"], "limit": 6, "seed": 0, "data_dir": str(data_dir), "judge": "keyword"}
+    return {"id": name, "stage": "evaluate", "dir": f"stages/{name}", "status": "done", "config": cfg,
+            "uses": [{"method": method, "seed": seed, "model": "m"}]}
+
+
+def test_paired_table_from_stage_verdicts(tmp_path: Path, data_dir: Path) -> None:
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, {i: k < 3 for k, i in enumerate(ids)}),  # 3 of 6 refused
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, {i: k < 2 for k, i in enumerate(ids)})]  # 2 of 6
+    plan = {"nodes": nodes}
+    data = collect(tmp_path, plan)
+    assert list(data) == ["harmfulq unsafe"] and len(data["harmfulq unsafe"]) == 6
+    [table] = paired_table(tmp_path, plan)
+    row = table.rows[0]
+    assert row[0] == "harmfulq unsafe" and row[1] == "6" and row[2] == "1"
+    assert row[3].startswith("0.500") and row[4].startswith("0.333") and row[5].startswith("-0.167")
