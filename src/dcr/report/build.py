@@ -8,7 +8,7 @@ from typing import Any
 
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
-from dcr.report import figures, judging, paired, tables
+from dcr.report import figures, judging, matched, paired, tables
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
 from dcr.results import RESULTS, load_checked
 from dcr.stage import read_manifest
@@ -89,6 +89,7 @@ def build(run_dir: Path) -> list[Block]:
         blocks.append(Heading("Refusal behaviour during alignment (Fig. 4 and Fig. 5 layouts)"))
         if figs:
             blocks.extend(Image(path, caption) for path, caption in figs)
+            blocks.extend(matched.matched_table(run_dir, plan))
             if not heldout:
                 blocks.append(Para("Seemingly toxic probe prompts: with xstest_heldout_frac = 0 they are "
                                    "in-distribution XSTest prompts (refinement trains on them, as in the paper's "
