@@ -150,6 +150,8 @@ CASES: list[tuple[str, Args, str]] = [
     ("report-corrupt-middle", lambda c: ["report", _run_dir_with_results(c, f"{ROW}\n{{broken\n{ROW}\n")],
      "results.jsonl, row 2"),
     ("report-torn-only-line", lambda c: ["report", _run_dir_with_results(c, ROW[:20])], "results.jsonl"),
+    ("report-merge-without-out", lambda c: ["report", *[_run_dir_with_results(c, f"{ROW}\n")] * 2],
+     "needs its own directory"),
     # pull
     ("pull-unknown", lambda c: ["pull", "llama-70b"], "unknown embedded model"),
 ]
