@@ -106,3 +106,19 @@ def test_quickstart_baselines_reuses_quickstart_stages(tmp_path: Path) -> None:
     assert quick_dirs < base_dirs  # every quickstart stage is shared, none re-keyed
     assert sorted(n["stage"] for n in nodes if Path(n["dir"]).name not in quick_dirs) == [
         "evaluate", "evaluate", "steer", "steer"]
+
+
+@pytest.mark.parametrize("name,seeds", [("repro-smollm2.yaml", [0, 1, 2]), ("repro-gemma3-270m.yaml", [0, 1])])
+def test_repro_configs_plan_every_seed_on_one_evaluation_subsample(name: str, seeds: list[int],
+                                                                   tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(CONFIGS / name), "--out", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    planned = read_json(tmp_path / "plan.json")
+    assert planned["seeds"] == seeds
+    evals = [n for n in planned["nodes"] if n["stage"] == "evaluate"]
+    assert len(evals) == 1 + 2 * len(seeds)  # base once, STL and DCR + STL per seed
+    assert {(n["config"]["seed"], n["config"]["limit"]) for n in evals} == {(0, 500)}  # the same prompts for all
+    refine = [n["config"] for n in planned["nodes"] if n["stage"] == "refine"]
+    assert {(c["limit"], c["toxic_ratio"], c["epochs"]) for c in refine} == {(None, 2.0, 3)}  # 200 : 400, A.2
+    align = [n["config"] for n in planned["nodes"] if n["stage"] == "align"]
+    assert {a["track_n"] for a in align} == {50}
