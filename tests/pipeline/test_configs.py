@@ -122,3 +122,22 @@ def test_repro_configs_plan_every_seed_on_one_evaluation_subsample(name: str, se
     assert {(c["limit"], c["toxic_ratio"], c["epochs"]) for c in refine} == {(None, 2.0, 3)}  # 200 : 400, A.2
     align = [n["config"] for n in planned["nodes"] if n["stage"] == "align"]
     assert {a["track_n"] for a in align} == {50}
+
+
+def test_run_set_overrides_and_a_shared_stages_dir(tmp_path: Path) -> None:
+    """An ablation: `--set refine.layer=8` in its own run directory, reusing another run's stages."""
+    shared = tmp_path / "main" / "stages"
+    base = ["run", str(CONFIGS / "quickstart.yaml"), "--dry-run", "--set", f"stages_dir={shared}"]
+    main = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "main")])
+    abl = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "abl"), "--set", "refine.layer=8",
+                                   "--set", "seeds=[0]"])
+    assert main.exit_code == 0 and abl.exit_code == 0, main.output + abl.output
+    a, b = read_json(tmp_path / "main" / "plan.json"), read_json(tmp_path / "abl" / "plan.json")
+    for run, planned in ((tmp_path / "main", a), (tmp_path / "abl", b)):
+        assert all((run / n["dir"]).parent == shared for n in planned["nodes"])  # relative inside RUN_DIR
+    assert [n["config"]["layer"] for n in b["nodes"] if n["stage"] == "refine"] == [8]
+    same = {n["id"] for n in a["nodes"]} & {n["id"] for n in b["nodes"]}
+    assert {i.split("-")[0] for i in same} == {"align", "evaluate"}  # STL and base are shared, DCR is not
+    bad = CliRunner().invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--out", str(tmp_path / "x"),
+                                   "--dry-run", "--set", "refine"])
+    assert bad.exit_code != 0 and "KEY=VALUE" in str(bad.exception or bad.output)

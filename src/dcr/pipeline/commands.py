@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -42,12 +43,16 @@ def run_cmd(
     force: bool = typer.Option(False, "--force", help="Re-run every stage even if it finished with the same config."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write plan.json and print the stages without running."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write report.md / report.html at the end."),
+    sets: Optional[list[str]] = typer.Option(  # noqa: UP045 (typer needs Optional)
+        None, "--set", help="Override the experiment file: KEY=VALUE with KEY a top-level key or SECTION.FIELD "
+                            "(seeds=[0], refine.layer=8, stages_dir=runs/other/stages to share another run's "
+                            "stages); repeatable."),
 ) -> None:
     """Run every stage of an experiment (shared stages once, finished ones skipped), then write the report."""
     console = Console(soft_wrap=True)
-    exp = load_experiment(experiment)
+    exp = load_experiment(experiment, sets)
     if dry_run:
-        nodes = plan(exp, out)
+        nodes = plan(exp, out.resolve())
         out.mkdir(parents=True, exist_ok=True)
         write_plan(exp, nodes, out.resolve())
         for i, node in enumerate(nodes, start=1):
@@ -58,8 +63,9 @@ def run_cmd(
     try:
         nodes = run_experiment(exp, out, force=force, progress=ConsoleProgress(console), report=not no_report)
     except KeyboardInterrupt:
+        again = "".join(f" --set {x}" for x in sets or [])
         console.print(f"[yellow]interrupted[/yellow]: finished stages are kept; rerun `dcr run {experiment} "
-                      f"--out {out}` to resume")
+                      f"--out {out}{again}` to resume")
         raise typer.Exit(130) from None
     ran = sum(n.status == "done" for n in nodes)
     console.print(f"[green]finished[/green]: {len(nodes)} stages ({ran} run, {len(nodes) - ran} skipped); "

@@ -45,7 +45,8 @@ SIZES: dict[str, tuple[str, str]] = {
     "eval_limit": ("evaluate", "limit"), "max_new_tokens": ("evaluate", "max_new_tokens"),
 }
 SECTIONS = ("refine", "align", "steer", "surgical", "scans", "evaluate")
-TOP_KEYS = ("name", "models", "methods", "seeds", "benchmarks", "sizes", "exclude_refine_toxic", *COMMON, *SECTIONS)
+TOP_KEYS = ("name", "models", "methods", "seeds", "benchmarks", "sizes", "exclude_refine_toxic", "stages_dir",
+            *COMMON, *SECTIONS)
 
 @dataclass
 class ModelSpec:
@@ -68,6 +69,7 @@ class Experiment:
     sections: dict[str, dict[str, Any]]
     exclude_refine_toxic: bool = True
     source: str = ""
+    stages_dir: str | None = None  # where stage directories live (default RUN_DIR/stages); shared by ablations
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -136,8 +138,31 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         name=str(data.get("name") or Path(source).stem), models=_models(data["models"], source),
         methods=list(dict.fromkeys(methods)), seeds=list(dict.fromkeys(seeds)), benchmarks=bench,
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
-        exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source)
+        exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source,
+        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    return parse_experiment(read_yaml(path), str(path))
+def apply_sets(data: dict[str, Any], sets: list[str], source: str) -> dict[str, Any]:
+    """``--set KEY=VALUE`` on an experiment mapping: KEY is a top-level key or SECTION.FIELD (``refine.layer``,
+    ``sizes.refine_epochs``); VALUE is read as YAML (``seeds=[0]``, ``refine.lora=true``)."""
+    import yaml
+
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE. Fix: e.g. --set refine.layer=8")
+        value = yaml.safe_load(raw)
+        head, _, field = key.strip().partition(".")
+        if field:
+            if out.get(head) is not None and not isinstance(out[head], dict):
+                raise ConfigError(f"--set {item!r}: {head} is not a section of {source}")
+            out[head] = {**(out.get(head) or {}), field: value}
+        else:
+            out[head] = value
+    return out
+
+
+def load_experiment(path: str | Path, sets: list[str] | None = None) -> Experiment:
+    source = str(path) + (f" with --set {' '.join(sets)}" if sets else "")
+    return parse_experiment(apply_sets(read_yaml(path), sets or [], str(path)), source)

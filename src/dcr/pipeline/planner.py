@@ -48,6 +48,7 @@ class Planner:
 
     def __init__(self, exp: Experiment, run_dir: Path, registry: Registry) -> None:
         self.exp, self.run_dir, self.registry = exp, run_dir, registry
+        self.stages = Path(exp.stages_dir).expanduser().resolve() if exp.stages_dir else run_dir / "stages"
         self.nodes: dict[str, Node] = {}
 
     def _fields(self, stage: str, model: ModelSpec, extra_section: str | None = None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class Planner:
         node_id = f"{stage}-{config_hash(logical, {'stage': stage, 'deps': sorted(d.id for d in deps)})}"
         node = self.nodes.get(node_id)
         if node is None:
-            node = Node(node_id, stage, label, cfg, self.run_dir / "stages" / node_id, [d.id for d in deps])
+            node = Node(node_id, stage, label, cfg, self.stages / node_id, [d.id for d in deps])
             self.nodes[node_id] = node
         if use not in node.uses:
             node.uses.append(use)
@@ -145,7 +146,9 @@ def plan(exp: Experiment, run_dir: str | Path, registry: Registry | None = None)
 
 
 def node_json(node: Node, run_dir: Path) -> dict[str, Any]:
-    return {"id": node.id, "stage": node.stage, "label": node.label, "dir": str(node.dir.relative_to(run_dir)),
+    inside = node.dir.is_relative_to(run_dir)  # else a shared stages_dir: the absolute path
+    return {"id": node.id, "stage": node.stage, "label": node.label,
+            "dir": str(node.dir.relative_to(run_dir) if inside else node.dir),
             "deps": node.deps, "uses": node.uses, "status": node.status, "wall_time_s": node.wall_time_s,
             "config": dataclasses.asdict(node.cfg)}
 
