@@ -19,14 +19,9 @@ import json
 import time
 from types import SimpleNamespace
 
-from common import peak_rss_mb
+from common import QWEN_SHAPES, peak_rss_mb
 
-SHAPES = {  # the published configs (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings)
-    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-}
+SHAPES = QWEN_SHAPES
 
 
 def build(args: argparse.Namespace) -> tuple[object, int]:

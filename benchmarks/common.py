@@ -23,6 +23,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
+# the published Qwen2.5 configs (hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings), for
+# random-weight models of paper size (bench_refine_memory.py, gpu_check.py)
+QWEN_SHAPES: dict[str, dict[str, Any]] = {
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+}
+
 
 def matmul_peak_tflops(threads: int, size: int = 2048, seconds: float = 2.0) -> float:
     """Sustained bf16 matmul TFLOP/s of this CPU with ``threads`` threads (a plain torch.matmul loop)."""

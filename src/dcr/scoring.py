@@ -40,12 +40,7 @@ def continuation_logprobs(
                 raise ValueError(f"context {c!r} tokenises to nothing; pass add_special_tokens=True to start with BOS")
             seqs.append(a + b)
             spans.append((len(a), len(a) + len(b)))
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):  # right padding: position ids stay 0..len-1 without help
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = _right_padded(seqs, pad)  # right padding: position ids stay 0..len-1 without help
         logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
         logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         for i, (lo, hi) in enumerate(spans):
