@@ -150,6 +150,27 @@ def test_load_model_saved_tiny(tiny_dir: Path, tmp_path: Path) -> None:
         assert torch.allclose(model2(**ids).logits, ref(**ids).logits, atol=1e-5)
 
 
+def test_loaded_head_gets_a_contiguous_input(tiny_dir: Path) -> None:
+    """logits_to_keep=1 hands the head a strided [B, 1, H] view; load_model makes it contiguous (same logits)."""
+    model, tok = load_model(str(tiny_dir), dtype="bf16", device="cpu")
+    seen: list[bool] = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous()))
+    ids = tok(["abc de", "a"], return_tensors="pt", padding=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        last = model(**ids, logits_to_keep=1).logits
+        full = model(**ids).logits[:, -1:]
+    assert seen == [True, True]
+    assert torch.equal(last, full)
+    models.contiguous_head(model)  # installed once
+    assert len(model.get_output_embeddings()._forward_pre_hooks) == 2
+    raw, _ = tiny_lm("llama", seed=0)
+    raw_seen: list[bool] = []
+    raw.get_output_embeddings().register_forward_pre_hook(lambda m, a: raw_seen.append(a[0].is_contiguous()))
+    with torch.no_grad():
+        raw(**ids, logits_to_keep=1)
+    assert raw_seen == [False]  # what the hook fixes
+
+
 def test_load_model_adds_pad_token(tmp_path: Path) -> None:
     model, tok = tiny_lm("llama")
     tok.pad_token = None

@@ -21,12 +21,19 @@ from dcr.prompts import TEMPLATES
 T = TypeVar("T")
 
 
+_NO_LEGACY = object()
+
+
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
-          keyed: bool = True) -> Any:
+          keyed: bool = True, legacy: Any = _NO_LEGACY) -> Any:
     """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs). ``keyed=False`` marks a
     field that only says *where* something is kept (a cache location), never *what* is computed: it is left
-    out of config hashes and stage keys, so moving that location never re-runs a stage."""
-    kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed}}
+    out of config hashes and stage keys, so moving that location never re-runs a stage.
+
+    ``legacy``: for a field added after stages were already keyed, the value that reproduces the behaviour from
+    before the field existed. At that value the field is left out of the key, so finished stages keep their
+    keys (and are reused) when set to it; every other value, the new default included, is keyed."""
+    kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed, "legacy": legacy}}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, **kw)
     return dataclasses.field(default=default, **kw)
@@ -37,9 +44,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def keyed_dict(cfg: Any) -> dict[str, Any]:
-    """The config's fields that decide what a stage computes (every field not marked ``keyed=False``)."""
+    """The config's fields that decide what a stage computes (every field not marked ``keyed=False``, and none
+    left at its ``legacy`` value)."""
     return {f.name: v for f, v in ((f, getattr(cfg, f.name)) for f in dataclasses.fields(cfg))
-            if f.metadata.get("keyed", True)}
+            if f.metadata.get("keyed", True) and not _is_legacy(f, v)}
+
+
+def _is_legacy(f: dataclasses.Field[Any], value: Any) -> bool:
+    legacy = f.metadata.get("legacy", _NO_LEGACY)
+    return legacy is not _NO_LEGACY and value == legacy
 
 
 def config_hash(cfg: Any, extra: dict[str, Any] | None = None) -> str:

@@ -39,6 +39,13 @@ class AlignConfig(StageConfig):
     warmup_ratio: float = field(0.03, help="fraction of steps with linear warmup")
     micro_batch: int = field(4, help="per-device micro-batch size")
     grad_accum: int = field(32, help="gradient accumulation steps (paper: 4 x 32 = 128)")
+    sampling: str = field("rebalance", legacy="random", help="how examples form micro-batches: rebalance = each "
+                          "optimizer step takes a seeded random set of micro_batch x grad_accum x processes "
+                          "examples (as a shuffle does) and splits it into micro-batches of similar length, sized "
+                          "to balance their cost (transformers' BatchRebalanceSampler; the step's loss and "
+                          "gradient are unchanged, padding shrinks); random = the Trainer's shuffled "
+                          "micro-batches of micro_batch examples (the only order before this field existed; stages "
+                          "trained then keep their keys under it)")
     max_length: int = field(512, help="max tokens per training example (prompt + response), longer ones truncated")
     loss_on_prompt: bool = field(False, help="also train on prompt tokens (default: loss on response tokens only)")
     lora_r: int = field(8, help="LoRA rank")
@@ -87,6 +94,8 @@ class AlignConfig(StageConfig):
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(self.micro_batch >= 1 and self.grad_accum >= 1, "micro_batch and grad_accum must be >= 1")
         check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
+        check(self.sampling in ("rebalance", "random"),
+              f"sampling must be rebalance or random, got {self.sampling!r}")
         check(self.lora_r >= 1 and self.lora_alpha > 0, "lora_r must be >= 1 and lora_alpha > 0")
         check(0.0 <= self.lora_dropout < 1.0, "lora_dropout must be in [0, 1)")
         check(self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1")

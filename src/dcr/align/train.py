@@ -88,7 +88,7 @@ def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from dcr.models import load_tokenizer, pick_device, resolve_model, training_attention
+    from dcr.models import contiguous_head, load_tokenizer, pick_device, resolve_model, training_attention
 
     ref = resolve_model(cfg.model)
     torch.manual_seed(cfg.seed)
@@ -97,7 +97,7 @@ def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
     base.to(pick_device(cfg.device))
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
-    model = get_peft_model(base, lora)
+    model = get_peft_model(contiguous_head(base), lora)
     if pick_device(cfg.device) == "cpu":
         from dcr.align.dropout import use_gap_dropout
 
@@ -161,7 +161,26 @@ def sft_trainer(**kw: Any) -> Any:
                 loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if self.args.train_sampling_strategy != "batch_rebalance":
+                return super()._get_train_sampler(train_dataset)
+            return rebalance_sampler(train_dataset or self.train_dataset, self.args)
+
     return SFTTrainer(**kw)
+
+
+def rebalance_sampler(dataset: Any, args: Any) -> Any:
+    """transformers' ``BatchRebalanceSampler`` seeded with the run's seed (the Trainer's own passes none, so
+    every seed would see one order): per optimizer step a random set of micro x accumulation x processes
+    examples, split into length-homogeneous micro-batches of balanced cost."""
+    from transformers.trainer_pt_utils import BatchRebalanceSampler
+
+    world = max(1, args.world_size)
+    return BatchRebalanceSampler(
+        lengths=[len(item["input_ids"]) for item in dataset],
+        effective_batch_size=args.train_batch_size * args.gradient_accumulation_steps * world,
+        dp_size=world, grad_accum=args.gradient_accumulation_steps, seed=args.seed,
+        rank=args.process_index if world > 1 else 0, drop_last=args.dataloader_drop_last)
 
 
 def training_args(cfg: AlignConfig, out: Path) -> Any:
@@ -178,5 +197,6 @@ def training_args(cfg: AlignConfig, out: Path) -> Any:
         save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2, report_to=[], seed=cfg.seed,
         bf16=dt == torch.bfloat16, fp16=dt == torch.float16, use_cpu=pick_device(cfg.device) == "cpu",
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
+        train_sampling_strategy="batch_rebalance" if cfg.sampling == "rebalance" else "random",
         gradient_checkpointing=cfg.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
     )

@@ -10,6 +10,7 @@ import torch
 
 from dcr.data import PromptRecord, load_benchmark
 from dcr.errors import ModelError
+from dcr.models import contiguous_head
 from dcr.prompts import adds_special_tokens, format_prompt
 
 # group name -> benchmark it is drawn from (paper 4.2 / 7.3: XSTest safe, XSTest unsafe, Alpaca)
@@ -79,6 +80,6 @@ def load_checkpoint(path: str | Path, base: str | None, dtype: str, device: str)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: could not load the PEFT adapter on its base {base_ref!r} ({exc}). "
                          "Fix: make the base model available at that path") from None
-    model = model.merge_and_unload().to(dev).eval()
+    model = contiguous_head(model.merge_and_unload().to(dev).eval())
     tok_src = str(path) if (path / "tokenizer_config.json").exists() else str(base_ref)
     return model, load_tokenizer(tok_src)
