@@ -101,3 +101,36 @@ def test_results_record_and_load(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="'tags' must be a scalar"):
         results.record(tmp_path, tags={"a": 1})
     assert len(results.load(tmp_path)) == 2
+
+
+def test_heap_guard_trims_only_on_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcr.stage as stage_mod
+
+    levels = iter([100, 110, 116, 114, 200])
+    trims: list[int] = []
+    monkeypatch.setattr(stage_mod, "rss_bytes", lambda: next(levels))
+    monkeypatch.setattr(stage_mod, "trim_heap", lambda: trims.append(1))
+    guard = stage_mod.HeapGuard(slack=1.15)
+    for _ in range(5):
+        guard.step()
+    assert guard.base == 100 and guard.trims == 2 and len(trims) == 2  # 116 and 200 exceed 115
+
+
+def test_trim_heap_returns_freed_heap() -> None:
+    import ctypes
+
+    import dcr.stage as stage_mod
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        pytest.skip("not glibc")
+    # many mid-sized blocks (under glibc's mmap threshold) freed except the last: the heap top is pinned, so
+    # only malloc_trim's release of free pages in the middle of the heap brings the resident set down
+    blocks = [bytearray(64 * 1024) for _ in range(4000)]  # 256 MB in the heap
+    keep = blocks[-1]
+    del blocks
+    before = stage_mod.rss_bytes()
+    stage_mod.trim_heap()
+    assert stage_mod.rss_bytes() < before - 100 * 2**20
+    assert len(keep) == 64 * 1024

@@ -19,7 +19,7 @@ import torch
 
 from dcr.align.config import AlignConfig
 from dcr.align.data import build_mix, normalize_prompt
-from dcr.align.tracking import RefusalTracker, TrainLog, probe_sets
+from dcr.align.tracking import RefusalTracker, TrainLog, TrimHeap, probe_sets
 from dcr.align.train import (
     Collator,
     ListDataset,
@@ -31,6 +31,7 @@ from dcr.align.train import (
 )
 from dcr.dist import barrier, is_main, main_first, world_size
 from dcr.io import atomic_dir, write_jsonl
+from dcr.models import pick_device
 from dcr.stage import run_stage
 
 log = logging.getLogger("dcr.align")
@@ -89,6 +90,8 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
     items = _encode_all(tok, rows, cfg)
     stats["n_dropped_too_long"] = len(rows) - len(items)
     cbs: list[Any] = [TrainLog(out / "train_log.csv")] if is_main() else []
+    if pick_device(cfg.device) == "cpu":
+        cbs.append(TrimHeap())
     if cfg.track_every > 0 and is_main():
         probes = probe_sets(cfg, {normalize_prompt(r["prompt"]) for r in rows})
         stats["probe_n"] = {g: len(p) for g, p in probes.items()}

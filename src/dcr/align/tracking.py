@@ -30,6 +30,7 @@ from dcr.data import PromptRecord, load_benchmark, xstest_split
 from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate_texts
 from dcr.io import write_table
+from dcr.stage import HeapGuard
 
 log = logging.getLogger("dcr.align")
 GROUPS = ("toxic", "seemingly_toxic", "normal")
@@ -139,6 +140,16 @@ class RefusalTracker(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
         self._track(model, state.global_step)
+
+
+class TrimHeap(TrainerCallback):
+    """:class:`dcr.stage.HeapGuard` after every optimizer step (CPU training)."""
+
+    def __init__(self) -> None:
+        self.guard = HeapGuard()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.guard.step()
 
 
 class TrainLog(TrainerCallback):
