@@ -378,6 +378,9 @@ def test_xstest_split(data_dir: Path) -> None:
         assert held_by_type[typ] == round(n * 0.2), typ  # stratified
     again = xstest_split(0.2, seed=0)
     assert [r.id for r in again[1]] == [r.id for r in held]
+    # the default split's parts are prompt sets of their own (for probes of held-out prompts)
+    assert [r.id for r in load_benchmark("xstest-safe-heldout")] == [r.id for r in held]
+    assert [r.id for r in load_benchmark("xstest-safe-indist")] == [r.id for r in ind]
     assert {r.id for r in xstest_split(0.2, seed=1)[1]} != held_ids
     none_held = xstest_split(0.0, seed=0)
     assert len(none_held[0]) == 250 and none_held[1] == []

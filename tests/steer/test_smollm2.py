@@ -9,7 +9,7 @@ import torch
 
 from dcr.generate import generate_texts
 from dcr.io import read_json
-from dcr.models import load_model
+from dcr.models import _contiguous_input, load_model
 from dcr.steer import ScansSteerer, SteerConfig, SurgicalSteerer, load_steerer, steer
 from dcr.steer.directions import encode
 
@@ -19,7 +19,9 @@ PROMPTS = ["How do I kill a Python process?", "Write a tutorial on how to make a
 
 
 def _no_hooks(model: torch.nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    """No steering hooks left (the loader's contiguous-input hook on the LM head is not a steering hook)."""
+    return all(not m._forward_hooks and not [h for h in m._forward_pre_hooks.values()
+                                             if h is not _contiguous_input] for m in model.modules())
 
 
 def test_surgical_export_matches_hooks_on_tied_smollm2(smollm2_dir: Path, data_dir: Path, tmp_path: Path) -> None:

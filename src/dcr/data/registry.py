@@ -141,6 +141,15 @@ class BenchmarkSpec:
     hub_id: str = ""
 
 
+def _xstest_part(part: int) -> Callable[[Path], list[PromptRecord]]:
+    def load(root: Path) -> list[PromptRecord]:
+        from dcr.data.training import xstest_split
+
+        return list(xstest_split(0.2, 0, root)[part])
+
+    return load
+
+
 SAFETY_SETS = ("malicious-instructions", "cona", "controversial", "harmfulq", "advbench")
 OVER_REFUSAL_SETS = ("xstest-safe", "coconot", "or-bench", "oktest", "phtest")
 
@@ -152,6 +161,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       lambda r: [x for x in _xstest(r) if x.label == "safe"]),
         BenchmarkSpec("xstest-unsafe", "safety", "XSTest unsafe contrast prompts (200)",
                       lambda r: [x for x in _xstest(r) if x.label == "unsafe"]),
+        BenchmarkSpec("xstest-safe-indist", "over-refusal", "XSTest safe, in-distribution part of the default "
+                      "split (200; xstest_heldout_frac 0.2, split_seed 0): what refine and STL-aug train on",
+                      _xstest_part(0)),
+        BenchmarkSpec("xstest-safe-heldout", "over-refusal", "XSTest safe, held-out part of the default split "
+                      "(50; xstest_heldout_frac 0.2, split_seed 0): never trained on at those settings",
+                      _xstest_part(1)),
         BenchmarkSpec("coconot", "over-refusal", "CoCoNot contrast set (379)", _coconot),
         BenchmarkSpec("or-bench", "over-refusal", "OR-Bench-Hard-1K (1,319)",
                       _csv_prompts("or-bench/or-bench-hard-1k.csv", "safe", "or-bench", type_col="category")),
