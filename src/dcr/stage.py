@@ -108,9 +108,7 @@ def release_memory() -> None:
 
 
 def trim_heap() -> None:
-    """Return glibc's free heap pages to the OS (``malloc_trim``; a no-op elsewhere). Training on CPU allocates
-    activations of a new shape every micro-batch; glibc keeps the freed blocks, and the resident set creeps up
-    step after step (SmolLM2 quickstart align: 2.5 -> 3.7 GB over 16 steps) unless trimmed."""
+    """Return glibc's free heap pages to the OS (``malloc_trim``; a no-op elsewhere); see :class:`HeapGuard`."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim

@@ -164,7 +164,7 @@ def sft_trainer(**kw: Any) -> Any:
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             if self.args.train_sampling_strategy != "batch_rebalance":
                 return super()._get_train_sampler(train_dataset)
-            return rebalance_sampler(train_dataset or self.train_dataset, self.args)
+            return rebalance_sampler(self.train_dataset if train_dataset is None else train_dataset, self.args)
 
     return SFTTrainer(**kw)
 
