@@ -381,6 +381,8 @@ def test_xstest_split(data_dir: Path) -> None:
     # the default split's parts are prompt sets of their own (for probes of held-out prompts)
     assert [r.id for r in load_benchmark("xstest-safe-heldout")] == [r.id for r in held]
     assert [r.id for r in load_benchmark("xstest-safe-indist")] == [r.id for r in ind]
+    hh = load_benchmark("hh-rlhf")  # refine's toxic pool, as a prompt set for probes
+    assert len(hh) == 2178 and hh[0].id == "hh-0" and {r.label for r in hh} == {"unsafe"}
     assert {r.id for r in xstest_split(0.2, seed=1)[1]} != held_ids
     none_held = xstest_split(0.0, seed=0)
     assert len(none_held[0]) == 250 and none_held[1] == []

@@ -150,6 +150,12 @@ def _xstest_part(part: int) -> Callable[[Path], list[PromptRecord]]:
     return load
 
 
+def _hh_rlhf(root: Path) -> list[PromptRecord]:
+    from dcr.data.training import load_hh_harmful
+
+    return load_hh_harmful(root)
+
+
 SAFETY_SETS = ("malicious-instructions", "cona", "controversial", "harmfulq", "advbench")
 OVER_REFUSAL_SETS = ("xstest-safe", "coconot", "or-bench", "oktest", "phtest")
 
@@ -167,6 +173,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("xstest-safe-heldout", "over-refusal", "XSTest safe, held-out part of the default split "
                       "(50; xstest_heldout_frac 0.2, split_seed 0): never trained on at those settings",
                       _xstest_part(1)),
+        BenchmarkSpec("hh-rlhf", "safety", "HH-RLHF harmless-base test first turns (2,178): refine's toxic pool, "
+                      "training-side (for probes and layer choice, not an evaluation set)", _hh_rlhf),
         BenchmarkSpec("coconot", "over-refusal", "CoCoNot contrast set (379)", _coconot),
         BenchmarkSpec("or-bench", "over-refusal", "OR-Bench-Hard-1K (1,319)",
                       _csv_prompts("or-bench/or-bench-hard-1k.csv", "safe", "or-bench", type_col="category")),

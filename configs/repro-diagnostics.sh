@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Diagnostics of a reproduction seed (issue 17, item 6): did refinement move the features, and did STL undo it?
+#
+#   bash configs/repro-diagnostics.sh RUN_DIR SEED OUT [MODEL] [LAYER]
+#   e.g. bash configs/repro-diagnostics.sh runs/repro-smollm2 1 runs/diag-smollm2-s1 smollm2-135m 15
+#
+# For the base model, the refined model (refine stage), STL and DCR + STL (align stages) of SEED in RUN_DIR:
+# - held-out separability at LAYER: the 50 held-out XSTest safe prompts against 50 XSTest unsafe prompts
+#   (neither is trained on by refine or STL), `dcr probe separability`;
+# - eNTK similarity (paper Fig. 6, 25 prompts per group), `dcr probe ntk`: base beside refined, and STL beside
+#   DCR + STL.
+# Each probe writes metrics.json / results.jsonl / figures under OUT/<name>; finished probes are skipped when the
+# script runs again.
+set -euo pipefail
+RUN=${1:?RUN_DIR}; SEED=${2:?SEED}; OUT=${3:?OUT}; MODEL=${4:-smollm2-135m}; LAYER=${5:-15}
+DCR=${DCR:-dcr}
+
+stage_dir() {  # stage_dir STAGE METHOD -> the run's stage directory of that stage, method and seed
+  python3 - "$RUN" "$SEED" "$1" "$2" <<'EOF'
+import json, sys
+from pathlib import Path
+run, seed, stage, method = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+for node in json.loads((run / "plan.json").read_text())["nodes"]:
+    if node["stage"] == stage and any(u["method"] == method and u["seed"] == seed for u in node["uses"]):
+        print(run / node["dir"]); break
+else:
+    sys.exit(f"error: {run}/plan.json has no {stage} stage of {method}, seed {seed}. Fix: run that seed first")
+EOF
+}
+
+REFINED=$(stage_dir refine dcr+stl)
+STL=$(stage_dir align stl)
+DCR_STL=$(stage_dir align dcr+stl)
+for pair in "base:$MODEL" "refined:$REFINED" "stl:$STL" "dcr-stl:$DCR_STL"; do
+  name=${pair%%:*}; model=${pair#*:}
+  $DCR probe separability --model "$model" --set-a xstest-safe-heldout --set-b xstest-unsafe --n 50 \
+    --layers "$LAYER" --seed "$SEED" --out "$OUT/separability-$name"
+done
+$DCR probe ntk --model "$MODEL" --model-after "$REFINED" --out "$OUT/ntk-base-refined"
+$DCR probe ntk --model "$STL" --model-after "$DCR_STL" --out "$OUT/ntk-stl-dcr-stl"
