@@ -43,6 +43,7 @@ def test_outputs_records_splits_and_missing(tiny_dir: Path, data_dir: Path, tmp_
     summary = read_json(out / "metrics.json")
     assert set(summary["benchmarks"]) == {"xstest", "malicious-instructions", "arc-easy"}
     assert "PHTest" in summary["missing"]["phtest"] and "Fix" in summary["missing"]["phtest"]
+    assert set(summary["seconds"]) == set(summary["benchmarks"]) and all(s >= 0 for s in summary["seconds"].values())
     xs = summary["benchmarks"]["xstest"]
     assert (xs["n"], xs["limit"], xs["seed"], xs["judge"], xs["model"]) == (12, 12, 0, "keyword", str(tiny_dir))
     recs = read_jsonl(out / "results.jsonl")

@@ -1,13 +1,16 @@
 """``evaluate(cfg, out_dir)``: run the requested benchmarks, write metrics.json and results.jsonl records.
 
 Outputs in ``OUT``: ``generations/<bench>.jsonl`` (+ ``.meta.json``), ``judgements/``, ``scores/<bench>.jsonl``
-(general-ability option scores), ``metrics.json`` (per benchmark, plus ``missing: {name: reason}``),
+(general-ability option scores), ``metrics.json`` (per benchmark, plus ``missing: {name: reason}`` and
+``seconds: {name: wall time}``),
 ``results.jsonl`` (one flat record per number, rewritten on each run), ``manifest.json`` and ``stage.log``.
 The caches (generations, judgements, scores, quality) survive a failure, so a rerun resumes.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from dcr.results import RESULTS, record
 from dcr.stage import run_stage
 
 RESUMABLE = ("generations", "judgements", "scores")
+log = logging.getLogger("dcr.evaluate")
 
 
 def _missing_reason(exc: Exception) -> str | None:
@@ -39,6 +43,7 @@ def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runn
                   transient: dict[str, str]) -> None:
     """Every benchmark in turn into ``summary`` (missing ones with their reason), metrics.json after each."""
     for name in names:
+        start = time.perf_counter()
         try:
             metrics, detail = runner.run(name)
         except (BenchmarkMissing, DataError) as exc:
@@ -50,6 +55,9 @@ def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runn
                 transient[name] = reason
             write_json(out / METRICS_FILE, summary)
             continue
+        seconds = round(time.perf_counter() - start, 1)
+        log.info("benchmark %s: %.1fs", name, seconds)
+        summary["seconds"][name] = seconds
         summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
                                        "metrics": [m.as_dict() for m in metrics]}
         for m in metrics:
@@ -68,7 +76,8 @@ def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str,
     runner = Runner(cfg, out, model, tok)
     summary: dict[str, Any] = {"model": cfg.model, "judge": cfg.judge, "safety_judge": cfg.safety_judge,
                                "limit": cfg.limit, "seed": cfg.seed, "steer": cfg.steer, "tags": cfg.tags,
-                               "config": to_dict(cfg), "benchmarks": {}, "missing": {}}
+                               "config": to_dict(cfg), "benchmarks": {}, "missing": {},
+                               "seconds": {}}  # wall time per benchmark (shorter when a rerun reuses caches)
     transient: dict[str, str] = {}
     if cfg.steer:
         from dcr.steer import load_steerer
