@@ -23,8 +23,8 @@ def _variant(run: Path, data_dir: Path, dcr_refused: int, probe_after: float, **
     ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
     nodes = [_stage(run, "stl0", "stl", 0, data_dir, {i: k < 3 for k, i in enumerate(ids)}),
              _stage(run, "dcr0", "dcr+stl", 0, data_dir, {i: k < dcr_refused for k, i in enumerate(ids)})]
-    cfg = {"model": "m", "seed": 0, "layer": 15, "epochs": 3, "toxic_ratio": 2.0, "lora": False, **refine}
-    write_json(run / "stages" / "refine-0" / "metrics.json", {"eval": {"hh": {
+    cfg = {"model": "m", "seed": 0, "layer": None, "epochs": 3, "toxic_ratio": 2.0, "lora": False, **refine}
+    write_json(run / "stages" / "refine-0" / "metrics.json", {"layer": cfg["layer"] or 15, "eval": {"hh": {
         "before": {"probe_accuracy": 0.76, "kmeans_accuracy": 0.63, "cross_class_cosine": 0.95},
         "after": {"probe_accuracy": probe_after, "kmeans_accuracy": 0.8, "cross_class_cosine": 0.4}}}})
     nodes.append({"id": "refine-0", "stage": "refine", "dir": "stages/refine-0", "config": cfg,
@@ -41,6 +41,7 @@ def test_ablation_report_per_field(tmp_path: Path, data_dir: Path) -> None:
     fields = varied_fields(entries)
     assert fields == ["epochs", "layer"]
     assert [e["run"] for e in axis(entries, fields, "layer")] == ["layer8", "ref"]  # epochs1 differs in epochs
+    assert entries[0]["config"]["layer"] == 15  # None in the config: the middle block, as refine resolved it
     safety = [e["differences"]["safety defense success"] for e in entries]
     assert [round(d["mean"], 3) for d in safety] == [-0.167, 0.167, 0.0] and all(d["n"] == 6 for d in safety)
     assert entries[0]["separability"]["after"]["probe_accuracy"] == 0.87

@@ -77,7 +77,11 @@ def variants(runs: list[Path]) -> list[dict[str, Any]]:
         nodes = _refine_nodes(plan)
         if not nodes:
             raise DcrError(f"{run}: its plan has no refine stage. Fix: pass runs of a method with DCR (dcr+stl)")
-        out.append({"run": run.name, "config": nodes[0].get("config", {}), "seeds": sorted(
+        config = dict(nodes[0].get("config", {}))
+        metrics = run / nodes[0]["dir"] / "metrics.json"
+        if config.get("layer") is None and metrics.is_file():  # None = the model's middle block, resolved there
+            config["layer"] = read_json(metrics).get("layer")
+        out.append({"run": run.name, "config": config, "seeds": sorted(
             {u["seed"] for n in nodes for u in n.get("uses", [])}), "separability": _separability(run, nodes),
             "differences": _differences(run, plan)})
     return out

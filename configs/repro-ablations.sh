@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The paper's refine ablations on SmolLM2-135M (issue 17, item 5), seed 0, each with the same STL and evaluation
+# as configs/repro-smollm2.yaml:
+#
+#   bash configs/repro-ablations.sh [VARIANT ...]      # default: every variant below, in this order
+#
+# Every variant is `dcr run configs/repro-smollm2.yaml --set seeds=[0]` with one refine setting changed, into
+# runs/abl-<variant>, with its stages in runs/repro-smollm2/stages (stage ids are content hashes: STL, the base
+# evaluation and the STL evaluation of seed 0 are shared with the main run and run once). The reference is the
+# main run's seed 0 (layer 15 = the middle block, 3 epochs, toxic : seemingly toxic 2, full-parameter refine).
+# Layers: 14 is what `dcr probe separability --set-a xstest-safe-indist --set-b hh-rlhf` suggests for the base
+# model (results/repro-smollm2/diagnostics/base-layer-separability); 8 and 22 are a shallow and a deep choice.
+# Each finished variant is archived to results/ablations-smollm2/<variant> (no weights), and the ablation report
+# is rewritten over every archived variant:
+#   dcr report results/ablations-smollm2/reference results/ablations-smollm2/<variant> ... \
+#     --out results/ablations-smollm2 --ablation
+set -euo pipefail
+DCR=${DCR:-dcr}
+EXP=configs/repro-smollm2.yaml
+STAGES=runs/repro-smollm2/stages
+ARCHIVE=results/ablations-smollm2
+declare -A SETS=(
+  [reference]=""
+  [layer14]="refine.layer=14"
+  [layer8]="refine.layer=8"
+  [layer22]="refine.layer=22"
+  [epochs1]="sizes.refine_epochs=1"
+  [epochs5]="sizes.refine_epochs=5"
+  [ratio1]="refine.toxic_ratio=1.0"
+  [ratio4]="refine.toxic_ratio=4.0"
+  [lora]="refine.lora=true"
+)
+ORDER=(reference layer14 layer8 layer22 epochs1 epochs5 ratio1 ratio4 lora)
+for variant in "${@:-${ORDER[@]}}"; do
+  [[ -v SETS[$variant] ]] || { echo "error: unknown variant $variant. Fix: one of ${ORDER[*]}" >&2; exit 2; }
+  extra=()
+  [[ -n ${SETS[$variant]} ]] && extra=(--set "${SETS[$variant]}")
+  $DCR run "$EXP" --out "runs/abl-$variant" --set 'seeds=[0]' --set "stages_dir=$STAGES" "${extra[@]}"
+  $DCR archive "runs/abl-$variant" "$ARCHIVE/$variant" --force
+done
+done_variants=()
+for variant in "${ORDER[@]}"; do [[ -f $ARCHIVE/$variant/plan.json ]] && done_variants+=("$ARCHIVE/$variant"); done
+if (( ${#done_variants[@]} > 1 )); then
+  $DCR report "${done_variants[@]}" --out "$ARCHIVE" --ablation
+fi
