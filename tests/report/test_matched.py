@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcr.report.matched import compliance_at, trajectory
+from dcr.report.figures import mean_curve
+from dcr.report.matched import compliance_at, matched, matched_interval, trajectory
 
 
 def test_trajectory_and_interpolation() -> None:
@@ -23,3 +24,24 @@ def test_trajectory_and_interpolation() -> None:
 def test_first_crossing_counts_not_a_later_dip() -> None:
     pts = [(0.2, 0.9), (0.8, 0.7), (0.5, 0.8), (0.9, 0.3)]
     assert compliance_at(pts, 0.8) == pytest.approx(0.7)
+
+
+def _curve(points: list[tuple[float, float]], n: int | None) -> dict:
+    """A tracked curve from (defense success, compliance) per step; n probes per group (None: no n column)."""
+    extra = {} if n is None else {"n": float(n)}
+    return {8 * k: {"toxic": {"refusal_rate": d, "refusal_prob": 0.0, **extra},
+                    "seemingly_toxic": {"refusal_rate": 1.0 - c, "refusal_prob": 0.0, **extra}}
+            for k, (d, c) in enumerate(points)}
+
+
+def test_matched_interval_shrinks_with_n_and_needs_n() -> None:
+    a = [_curve([(0.1, 0.98), (0.6, 0.7), (0.9, 0.4)], 50), _curve([(0.1, 0.96), (0.5, 0.8), (0.9, 0.5)], 50)]
+    b = [_curve([(0.1, 0.98), (0.5, 0.9), (0.9, 0.6)], 50), _curve([(0.1, 0.98), (0.6, 0.8), (0.9, 0.5)], 50)]
+    level, ca, cb = matched(mean_curve(a), mean_curve(b))
+    assert level == pytest.approx(0.9) and cb - ca == pytest.approx(0.1)
+    lo, hi = matched_interval(a, b)
+    assert lo < 0.1 < hi and 0.1 < hi - lo < 0.5  # 50 probes per group: wide
+    big = [{s: {g: {**v, "n": 1e6} for g, v in gr.items()} for s, gr in c.items()} for c in a + b]
+    lo2, hi2 = matched_interval(big[:2], big[2:])
+    assert lo2 < 0.1 < hi2 and hi2 - lo2 < 0.01  # a million probes: tight around the point value
+    assert matched_interval([_curve([(0.1, 0.9), (0.9, 0.5)], None)], b[:1]) is None  # no n, no interval

@@ -21,7 +21,7 @@ GROUP_COLORS = {"toxic": "tab:red", "seemingly_toxic": "tab:orange", "normal": "
 METHOD_COLORS = ("Blues", "Reds", "Greens", "Purples", "Oranges", "Greys")
 OWNER_ORDER = ("dcr+stl", "dcr+stl-aug", "stl", "stl-aug", "surgical", "scans")
 
-Curve = dict[int, dict[str, dict[str, float]]]  # step -> group -> {"refusal_prob", "refusal_rate"}
+Curve = dict[int, dict[str, dict[str, float]]]  # step -> group -> {"refusal_prob", "refusal_rate"[, "n"]}
 
 
 def read_tracking(path: Path) -> Curve:
@@ -36,7 +36,8 @@ def read_tracking(path: Path) -> Curve:
             try:
                 step = int(float(row["step"]))
                 curve.setdefault(step, {})[row["group"]] = {
-                    "refusal_prob": float(row["refusal_prob"]), "refusal_rate": float(row["refusal_rate"])}
+                    "refusal_prob": float(row["refusal_prob"]), "refusal_rate": float(row["refusal_rate"]),
+                    **({"n": float(row["n"])} if row.get("n") else {})}
             except (TypeError, ValueError):
                 raise DataError(path, f"non-numeric value in {row}", "re-run the align stage", row=i) from None
     return curve
@@ -49,7 +50,8 @@ def mean_curve(curves: list[Curve]) -> Curve:
     for step in sorted(steps):
         for group in set.intersection(*(set(c[step]) for c in curves)):
             vals = [c[step][group] for c in curves]
-            out.setdefault(step, {})[group] = {k: sum(v[k] for v in vals) / len(vals) for k in vals[0]}
+            keys = set.intersection(*(set(v) for v in vals))
+            out.setdefault(step, {})[group] = {k: sum(v[k] for v in vals) / len(vals) for k in sorted(keys)}
     return out
 
 
@@ -63,6 +65,14 @@ def _owner(node: dict[str, Any]) -> str:
 
 def collect(run_dir: Path, plan: dict[str, Any]) -> dict[str, dict[str, Curve]]:
     """``{model: {method: mean curve}}`` over the align stages of plan.json that wrote a tracking.csv."""
+    out: dict[str, dict[str, Curve]] = {}
+    for (model, method), curves in collect_seeds(run_dir, plan).items():
+        out.setdefault(model, {})[method] = mean_curve(curves)
+    return out
+
+
+def collect_seeds(run_dir: Path, plan: dict[str, Any]) -> dict[tuple[str, str], list[Curve]]:
+    """``{(model, method): [one curve per align stage]}`` (one per seed), from each stage's tracking.csv."""
     per: dict[tuple[str, str], list[Curve]] = {}
     for node in plan.get("nodes", []):
         path = run_dir / node["dir"] / "tracking.csv"
@@ -73,10 +83,7 @@ def collect(run_dir: Path, plan: dict[str, Any]) -> dict[str, dict[str, Curve]]:
             continue
         for model in sorted({u["model"] for u in node.get("uses", [])}):
             per.setdefault((model, _owner(node)), []).append(curve)
-    out: dict[str, dict[str, Curve]] = {}
-    for (model, method), curves in per.items():
-        out.setdefault(model, {})[method] = mean_curve(curves)
-    return out
+    return per
 
 
 def slug(text: str) -> str:

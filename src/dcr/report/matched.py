@@ -5,12 +5,19 @@ tracked checkpoints of the align stages (Fig. 4) give, per method, defense succe
 and compliance c (1 - refusal rate on seemingly toxic probes) over training steps, averaged over seeds. At the
 level L = the smaller of the two methods' highest d, each method's compliance is read at the first checkpoint
 reaching L, linearly interpolated from the checkpoint before it.
+
+The interval is a parametric bootstrap: every tracked rate of every seed is redrawn as Binomial(n, rate) / n
+(n = the probes of its group), and the level and both compliances are read again from the redrawn mean curves.
+It covers the sampling noise of the probes at each checkpoint; it treats checkpoints as independent although
+they share their probes, and it does not cover the choice of checkpoints.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from dcr.report import figures
 from dcr.report.render import Para, Table
@@ -33,26 +40,69 @@ def compliance_at(points: list[tuple[float, float]], level: float) -> float | No
     return None
 
 
+def matched(curve_a: figures.Curve, curve_b: figures.Curve) -> tuple[float, float, float] | None:
+    """(level both reach, compliance of a, compliance of b) at matched defense success; None if not defined."""
+    pa, pb = trajectory(curve_a), trajectory(curve_b)
+    if not pa or not pb:
+        return None
+    level = min(max(d for d, _ in pa), max(d for d, _ in pb))
+    ca, cb = compliance_at(pa, level), compliance_at(pb, level)
+    return None if ca is None or cb is None else (level, ca, cb)
+
+
+def _redraw(curve: figures.Curve, rng: np.random.Generator) -> figures.Curve:
+    """The curve with each toxic / seemingly toxic refusal rate redrawn as Binomial(n, rate) / n."""
+    out: figures.Curve = {}
+    for step, groups in curve.items():
+        out[step] = {g: ({**v, "refusal_rate": rng.binomial(int(v["n"]), v["refusal_rate"]) / v["n"]}
+                         if g in ("toxic", "seemingly_toxic") else v) for g, v in groups.items()}
+    return out
+
+
+def matched_interval(seeds_a: list[figures.Curve], seeds_b: list[figures.Curve], n_boot: int = 1000,
+                     seed: int = 0) -> tuple[float, float] | None:
+    """95 % parametric bootstrap interval of compliance(b) - compliance(a) at matched defense success; None when
+    a tracked rate has no n (older tracking.csv files) or too few replicates define a matched level."""
+    if any("n" not in v for c in seeds_a + seeds_b for groups in c.values() for v in groups.values()):
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        m = matched(figures.mean_curve([_redraw(c, rng) for c in seeds_a]),
+                    figures.mean_curve([_redraw(c, rng) for c in seeds_b]))
+        if m is not None:
+            diffs.append(m[2] - m[1])
+    if len(diffs) < 0.9 * n_boot:
+        return None
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def _per_seed(seeds_a: list[figures.Curve], seeds_b: list[figures.Curve]) -> str:
+    vals = [matched(ca, cb) for ca, cb in zip(seeds_a, seeds_b)] if len(seeds_a) == len(seeds_b) else []
+    return ", ".join("—" if m is None else f"{m[2] - m[1]:+.3f} at {m[0]:.2f}" for m in vals) or "—"
+
+
 def matched_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> list[Any]:
     rows = []
-    for model, curves in sorted(figures.collect(run_dir, plan).items()):
-        if a not in curves or b not in curves:
+    per_seed = figures.collect_seeds(run_dir, plan)
+    for model in sorted({m for m, _ in per_seed}):
+        seeds_a, seeds_b = per_seed.get((model, a), []), per_seed.get((model, b), [])
+        m = matched(figures.mean_curve(seeds_a), figures.mean_curve(seeds_b)) if seeds_a and seeds_b else None
+        if m is None:
             continue
-        pa, pb = trajectory(curves[a]), trajectory(curves[b])
-        if not pa or not pb:
-            continue
-        level = min(max(d for d, _ in pa), max(d for d, _ in pb))
-        ca, cb = compliance_at(pa, level), compliance_at(pb, level)
-        if ca is None or cb is None:
-            continue
-        rows.append([model, f"{level:.3f}", f"{ca:.3f}", f"{cb:.3f}", f"{cb - ca:+.3f}",
-                     f"{len(pa)} / {len(pb)}"])
+        level, ca, cb = m
+        ci = matched_interval(seeds_a, seeds_b)
+        rows.append([model, f"{level:.3f}", f"{ca:.3f}", f"{cb:.3f}", f"{cb - ca:+.3f}" + (
+            f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (no interval)"), _per_seed(seeds_a, seeds_b),
+            f"{len(trajectory(figures.mean_curve(seeds_a)))} / {len(trajectory(figures.mean_curve(seeds_b)))}"])
     if not rows:
         return [Para(f"No matched-safety comparison: {a} and {b} need tracked toxic and seemingly toxic probes.")]
     return [Table("Compliance at matched defense success (tracked checkpoints, mean over seeds)",
                   ["model", "defense success level both reach", f"{a} compliance", f"{b} compliance",
-                   f"{b} - {a}", "checkpoints"], rows,
+                   f"{b} - {a} [95% parametric bootstrap]", "per seed (difference at that seed's level)",
+                   "checkpoints"], rows,
                   ["Read from the align stages' tracking.csv (Fig. 4): toxic and seemingly toxic probe groups, "
-                   "never trained on; linear interpolation between checkpoints. No interval: tracking stores "
-                   "rates, not per-prompt verdicts, so this is descriptive; the paired table above carries the "
+                   "never trained on (keyword judge); linear interpolation between checkpoints. The interval "
+                   "redraws every tracked rate as Binomial(n, rate) / n: it covers the probes' sampling noise, "
+                   "treats checkpoints as independent, and is approximate; the paired table above carries the "
                    "statistics of the end points."])]
