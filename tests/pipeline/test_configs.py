@@ -141,3 +141,29 @@ def test_run_set_overrides_and_a_shared_stages_dir(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["run", str(CONFIGS / "quickstart.yaml"), "--out", str(tmp_path / "x"),
                                    "--dry-run", "--set", "refine"])
     assert bad.exit_code != 0 and "KEY=VALUE" in str(bad.exception or bad.output)
+
+
+def test_repro_ablation_variants_share_stl_and_evaluation(tmp_path: Path) -> None:
+    """configs/repro-ablations.sh: every variant plans the main run's seed-0 STL and evaluation stages and its
+    own refine stage, so only the DCR stages of a variant run."""
+    import re
+
+    script = (CONFIGS / "repro-ablations.sh").read_text()
+    variants = dict(re.findall(r'^\s+\[(\w+)\]="([^"]*)"', script, re.M))
+    assert set(variants) == {"reference", "layer14", "layer8", "layer22", "epochs1", "epochs5", "ratio1", "ratio4",
+                             "lora"}
+    shared, refine_ids = tmp_path / "stages", set()
+    for name, setting in variants.items():
+        args = ["run", str(CONFIGS / "repro-smollm2.yaml"), "--dry-run", "--out", str(tmp_path / name),
+                "--set", "seeds=[0]", "--set", f"stages_dir={shared}", *(["--set", setting] if setting else [])]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        nodes = read_json(tmp_path / name / "plan.json")["nodes"]
+        owners = {(n["stage"], n["uses"][0]["method"]): n["id"] for n in nodes}
+        assert owners[("align", "stl")] == "align-71b77ef162026d8b"  # seed 0 of the main run
+        assert owners[("evaluate", "stl")] == "evaluate-5616ccede520bf31"
+        assert owners[("evaluate", "base")] == "evaluate-a8fc4e4c7739dfcb"
+        refine_ids.add(owners[("refine", "dcr+stl")])
+        if name == "reference":  # the main run's seed 0 itself (ids in results/repro-smollm2/plan.json)
+            assert owners[("refine", "dcr+stl")] == "refine-cdee75cdd195a305"
+    assert len(refine_ids) == len(variants)  # each variant trains its own refinement
