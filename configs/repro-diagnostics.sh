@@ -5,8 +5,11 @@
 #   e.g. bash configs/repro-diagnostics.sh runs/repro-smollm2 1 runs/diag-smollm2-s1 smollm2-135m 15
 #
 # For the base model, the refined model (refine stage), STL and DCR + STL (align stages) of SEED in RUN_DIR:
-# - held-out separability at LAYER: the 50 held-out XSTest safe prompts against 50 XSTest unsafe prompts
-#   (neither is trained on by refine or STL), `dcr probe separability`;
+# - separability at LAYER against XSTest's unsafe contrast prompts (never trained on), `dcr probe separability`:
+#   the 50 held-out XSTest safe prompts against 50 unsafe ones, and the 200 in-distribution safe prompts (the
+#   ones refine trains on) against all 200 unsafe ones. Refine's own metrics.json measures separability against
+#   unused HH-RLHF toxic prompts, i.e. the toxic source it trained on; these probes ask whether it separates
+#   seemingly toxic from toxic prompts of the same style;
 # - eNTK similarity (paper Fig. 6, 25 prompts per group), `dcr probe ntk`: base beside refined, and STL beside
 #   DCR + STL.
 # Each probe writes metrics.json / results.jsonl / figures under OUT/<name>; finished probes are skipped when the
@@ -35,6 +38,8 @@ for pair in "base:$MODEL" "refined:$REFINED" "stl:$STL" "dcr-stl:$DCR_STL"; do
   name=${pair%%:*}; model=${pair#*:}
   $DCR probe separability --model "$model" --set-a xstest-safe-heldout --set-b xstest-unsafe --n 50 \
     --layers "$LAYER" --seed "$SEED" --out "$OUT/separability-$name"
+  $DCR probe separability --model "$model" --set-a xstest-safe-indist --set-b xstest-unsafe \
+    --layers "$LAYER" --seed "$SEED" --out "$OUT/separability-indist-$name"
 done
 $DCR probe ntk --model "$MODEL" --model-after "$REFINED" --out "$OUT/ntk-base-refined"
 $DCR probe ntk --model "$STL" --model-after "$DCR_STL" --out "$OUT/ntk-stl-dcr-stl"

@@ -164,6 +164,6 @@ def test_repro_ablation_variants_share_stl_and_evaluation(tmp_path: Path) -> Non
         assert owners[("evaluate", "stl")] == "evaluate-5616ccede520bf31"
         assert owners[("evaluate", "base")] == "evaluate-a8fc4e4c7739dfcb"
         refine_ids.add(owners[("refine", "dcr+stl")])
-        if name == "reference":  # the main run's seed 0 itself (ids in results/repro-smollm2/plan.json)
+        if name == "reference":  # the main run's seed 0 itself (ids in results/repro-smollm2/seed0/plan.json)
             assert owners[("refine", "dcr+stl")] == "refine-cdee75cdd195a305"
     assert len(refine_ids) == len(variants)  # each variant trains its own refinement

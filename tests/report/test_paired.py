@@ -10,7 +10,7 @@ import pytest
 from dcr.data import load_benchmark
 from dcr.evaluate.judged import slug
 from dcr.judges.record import judge_identity
-from dcr.report.paired import collect, paired_bootstrap, paired_table, wilson
+from dcr.report.paired import collect, paired_bootstrap, paired_table, seed_prompt_bootstrap, wilson
 
 
 def test_wilson_known_values() -> None:
@@ -26,6 +26,18 @@ def test_bootstrap_resamples_prompts_with_their_seeds() -> None:
     mixed = {f"p{i}": {0: float(i % 2), 1: float(i % 2)} for i in range(200)}
     mean, lo, hi = paired_bootstrap(mixed)
     assert mean == 0.5 and lo < 0.5 < hi and hi - lo < 0.2
+
+
+def test_seed_level_interval_counts_disagreeing_seeds() -> None:
+    """Seeds with opposite effects: resampling prompts alone sees no uncertainty, resampling seeds does."""
+    split = {f"p{i}": {0: 1.0, 1: -1.0} for i in range(100)}
+    assert paired_bootstrap(split) == (0.0, 0.0, 0.0)
+    lo, hi = seed_prompt_bootstrap(split)
+    assert lo == -1.0 and hi == 1.0
+    same = {f"p{i}": {0: float(i % 2), 1: float(i % 2)} for i in range(200)}
+    lo2, hi2 = seed_prompt_bootstrap(same)
+    _, plo, phi = paired_bootstrap(same)
+    assert lo2 < 0.5 < hi2 and abs((hi2 - lo2) - (phi - plo)) < 0.05  # agreeing seeds: about the prompt interval
 
 
 def _stage(run: Path, name: str, method: str, seed: int, data_dir: Path, refused: dict[str, bool]) -> dict:

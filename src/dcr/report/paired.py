@@ -46,6 +46,22 @@ def paired_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000, see
     return mean, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def seed_prompt_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000,
+                          seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean difference resampling seeds, then prompts (a two-level bootstrap): unlike
+    :func:`paired_bootstrap` it counts the training run's randomness, not only the choice of prompts. With two or
+    three seeds the seed level is drawn from very few values, so the interval is itself rough."""
+    seeds = sorted({s for d in diffs.values() for s in d})
+    mat = np.array([[d.get(s, np.nan) for s in seeds] for d in diffs.values()], dtype=float)
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        sub = mat[rng.integers(0, len(mat), size=len(mat))][:, rng.integers(0, len(seeds), size=len(seeds))]
+        if not np.isnan(sub).all():
+            means.append(float(np.nanmean(sub)))
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, bool]:
     from dcr.evaluate.judged import slug
     from dcr.judges.record import judge_identity
@@ -109,18 +125,22 @@ def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "
             rows.append(_row(name, merged))
     header = ["group (outcome: compliance on safe, defense success on unsafe)", "n prompts", "seeds",
               f"{a} rate [95% Wilson]", f"{b} rate [95% Wilson]", f"{b} - {a} [95% paired bootstrap]",
-              "per seed"]
+              "95% with seeds resampled too", "per seed"]
     return [Table(f"{b} minus {a}, paired over prompts", header, rows,
                   ["The same prompts for both methods; rates and differences pooled over seeds (n = prompt x seed "
-                   "pairs); the bootstrap resamples prompts with all their seeds."])]
+                   "pairs); the paired bootstrap resamples prompts with all their seeds, so it measures the choice "
+                   "of prompts only. The next column resamples seeds, then prompts: it also counts how much the "
+                   "difference moves from one training seed to another (rough with two or three seeds). Where "
+                   "the per-seed values differ in sign, read that column."])]
 
 
 def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str]:
     pairs = [v for d in merged.values() for v in d.values()]
     n = len(pairs)
     ka, kb = sum(x for x, _ in pairs), sum(y for _, y in pairs)
-    mean, lo, hi = paired_bootstrap({p: {s: float(y) - float(x) for s, (x, y) in d.items()}
-                                     for p, d in merged.items()})
+    diffs = {p: {s: float(y) - float(x) for s, (x, y) in d.items()} for p, d in merged.items()}
+    mean, lo, hi = paired_bootstrap(diffs)
+    slo, shi = seed_prompt_bootstrap(diffs)
     per_seed: dict[int, list[float]] = defaultdict(list)
     for d in merged.values():
         for s, (x, y) in d.items():
@@ -129,4 +149,5 @@ def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str
     lb, hb = wilson(kb, n)
     seeds = ", ".join(f"{s}: {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
     return [name, str(len(merged)), str(len(per_seed)), f"{ka / n:.3f} [{la:.3f}, {ha:.3f}]",
-            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]", seeds]
+            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+            f"[{slo:+.3f}, {shi:+.3f}]" if len(per_seed) > 1 else "— (1 seed)", seeds]
