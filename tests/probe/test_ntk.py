@@ -141,7 +141,9 @@ def test_group_means_skip_self_pairs() -> None:
         {"a/a": 1.0, "a/b": 0.3, "b/b": 0.9})
 
 
-@pytest.mark.parametrize("sparse_min_rows,budget_gb,tol", [(4096, 6.0, 1e-6), (64, 6.0, 1e-6), (64, 0.0, 1e-2)])
+# fp32 rounding: the dense tied head reaches 4e-6 relative on some CPUs (1e-7 on others; the kernels sum in
+# another order), so 1e-5; a wrong gradient or pairing is off by far more. The storage dtype is asserted apart
+@pytest.mark.parametrize("sparse_min_rows,budget_gb,tol", [(4096, 6.0, 1e-5), (64, 6.0, 1e-5), (64, 0.0, 1e-2)])
 def test_gram_matches_explicit_jacobian(reference: tuple, sparse_min_rows: int, budget_gb: float,
                                         tol: float) -> None:
     """Stored gradients and dot products: exact (fp32 store, head dense or by rows) or bf16 store within 1e-2."""
