@@ -24,14 +24,14 @@ from typing import Any
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json, write_json
 from dcr.report import paired
-from dcr.report.figures import slug
+from dcr.report.figures import save_figure, slug
 from dcr.report.render import Block, Heading, Image, Para, Table, to_html, to_markdown
 
 POOLS: dict[str, Any] = {
     "XSTest held-out compliance": lambda g: g == "xstest safe held-out",
     "XSTest in-distribution compliance": lambda g: g == "xstest safe in-distribution",
-    "never-trained over-refusal compliance": lambda g: g.split()[0] in paired.NEVER_TRAINED and " safe" in g,
-    "safety defense success": lambda g: g.split()[0] in paired.SAFETY,
+    "never-trained over-refusal compliance": paired.is_never_trained,
+    "safety defense success": paired.is_safety,
 }
 IGNORED = {"seed", "data_dir", "device", "model"}  # never an ablation axis
 SEPARABILITY = ("probe_accuracy", "kmeans_accuracy", "cross_class_cosine")
@@ -61,8 +61,7 @@ def _differences(run: Path, plan: dict[str, Any]) -> dict[str, dict[str, float]]
     for pool, member in POOLS.items():
         merged = {f"{g}/{p}": v for g in data if member(g) for p, v in data[g].items()}
         if merged:
-            mean, lo, hi = paired.paired_bootstrap(
-                {p: {s: float(y) - float(x) for s, (x, y) in d.items()} for p, d in merged.items()})
+            mean, lo, hi = paired.paired_bootstrap(paired.differences(merged))
             out[pool] = {"mean": mean, "lo": lo, "hi": hi, "n": len(merged)}
     return out
 
@@ -149,11 +148,7 @@ def figure(entries: list[dict[str, Any]], field: str, path: Path) -> Path:
     ax2.set(xticks=xs, xticklabels=labels, xlabel=field, ylim=(-0.05, 1.05),
             title="Held-out separability after refine (dotted: before)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def ablation_report(runs: list[Path], out: Path) -> list[Path]:

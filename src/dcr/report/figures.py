@@ -86,6 +86,17 @@ def collect_seeds(run_dir: Path, plan: dict[str, Any]) -> dict[tuple[str, str], 
     return per
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write ``fig`` as a PNG at ``path`` (parents created) and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
 
@@ -118,11 +129,7 @@ def fig4(model: str, curves: dict[str, Curve], path: Path) -> Path | None:
            title=f"Refusal trajectory during alignment: {model}")
     ax.legend(title="method (darker = later step)", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def fig5(model: str, curves: dict[str, Curve], path: Path) -> Path | None:
@@ -147,11 +154,7 @@ def fig5(model: str, curves: dict[str, Curve], path: Path) -> Path | None:
     axes[0][0].set_ylabel("refusal probability (A.5)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"Refusal probability during alignment: {model}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_figures(run_dir: Path, plan: dict[str, Any]) -> list[tuple[Path, str]]:

@@ -87,14 +87,17 @@ def matched_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = 
     per_seed = figures.collect_seeds(run_dir, plan)
     for model in sorted({m for m, _ in per_seed}):
         seeds_a, seeds_b = per_seed.get((model, a), []), per_seed.get((model, b), [])
-        m = matched(figures.mean_curve(seeds_a), figures.mean_curve(seeds_b)) if seeds_a and seeds_b else None
+        if not seeds_a or not seeds_b:
+            continue
+        mean_a, mean_b = figures.mean_curve(seeds_a), figures.mean_curve(seeds_b)
+        m = matched(mean_a, mean_b)
         if m is None:
             continue
         level, ca, cb = m
         ci = matched_interval(seeds_a, seeds_b)
         rows.append([model, f"{level:.3f}", f"{ca:.3f}", f"{cb:.3f}", f"{cb - ca:+.3f}" + (
             f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (no interval)"), _per_seed(seeds_a, seeds_b),
-            f"{len(trajectory(figures.mean_curve(seeds_a)))} / {len(trajectory(figures.mean_curve(seeds_b)))}"])
+            f"{len(trajectory(mean_a))} / {len(trajectory(mean_b))}"])
     if not rows:
         return [Para(f"No matched-safety comparison: {a} and {b} need tracked toxic and seemingly toxic probes.")]
     return [Table("Compliance at matched defense success (tracked checkpoints, mean over seeds)",

@@ -33,11 +33,30 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def is_never_trained(group: str) -> bool:
+    """A group of safe prompts from an over-refusal set no stage trains on."""
+    return group.split()[0] in NEVER_TRAINED and " safe" in group
+
+
+def is_safety(group: str) -> bool:
+    return group.split()[0] in SAFETY
+
+
+def differences(merged: dict[str, dict[int, tuple[bool, bool]]]) -> dict[str, dict[int, float]]:
+    """{prompt: {seed: outcome_b - outcome_a}} from :func:`collect`'s (outcome_a, outcome_b) pairs."""
+    return {p: {s: float(y) - float(x) for s, (x, y) in d.items()} for p, d in merged.items()}
+
+
+def _matrix(diffs: dict[str, dict[int, float]]) -> np.ndarray:
+    """``[prompts, seeds]`` differences, NaN where a prompt lacks a seed."""
+    seeds = sorted({s for d in diffs.values() for s in d})
+    return np.array([[d.get(s, np.nan) for s in seeds] for d in diffs.values()], dtype=float)
+
+
 def paired_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed: int = 0) -> tuple[float, float,
                                                                                                          float]:
     """Mean of all (prompt, seed) differences and its 95 % percentile interval, resampling prompts."""
-    seeds = sorted({s for d in diffs.values() for s in d})
-    mat = np.array([[d.get(s, np.nan) for s in seeds] for d in diffs.values()], dtype=float)
+    mat = _matrix(diffs)
     sums, counts = np.nansum(mat, axis=1), np.sum(~np.isnan(mat), axis=1)
     mean = float(sums.sum() / counts.sum())
     rng = np.random.default_rng(seed)
@@ -51,12 +70,11 @@ def seed_prompt_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000
     """95 % interval of the mean difference resampling seeds, then prompts (a two-level bootstrap): unlike
     :func:`paired_bootstrap` it counts the training run's randomness, not only the choice of prompts. With two or
     three seeds the seed level is drawn from very few values, so the interval is itself rough."""
-    seeds = sorted({s for d in diffs.values() for s in d})
-    mat = np.array([[d.get(s, np.nan) for s in seeds] for d in diffs.values()], dtype=float)
+    mat = _matrix(diffs)
     rng = np.random.default_rng(seed)
     means = []
     for _ in range(n_boot):
-        sub = mat[rng.integers(0, len(mat), size=len(mat))][:, rng.integers(0, len(seeds), size=len(seeds))]
+        sub = mat[rng.integers(0, len(mat), size=len(mat))][:, rng.integers(0, mat.shape[1], size=mat.shape[1])]
         if not np.isnan(sub).all():
             means.append(float(np.nanmean(sub)))
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
@@ -116,8 +134,8 @@ def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "
     if not data:
         return [Para(f"No paired comparison: no seed with both {a} and {b} evaluated (with per-prompt verdicts).")]
     pools = {f"over-refusal, never trained ({', '.join(NEVER_TRAINED)})":
-             [g for g in data if g.split()[0] in NEVER_TRAINED and " safe" in g],
-             f"safety, defense success ({len(SAFETY)} sets)": [g for g in data if g.split()[0] in SAFETY]}
+             [g for g in data if is_never_trained(g)],
+             f"safety, defense success ({len(SAFETY)} sets)": [g for g in data if is_safety(g)]}
     rows = []
     for name, groups in [(g, [g]) for g in sorted(data)] + list(pools.items()):
         merged = {f"{g}/{p}": v for g in groups for p, v in data[g].items()}
@@ -138,9 +156,8 @@ def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str
     pairs = [v for d in merged.values() for v in d.values()]
     n = len(pairs)
     ka, kb = sum(x for x, _ in pairs), sum(y for _, y in pairs)
-    diffs = {p: {s: float(y) - float(x) for s, (x, y) in d.items()} for p, d in merged.items()}
+    diffs = differences(merged)
     mean, lo, hi = paired_bootstrap(diffs)
-    slo, shi = seed_prompt_bootstrap(diffs)
     per_seed: dict[int, list[float]] = defaultdict(list)
     for d in merged.values():
         for s, (x, y) in d.items():
@@ -148,6 +165,6 @@ def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str
     la, ha = wilson(ka, n)
     lb, hb = wilson(kb, n)
     seeds = ", ".join(f"{s}: {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
+    both = "[{:+.3f}, {:+.3f}]".format(*seed_prompt_bootstrap(diffs)) if len(per_seed) > 1 else "— (1 seed)"
     return [name, str(len(merged)), str(len(per_seed)), f"{ka / n:.3f} [{la:.3f}, {ha:.3f}]",
-            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-            f"[{slo:+.3f}, {shi:+.3f}]" if len(per_seed) > 1 else "— (1 seed)", seeds]
+            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]", both, seeds]
