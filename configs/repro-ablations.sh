@@ -14,6 +14,14 @@
 # is rewritten over every archived variant:
 #   dcr report results/ablations-smollm2/reference results/ablations-smollm2/<variant> ... \
 #     --out results/ablations-smollm2 --ablation
+#
+# On a new machine (runs/ gone) the finished stages of the archived reference are copied back into the stages
+# directory first (same checkout path: keys hold absolute paths): their manifests say "done" with the same keys,
+# so `dcr run` skips them and the variant only
+# trains and evaluates its own refinement (the copies have no weights: a stage downstream of them must be
+# finished too, which the reference's are). Two variants can run side by side (OMP_NUM_THREADS=1 each, see
+# BENCHMARKS.md) once the reference is finished, or before it with ONLY=dcr+stl (only the variant's own stages;
+# run the variant again without ONLY afterwards: nothing is recomputed, and its run directory is complete).
 set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=configs/repro-smollm2.yaml
@@ -31,13 +39,22 @@ declare -A SETS=(
   [lora]="refine.lora=true"
 )
 ORDER=(reference layer14 layer8 layer22 epochs1 epochs5 ratio1 ratio4 lora)
+if [[ -d $ARCHIVE/reference/stages ]]; then
+  mkdir -p "$STAGES"
+  for stage in "$ARCHIVE"/reference/stages/*/; do
+    [[ -e $STAGES/$(basename "$stage") ]] || cp -r "$stage" "$STAGES/"
+  done
+fi
+only=()
+[[ -n ${ONLY:-} ]] && only=(--set "methods=[$ONLY]")
 for variant in "${@:-${ORDER[@]}}"; do
   [[ -v SETS[$variant] ]] || { echo "error: unknown variant $variant. Fix: one of ${ORDER[*]}" >&2; exit 2; }
   extra=()
   [[ -n ${SETS[$variant]} ]] && extra=(--set "${SETS[$variant]}")
-  $DCR run "$EXP" --out "runs/abl-$variant" --set 'seeds=[0]' --set "stages_dir=$STAGES" "${extra[@]}"
-  $DCR archive "runs/abl-$variant" "$ARCHIVE/$variant" --force
+  $DCR run "$EXP" --out "runs/abl-$variant" --set 'seeds=[0]' --set "stages_dir=$STAGES" "${extra[@]}" "${only[@]}"
+  [[ -n ${ONLY:-} ]] || $DCR archive "runs/abl-$variant" "$ARCHIVE/$variant" --force
 done
+[[ -z ${ONLY:-} ]] || exit 0
 done_variants=()
 for variant in "${ORDER[@]}"; do [[ -f $ARCHIVE/$variant/plan.json ]] && done_variants+=("$ARCHIVE/$variant"); done
 if (( ${#done_variants[@]} > 1 )); then

@@ -108,7 +108,11 @@ def test_resolve_model_errors(tmp_path: Path) -> None:
     for bad in (str(tmp_path / "missing"), "./missing-model", "~/definitely-missing-dcr-model", "a/b/c", "plainword"):
         with pytest.raises(ModelError, match="no such directory"):
             resolve_model(bad)
-
+    archived = tmp_path / "align-0123"  # a stage restored from `dcr archive`: manifest, no weights
+    archived.mkdir()
+    (archived / "manifest.json").write_text("{}")
+    with pytest.raises(ModelError, match="stage directory without its weights.*delete that stage directory"):
+        resolve_model(str(archived))
 
 
 def test_hub_id_is_passed_through_when_the_hub_answers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -192,3 +192,24 @@ def test_run_dir_is_locked(fakes: Any, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     with stage_lock(tmp_path / "run"), pytest.raises(StageLocked, match="in use by another dcr process"):
         run_experiment(exp(), tmp_path / "run", fakes.registry())
+
+
+def test_pieces_restored_from_an_archive_are_skipped(fakes: Any, tmp_path: Path) -> None:
+    """A long experiment run one method at a time on machines that forget: archive a piece, copy its stages
+    back into the run directory, and `dcr run` skips them (same keys), running only the rest. Keys hold the
+    absolute paths of upstream stages, so the run directory must be at the same path (else they rerun)."""
+    import shutil
+
+    from dcr.report.archive import archive_run
+
+    run = tmp_path / "run"
+    run_experiment(exp(methods=["base", "stl"]), run, fakes.registry(), report=False)
+    archive_run(run, tmp_path / "piece")
+    shutil.rmtree(run)  # the machine (and its weights) is gone
+    fakes.bodies.clear()
+    shutil.copytree(tmp_path / "piece" / "stages", run / "stages")
+    nodes = run_experiment(exp(), run, fakes.registry(), report=False)
+    assert fakes.bodies == {"refine": 1, "align:stl": 1, "evaluate": 1}  # DCR + STL's stages only
+    status = {n.label: n.status for n in nodes}
+    assert status["align stl (m0, seed 0)"] == status["evaluate stl (m0, seed 0)"] == "skipped"
+    assert {r["method"] for r in read_jsonl(run / "results.jsonl")} == {"base", "stl", "dcr+stl"}
