@@ -13,7 +13,8 @@
 # - eNTK similarity (paper Fig. 6, 25 prompts per group), `dcr probe ntk`: base beside refined, and STL beside
 #   DCR + STL.
 # Each probe writes metrics.json / results.jsonl / figures under OUT/<name>; finished probes are skipped when the
-# script runs again.
+# script runs again. NTK=0 runs the separability probes only (the eNTK probes peak at about 15 GB on SmolLM2:
+# run them when nothing else needs the memory).
 set -euo pipefail
 RUN=${1:?RUN_DIR}; SEED=${2:?SEED}; OUT=${3:?OUT}; MODEL=${4:-smollm2-135m}; LAYER=${5:-15}
 DCR=${DCR:-dcr}
@@ -41,5 +42,6 @@ for pair in "base:$MODEL" "refined:$REFINED" "stl:$STL" "dcr-stl:$DCR_STL"; do
   $DCR probe separability --model "$model" --set-a xstest-safe-indist --set-b xstest-unsafe \
     --layers "$LAYER" --seed "$SEED" --out "$OUT/separability-indist-$name"
 done
+[[ ${NTK:-1} == 0 ]] && exit 0
 $DCR probe ntk --model "$MODEL" --model-after "$REFINED" --out "$OUT/ntk-base-refined"
 $DCR probe ntk --model "$STL" --model-after "$DCR_STL" --out "$OUT/ntk-stl-dcr-stl"

@@ -62,3 +62,13 @@ def test_paired_table_from_stage_verdicts(tmp_path: Path, data_dir: Path) -> Non
     row = table.rows[0]
     assert row[0] == "harmfulq unsafe" and row[1] == "6" and row[2] == "1"
     assert row[3].startswith("0.500") and row[4].startswith("0.333") and row[5].startswith("-0.167")
+
+
+def test_rerun_stages_count_and_unfinished_do_not(tmp_path: Path, data_dir: Path) -> None:
+    """A rerun marks finished evaluations "skipped" in plan.json: they still pair; failed or pending ones do not."""
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, {i: k < 3 for k, i in enumerate(ids)}),
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, {i: k < 2 for k, i in enumerate(ids)})]
+    for status, pairs in (("skipped", 6), ("incomplete", 6), ("failed", 0), ("pending", 0)):
+        nodes[0]["status"] = status
+        assert len(collect(tmp_path, {"nodes": nodes}).get("harmfulq unsafe", {})) == pairs, status

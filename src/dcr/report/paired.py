@@ -22,6 +22,8 @@ from dcr.report.render import Para, Table
 NEVER_TRAINED = ("oktest", "coconot", "or-bench", "phtest")  # over-refusal sets no stage trains on
 SAFETY = ("malicious-instructions", "cona", "controversial", "harmfulq", "advbench")
 
+EVALUATED = ("done", "skipped", "incomplete")  # plan statuses of a finished evaluation (skipped: finished before)
+
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a rate k/n."""
@@ -107,7 +109,7 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
     """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated."""
     stages: dict[tuple[str, int], dict[str, Any]] = {}
     for node in plan.get("nodes", []):
-        if node.get("stage") == "evaluate" and node.get("status", "done") == "done":
+        if node.get("stage") == "evaluate" and node.get("status", "done") in EVALUATED:
             for use in node.get("uses", []):
                 stages[(use["method"], use["seed"])] = node
     out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
