@@ -10,9 +10,10 @@ e.g. seeds run in different sessions.
 An archive's stage directories keep their manifests ("done", same keys), so copying them back into a run's
 stages directory (``cp -rn DEST/stages/. RUN/stages/``) makes ``dcr run`` skip those stages on a new machine: a
 long experiment can be run one piece (method, seed) at a time. Stage keys hold the absolute paths of upstream
-stages and of the data directory, so the run directory must be at the same path (elsewhere the stages rerun). The copies have no weights, so only stages whose
-downstream stages are finished too can be restored; a stage that needs the missing weights stops with an error
-naming the directory to delete (:func:`dcr.models.resolve_model`).
+stages and of the data directory, so the run directory must be at the same path (elsewhere the stages rerun).
+The copies have no weights, so only stages whose downstream stages are finished too can be restored; a stage
+that needs the missing weights stops with an error naming the directory to delete
+(:func:`dcr.models.resolve_model`).
 """
 
 from __future__ import annotations
