@@ -36,6 +36,29 @@ def test_batched_equals_unbatched_equals_manual(tiny_family: str) -> None:
     assert len({round(float(v), 3) for v in batched}) == 4
 
 
+def test_logits_budget_splits_batches_and_keeps_only_scored_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget of one row's logits forces one row per forward (262k vocabularies); the model is asked only
+    for the positions that predict continuation tokens; the sums do not change."""
+    import dcr.scoring
+
+    model, tok = tiny_lm("llama", seed=0)
+    full = continuation_logprobs(model, tok, CONTEXTS, CONTINUATIONS, batch_size=4)
+    kept: list[int] = []
+    forward = model.forward
+
+    def spy(*args: object, **kw: object) -> object:
+        kept.append(len(kw["logits_to_keep"]))  # type: ignore[arg-type]
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(model, "forward", spy)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 2 * vocab * 12)  # 12 positions of one row
+    split = continuation_logprobs(model, tok, CONTEXTS, CONTINUATIONS, batch_size=4)
+    assert torch.allclose(split, full, atol=1e-5)
+    lengths = [len(tok(y, add_special_tokens=False)["input_ids"]) for y in CONTINUATIONS]
+    assert len(kept) == 4 and kept == lengths  # one row per forward, its continuation positions only
+
+
 def test_logprob_is_sum_over_tokens() -> None:
     """log P(xy | c) = log P(x | c) + log P(y | c x) (character tokenizer: concatenation is exact)."""
     model, tok = tiny_lm("llama", seed=1)

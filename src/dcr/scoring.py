@@ -9,6 +9,9 @@ from typing import Any
 import torch
 
 
+LOGITS_BUDGET = 1 << 30  # bytes of bf16/fp16 logits per forward in continuation_logprobs (262k vocabularies)
+
+
 @torch.no_grad()
 def continuation_logprobs(
     model: Any,
@@ -21,33 +24,62 @@ def continuation_logprobs(
     """Sum of log P(continuation tokens | context) for each pair, shape ``(N,)``, fp32.
 
     Context and continuation are tokenised separately and concatenated, so the continuation's
-    tokens are exactly ``tokenizer(continuation)``; log-softmax is taken in fp32.
+    tokens are exactly ``tokenizer(continuation)``; log-softmax is taken in fp32. Logits are computed only
+    for the positions that predict continuation tokens (``logits_to_keep``), and a batch is split further
+    when even those would exceed :data:`LOGITS_BUDGET` (Gemma-3's 262k-token vocabulary: full logits of 64
+    MMLU prompts are about 20 GB).
     """
     if len(contexts) != len(continuations):
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
     out = torch.empty(len(contexts), dtype=torch.float32)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    vocab = model.get_output_embeddings().weight.shape[0]
     for start in range(0, len(contexts), batch_size):
-        ctx = contexts[start:start + batch_size]
-        cont = continuations[start:start + batch_size]
-        seqs, spans = [], []
-        for c, y in zip(ctx, cont):
+        rows = []
+        for c, y in zip(contexts[start:start + batch_size], continuations[start:start + batch_size]):
             a = tokenizer(c, add_special_tokens=add_special_tokens)["input_ids"]
             b = tokenizer(y, add_special_tokens=False)["input_ids"]
             if not b:
                 raise ValueError(f"continuation {y!r} tokenises to nothing")
             if not a:  # the first continuation token would be scored from position -1 (the last pad)
                 raise ValueError(f"context {c!r} tokenises to nothing; pass add_special_tokens=True to start with BOS")
-            seqs.append(a + b)
-            spans.append((len(a), len(a) + len(b)))
-        ids, mask = _right_padded(seqs, pad)  # right padding: position ids stay 0..len-1 without help
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-        for i, (lo, hi) in enumerate(spans):
-            pos = torch.arange(lo, hi)
-            tgt = ids[i, pos]
-            out[start + i] = logp[i, pos - 1, tgt].sum()
+            rows.append((a + b, len(a)))
+        for lo, hi in _within_budget([(n, len(seq)) for seq, n in rows], vocab):
+            out[start + lo:start + hi] = _score_rows(model, rows[lo:hi], pad)
     return out
+
+
+def _within_budget(spans: list[tuple[int, int]], vocab: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) row ranges whose kept logits (rows x union of scored positions x vocab) fit
+    :data:`LOGITS_BUDGET`; ``spans`` holds each row's (continuation start, end) token positions."""
+    out, lo = [], 0
+    while lo < len(spans):
+        hi = lo + 1
+        while hi < len(spans):
+            first = min(s for s, _ in spans[lo:hi + 1])
+            last = max(e for _, e in spans[lo:hi + 1])
+            if (hi + 1 - lo) * (last - first) * vocab * 2 > LOGITS_BUDGET:
+                break
+            hi += 1
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _score_rows(model: Any, rows: list[tuple[list[int], int]], pad: int) -> torch.Tensor:
+    """Summed continuation log-probabilities of right-padded rows (token ids, continuation start)."""
+    ids, mask = _right_padded([seq for seq, _ in rows], pad)  # right padding: position ids stay 0..len-1
+    first = min(n for _, n in rows) - 1  # position first predicts token first + 1
+    last = max(len(seq) for seq, _ in rows) - 1
+    keep = torch.arange(first, last)
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                   logits_to_keep=keep.to(model.device)).logits
+    sums = torch.empty(len(rows), dtype=torch.float32)
+    for i, (seq, n) in enumerate(rows):
+        lg = logits[i, n - 1 - first:len(seq) - 1 - first].float()
+        tgt = ids[i, n:len(seq)].to(lg.device)
+        sums[i] = torch.log_softmax(lg, dim=-1).gather(-1, tgt[:, None]).sum().cpu()
+    return sums
 
 
 def prefix_cached_logprobs(model: Any, tok: Any, context: str, continuations: list[str],
