@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-
 LOGITS_BUDGET = 1 << 30  # bytes of bf16/fp16 logits per forward in continuation_logprobs (262k vocabularies)
 
 
