@@ -130,11 +130,12 @@ def figure(entries: list[dict[str, Any]], field: str, path: Path) -> Path:
     labels = [str(e["config"].get(field)) for e in entries]
     xs = list(range(len(entries)))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for k, pool in enumerate(p for p in POOLS if "in-distribution" not in p):
+    for k, pool in enumerate(POOLS):  # in-distribution too: the column a setting may be chosen on
         ds = [e["differences"].get(pool) for e in entries]
-        pts = [(x + 0.1 * (k - 1), d) for x, d in zip(xs, ds) if d]
+        pts = [(x + 0.08 * (k - 1.5), d) for x, d in zip(xs, ds) if d]
+        label = pool + (" (trained on)" if "in-distribution" in pool else "")
         if pts:
-            ax1.errorbar([x for x, _ in pts], [d["mean"] for _, d in pts], capsize=3, marker="o", label=pool,
+            ax1.errorbar([x for x, _ in pts], [d["mean"] for _, d in pts], capsize=3, marker="o", label=label,
                          yerr=[[d["mean"] - d["lo"] for _, d in pts], [d["hi"] - d["mean"] for _, d in pts]])
     ax1.axhline(0, color="grey", lw=0.8)
     ax1.set(xticks=xs, xticklabels=labels, xlabel=field, ylabel="DCR + STL minus STL [95% CI]",
