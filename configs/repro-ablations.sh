@@ -17,9 +17,8 @@
 #
 # On a new machine (runs/ gone) the finished stages of the archived reference are copied back into the stages
 # directory first (same checkout path: keys hold absolute paths): their manifests say "done" with the same keys,
-# so `dcr run` skips them and the variant only
-# trains and evaluates its own refinement (the copies have no weights: a stage downstream of them must be
-# finished too, which the reference's are). Two variants can run side by side (OMP_NUM_THREADS=1 each, see
+# so `dcr run` skips them and the variant only trains and evaluates its own refinement (the copies have no
+# weights: a stage downstream of them must be finished too, which the reference's are). Two variants can run side by side (OMP_NUM_THREADS=1 each, see
 # BENCHMARKS.md) once the reference is finished, or before it with ONLY=dcr+stl (only the variant's own stages;
 # run the variant again without ONLY afterwards: nothing is recomputed, and its run directory is complete).
 set -euo pipefail

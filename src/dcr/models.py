@@ -179,12 +179,12 @@ def resolve_model(name_or_path: str) -> str:
     if path.exists() and not (path / "config.json").exists() and (path / "model" / "config.json").exists():
         path = path / "model"  # a dcr stage directory (refine, align, steer export) holds its model here
     if path.exists():
-        if not (path / "config.json").exists() and (path / "manifest.json").is_file():
-            raise ModelError(
-                f"{path}: a dcr stage directory without its weights (an archive from `dcr archive`, or stages "
-                "copied back from one). Fix: delete that stage directory so `dcr run` recomputes it"
-            )
         if not (path / "config.json").exists():
+            if (path / "manifest.json").is_file():
+                raise ModelError(
+                    f"{path}: a dcr stage directory without its weights (an archive from `dcr archive`, or stages "
+                    "copied back from one). Fix: delete that stage directory so `dcr run` recomputes it"
+                )
             raise ModelError(
                 f"{path}: not a Hugging Face model directory (no config.json). "
                 "Fix: pass an embedded name, a directory written by save_pretrained, or a hub id"

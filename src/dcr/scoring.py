@@ -53,10 +53,9 @@ def _within_budget(spans: list[tuple[int, int]], vocab: int) -> list[tuple[int, 
     :data:`LOGITS_BUDGET`; ``spans`` holds each row's (continuation start, end) token positions."""
     out, lo = [], 0
     while lo < len(spans):
-        hi = lo + 1
+        hi, (first, last) = lo + 1, spans[lo]
         while hi < len(spans):
-            first = min(s for s, _ in spans[lo:hi + 1])
-            last = max(e for _, e in spans[lo:hi + 1])
+            first, last = min(first, spans[hi][0]), max(last, spans[hi][1])
             if (hi + 1 - lo) * (last - first) * vocab * 2 > LOGITS_BUDGET:
                 break
             hi += 1

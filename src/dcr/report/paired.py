@@ -161,9 +161,9 @@ def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str
     diffs = differences(merged)
     mean, lo, hi = paired_bootstrap(diffs)
     per_seed: dict[int, list[float]] = defaultdict(list)
-    for d in merged.values():
-        for s, (x, y) in d.items():
-            per_seed[s].append(float(y) - float(x))
+    for d in diffs.values():
+        for s, v in d.items():
+            per_seed[s].append(v)
     la, ha = wilson(ka, n)
     lb, hb = wilson(kb, n)
     seeds = ", ".join(f"{s}: {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
