@@ -52,11 +52,38 @@ def test_logits_budget_splits_batches_and_keeps_only_scored_positions(monkeypatc
 
     monkeypatch.setattr(model, "forward", spy)
     vocab = model.get_output_embeddings().weight.shape[0]
-    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 2 * vocab * 12)  # 12 positions of one row
+    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 4 * vocab * 12)  # 12 fp32 positions of one row
     split = continuation_logprobs(model, tok, CONTEXTS, CONTINUATIONS, batch_size=4)
     assert torch.allclose(split, full, atol=1e-5)
     lengths = [len(tok(y, add_special_tokens=False)["input_ids"]) for y in CONTINUATIONS]
     assert len(kept) == 4 and kept == lengths  # one row per forward, its continuation positions only
+
+
+def test_logits_budget_counts_the_heads_bytes_per_logit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rows of 10 positions fit a budget of 2 x 10 x 2 bytes x vocab at bf16, not at fp32 (4 bytes)."""
+    import dcr.scoring
+    from dcr.scoring import _within_budget
+
+    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 2 * 10 * 2 * 100)
+    spans = [(0, 10), (0, 10), (2, 8)]
+    assert _within_budget(spans, 100 * 2) == [(0, 2), (2, 3)]
+    assert _within_budget(spans, 100 * 4) == [(0, 1), (1, 2), (2, 3)]
+    model, tok = tiny_lm("llama", seed=0)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 2 * vocab * 2 * 64)  # two 64-position rows in bf16
+    calls: list[int] = []
+    forward = model.forward
+
+    def spy(*args: object, **kw: object) -> object:
+        calls.append(int(kw["input_ids"].shape[0]))  # type: ignore[union-attr]
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(model, "forward", spy)
+    continuation_logprobs(model, tok, ["c" * 4] * 2, ["x" * 60] * 2, batch_size=2)
+    assert calls == [1, 1]  # fp32 head: the two rows need twice the bf16 bytes
+    calls.clear()
+    continuation_logprobs(model.to(torch.bfloat16), tok, ["c" * 4] * 2, ["x" * 60] * 2, batch_size=2)
+    assert calls == [2]
 
 
 def test_logprob_is_sum_over_tokens() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-LOGITS_BUDGET = 1 << 30  # bytes of bf16/fp16 logits per forward in continuation_logprobs (262k vocabularies)
+LOGITS_BUDGET = 1 << 30  # bytes of logits per forward in continuation_logprobs, at the LM head's dtype
 
 
 @torch.no_grad()
@@ -32,7 +32,8 @@ def continuation_logprobs(
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
     out = torch.empty(len(contexts), dtype=torch.float32)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    vocab = model.get_output_embeddings().weight.shape[0]
+    head = model.get_output_embeddings().weight
+    position_bytes = head.shape[0] * head.element_size()  # one position's logits, in the LM head's dtype
     for start in range(0, len(contexts), batch_size):
         rows = []
         for c, y in zip(contexts[start:start + batch_size], continuations[start:start + batch_size]):
@@ -43,20 +44,21 @@ def continuation_logprobs(
             if not a:  # the first continuation token would be scored from position -1 (the last pad)
                 raise ValueError(f"context {c!r} tokenises to nothing; pass add_special_tokens=True to start with BOS")
             rows.append((a + b, len(a)))
-        for lo, hi in _within_budget([(n, len(seq)) for seq, n in rows], vocab):
+        for lo, hi in _within_budget([(n, len(seq)) for seq, n in rows], position_bytes):
             out[start + lo:start + hi] = _score_rows(model, rows[lo:hi], pad)
     return out
 
 
-def _within_budget(spans: list[tuple[int, int]], vocab: int) -> list[tuple[int, int]]:
-    """Consecutive [lo, hi) row ranges whose kept logits (rows x union of scored positions x vocab) fit
-    :data:`LOGITS_BUDGET`; ``spans`` holds each row's (continuation start, end) token positions."""
+def _within_budget(spans: list[tuple[int, int]], position_bytes: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) row ranges whose kept logits (rows x union of scored positions x
+    ``position_bytes``) fit :data:`LOGITS_BUDGET`; ``spans`` holds each row's (continuation start, end) token
+    positions. A row alone always forms a range."""
     out, lo = [], 0
     while lo < len(spans):
         hi, (first, last) = lo + 1, spans[lo]
         while hi < len(spans):
             first, last = min(first, spans[hi][0]), max(last, spans[hi][1])
-            if (hi + 1 - lo) * (last - first) * vocab * 2 > LOGITS_BUDGET:
+            if (hi + 1 - lo) * (last - first) * position_bytes > LOGITS_BUDGET:
                 break
             hi += 1
         out.append((lo, hi))
