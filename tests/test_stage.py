@@ -134,3 +134,45 @@ def test_trim_heap_returns_freed_heap() -> None:
     stage_mod.trim_heap()
     assert stage_mod.rss_bytes() < before - 100 * 2**20
     assert len(keep) == 64 * 1024
+
+
+def test_resumed_stage_counts_the_wall_time_of_earlier_attempts(tmp_path: Path) -> None:
+    """A killed attempt (manifest left "running") counts from its start to its last log line; a failed one
+    by its recorded wall time; a finished stage rerun with force starts a new count."""
+    import os
+    import time
+
+    out = tmp_path / "s"
+    key = stage_key(StageCfg(), None)
+    out.mkdir()
+    t0 = time.time() - 100
+    write_json(out / MANIFEST, {"stage": "toy", "key": key, "status": "running", "started": t0})
+    (out / "stage.log").write_text("last line\n")
+    os.utime(out / "stage.log", (t0 + 40, t0 + 40))
+
+    calls = {"n": 0}
+
+    def flaky(o: Path) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return {}
+
+    with pytest.raises(RuntimeError):
+        run_stage("toy", StageCfg(), out, flaky)
+    failed = read_json(out / MANIFEST)
+    assert failed["status"] == "failed"
+    assert [a["status"] for a in failed["attempts"]] == ["running"]
+    assert failed["attempts"][0]["wall_time_s"] == pytest.approx(40, abs=0.01)
+    run_stage("toy", StageCfg(), out, flaky)
+    m = read_json(out / MANIFEST)
+    assert [a["status"] for a in m["attempts"]] == ["running", "failed"]
+    assert m["wall_time_total_s"] == pytest.approx(40 + failed["wall_time_s"] + m["wall_time_s"], abs=0.01)
+    run_stage("toy", StageCfg(), out, flaky, force=True)
+    again = read_json(out / MANIFEST)
+    assert again["attempts"] == [] and again["wall_time_total_s"] == again["wall_time_s"]
+    other = tmp_path / "o"  # an earlier attempt under another key (changed config) is not this stage's
+    other.mkdir()
+    write_json(other / MANIFEST, {"key": "different", "status": "running", "started": t0})
+    run_stage("toy", StageCfg(), other, flaky)
+    assert read_json(other / MANIFEST)["attempts"] == []

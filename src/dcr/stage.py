@@ -234,15 +234,33 @@ def _base_manifest(name: str, key: str, cfg: Any, upstream: dict[str, Any] | Non
             "seed": cfg.get("seed") if isinstance(cfg, dict) else None, "versions": versions(), "pid": os.getpid()}
 
 
+def _earlier_attempts(out: Path, key: str) -> list[dict[str, Any]]:
+    """The unfinished earlier attempts at this stage (same key), whose work a resumable stage picks up
+    (checkpoints, cached generations): [{status, wall_time_s}], oldest first. A process that was killed never
+    rewrote its "running" manifest; its attempt is counted from that manifest's start (``started``, else the
+    file's mtime) to the last write of stage.log, which can only undercount."""
+    old = read_manifest(out) if (out / MANIFEST).is_file() else None
+    if not old or old.get("key") != key or old.get("status") == "done":
+        return []
+    wall = old.get("wall_time_s")
+    if wall is None:
+        begun = float(old.get("started", (out / MANIFEST).stat().st_mtime))
+        last = (out / LOG if (out / LOG).is_file() else out / MANIFEST).stat().st_mtime
+        wall = max(0.0, last - begun)
+    return [*old.get("attempts", []), {"status": old.get("status", "unknown"), "wall_time_s": round(wall, 3)}]
+
+
 def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], mem: PeakMemory,
             start: float) -> str:
     transient = summary.pop("transient", None) or {}
     status = "incomplete" if transient else "done"
+    wall = round(time.time() - start, 3)
     write_json(out / MANIFEST, {
         **head, "status": status, "transient": transient, "data_files": fingerprint_files(reads),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "wall_time_s": round(time.time() - start, 3), "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
+        "wall_time_s": wall, "wall_time_total_s": round(wall + sum(a["wall_time_s"] for a in head["attempts"]), 3),
+        "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
         "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1), "summary": summary})
     return status
 
@@ -282,8 +300,9 @@ def run_stage(
     cfg = asdict(config) if is_dataclass(config) else config
     head = _base_manifest(name, key, cfg, upstream)
     with stage_lock(out):
-        write_json(out / MANIFEST, {**head, "status": "running"})
         start = time.time()
+        head.update(attempts=_earlier_attempts(out, key), started=start)
+        write_json(out / MANIFEST, {**head, "status": "running"})
         with track_reads() as reads, PeakMemory() as mem, stage_log(out, name) as slog:
             slog.info("stage %s started, key %s", name, key)
             try:

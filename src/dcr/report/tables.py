@@ -252,13 +252,22 @@ def cost_table(run_dir: Path, plan: dict[str, Any]) -> Table:
         man = read_manifest(run_dir / node["dir"]) or {}
         status = man.get("status", "not run")
         methods = ", ".join(sorted({u["method"] for u in node.get("uses", [])}))
-        body.append([node["label"], methods, status, _num(man.get("wall_time_s"), "{:.1f}"),
+        body.append([node["label"], methods, status, _wall(man),
                      _num(man.get("peak_rss_mb"), "{:.0f}"), _num(man.get("peak_cuda_mb"), "{:.0f}")])
     return Table(title="Cost per stage (Table 2 layout)",
                  header=["stage", "used by", "status", "wall time (s)", "peak RSS (MB)", "peak CUDA (MB)"],
                  rows=body, notes=["Times are from each stage's manifest (the run that produced it, also when a "
-                                   "later run skipped it). Peak RSS is sampled process memory; peak CUDA is "
+                                   "later run skipped it); a stage that was interrupted and resumed shows the sum "
+                                   "over its attempts (a killed attempt counted up to its last log line). Peak "
+                                   "RSS is sampled process memory (of the last attempt); peak CUDA is "
                                    "torch.cuda.max_memory_allocated (0 on CPU)."])
+
+
+def _wall(man: dict[str, Any]) -> str:
+    """Wall time of a stage over all its attempts, e.g. ``2407.6 (2 attempts)``."""
+    attempts = len(man.get("attempts", [])) + 1
+    total = man.get("wall_time_total_s", man.get("wall_time_s"))
+    return _num(total, "{:.1f}") + (f" ({attempts} attempts)" if attempts > 1 and total is not None else "")
 
 
 def _num(value: Any, pattern: str) -> str:
