@@ -41,12 +41,17 @@ def _refine_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in plan.get("nodes", []) if n.get("stage") == "refine"]
 
 
-def _separability(run: Path, nodes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def _metrics(run: Path, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each refine stage's metrics.json ({} where the stage has none)."""
+    paths = [run / node["dir"] / "metrics.json" for node in nodes]
+    return [read_json(path) if path.is_file() else {} for path in paths]
+
+
+def _separability(metrics: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """{"before"|"after": {metric: mean over the run's refine stages}} from eval.hh of each metrics.json."""
     vals: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
-    for node in nodes:
-        path = run / node["dir"] / "metrics.json"
-        hh = read_json(path).get("eval", {}).get("hh", {}) if path.is_file() else {}
+    for m in metrics:
+        hh = m.get("eval", {}).get("hh", {})
         for when in vals:
             for key in SEPARABILITY:
                 if key in hh.get(when, {}):
@@ -77,11 +82,11 @@ def variants(runs: list[Path]) -> list[dict[str, Any]]:
         if not nodes:
             raise DcrError(f"{run}: its plan has no refine stage. Fix: pass runs of a method with DCR (dcr+stl)")
         config = dict(nodes[0].get("config", {}))
-        metrics = run / nodes[0]["dir"] / "metrics.json"
-        if config.get("layer") is None and metrics.is_file():  # None = the model's middle block, resolved there
-            config["layer"] = read_json(metrics).get("layer")
+        metrics = _metrics(run, nodes)
+        if config.get("layer") is None and metrics[0]:  # None = the model's middle block, resolved there
+            config["layer"] = metrics[0].get("layer")
         out.append({"run": run.name, "config": config, "seeds": sorted(
-            {u["seed"] for n in nodes for u in n.get("uses", [])}), "separability": _separability(run, nodes),
+            {u["seed"] for n in nodes for u in n.get("uses", [])}), "separability": _separability(metrics),
             "differences": _differences(run, plan)})
     return out
 
