@@ -21,10 +21,19 @@
 # weights: a stage downstream of them must be finished too, which the reference's are). Two variants can run side by side (OMP_NUM_THREADS=1 each, see
 # BENCHMARKS.md) once the reference is finished, or before it with ONLY=dcr+stl (only the variant's own stages;
 # run the variant again without ONLY afterwards: nothing is recomputed, and its run directory is complete).
+#
+# A variant that passes the decision rule (results/ablations-smollm2/README.md) is rerun on more seeds with
+# SEED=N (runs/abl-<variant>-sN, archived to results/ablations-smollm2/<variant>-sN; the seed-0 ablation report
+# is not rewritten). STAGES must be the stages directory holding that seed's STL stages, e.g.
+#   SEED=1 bash configs/repro-ablations.sh layer22
+#   SEED=2 STAGES=runs/repro-smollm2-s2/stages bash configs/repro-ablations.sh layer22
 set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=configs/repro-smollm2.yaml
-STAGES=runs/repro-smollm2/stages
+SEED=${SEED:-0}
+STAGES=${STAGES:-runs/repro-smollm2/stages}
+SUFFIX=""
+[[ $SEED == 0 ]] || SUFFIX="-s$SEED"
 ARCHIVE=results/ablations-smollm2
 declare -A SETS=(
   [reference]=""
@@ -38,7 +47,7 @@ declare -A SETS=(
   [lora]="refine.lora=true"
 )
 ORDER=(reference layer14 layer8 layer22 epochs1 epochs5 ratio1 ratio4 lora)
-if [[ -d $ARCHIVE/reference/stages ]]; then
+if [[ $SEED == 0 && -d $ARCHIVE/reference/stages ]]; then
   mkdir -p "$STAGES"
   for stage in "$ARCHIVE"/reference/stages/*/; do
     [[ -e $STAGES/$(basename "$stage") ]] || cp -r "$stage" "$STAGES/"
@@ -50,10 +59,11 @@ for variant in "${@:-${ORDER[@]}}"; do
   [[ -v SETS[$variant] ]] || { echo "error: unknown variant $variant. Fix: one of ${ORDER[*]}" >&2; exit 2; }
   extra=()
   [[ -n ${SETS[$variant]} ]] && extra=(--set "${SETS[$variant]}")
-  $DCR run "$EXP" --out "runs/abl-$variant" --set 'seeds=[0]' --set "stages_dir=$STAGES" "${extra[@]}" "${only[@]}"
-  [[ -n ${ONLY:-} ]] || $DCR archive "runs/abl-$variant" "$ARCHIVE/$variant" --force
+  $DCR run "$EXP" --out "runs/abl-$variant$SUFFIX" --set "seeds=[$SEED]" --set "stages_dir=$STAGES" "${extra[@]}" \
+    "${only[@]}"
+  [[ -n ${ONLY:-} ]] || $DCR archive "runs/abl-$variant$SUFFIX" "$ARCHIVE/$variant$SUFFIX" --force
 done
-[[ -z ${ONLY:-} ]] || exit 0
+[[ -z ${ONLY:-} && $SEED == 0 ]] || exit 0
 done_variants=()
 for variant in "${ORDER[@]}"; do [[ -f $ARCHIVE/$variant/plan.json ]] && done_variants+=("$ARCHIVE/$variant"); done
 if (( ${#done_variants[@]} > 1 )); then

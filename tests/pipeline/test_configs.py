@@ -167,3 +167,11 @@ def test_repro_ablation_variants_share_stl_and_evaluation(tmp_path: Path) -> Non
         if name == "reference":  # the main run's seed 0 itself (ids in results/repro-smollm2/seed0/plan.json)
             assert owners[("refine", "dcr+stl")] == "refine-cdee75cdd195a305"
     assert len(refine_ids) == len(variants)  # each variant trains its own refinement
+    assert 'SUFFIX="-s$SEED"' in script and '--set "seeds=[$SEED]"' in script
+    args = ["run", str(CONFIGS / "repro-smollm2.yaml"), "--dry-run", "--out", str(tmp_path / "layer22-s1"), "--set",
+            "seeds=[1]", "--set", f"stages_dir={shared}", "--set", variants["layer22"]]  # SEED=1 of the script
+    assert CliRunner().invoke(app, args).exit_code == 0
+    nodes = read_json(tmp_path / "layer22-s1" / "plan.json")["nodes"]
+    owners = {(n["stage"], n["uses"][0]["method"]): n["id"] for n in nodes}
+    assert owners[("align", "stl")] == "align-a16f285b0d53ea24"  # seed 1 of the main run (results/repro-smollm2)
+    assert owners[("evaluate", "stl")] == "evaluate-0d673d8236042aca"
