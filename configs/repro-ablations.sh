@@ -18,9 +18,10 @@
 # On a new machine (runs/ gone) the finished stages of the archived reference are copied back into the stages
 # directory first (same checkout path: keys hold absolute paths): their manifests say "done" with the same keys,
 # so `dcr run` skips them and the variant only trains and evaluates its own refinement (the copies have no
-# weights: a stage downstream of them must be finished too, which the reference's are). Two variants can run side by side (OMP_NUM_THREADS=1 each, see
-# BENCHMARKS.md) once the reference is finished, or before it with ONLY=dcr+stl (only the variant's own stages;
-# run the variant again without ONLY afterwards: nothing is recomputed, and its run directory is complete).
+# weights: a stage downstream of them must be finished too, which the reference's are). Two variants can run
+# side by side (OMP_NUM_THREADS=1 each, see BENCHMARKS.md) once the reference is finished, or before it with
+# ONLY=dcr+stl (only the variant's own stages; run the variant again without ONLY afterwards: nothing is
+# recomputed, and its run directory is complete).
 #
 # A variant that passes the decision rule (results/ablations-smollm2/README.md) is rerun on more seeds with
 # SEED=N (runs/abl-<variant>-sN, archived to results/ablations-smollm2/<variant>-sN; the seed-0 ablation report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -36,6 +38,19 @@ def test_batched_equals_unbatched_equals_manual(tiny_family: str) -> None:
     assert len({round(float(v), 3) for v in batched}) == 4
 
 
+def _forward_calls(monkeypatch: pytest.MonkeyPatch, model: Any) -> list[dict[str, Any]]:
+    """The keyword arguments of every forward call of ``model`` from now on."""
+    calls: list[dict[str, Any]] = []
+    forward = model.forward
+
+    def spy(*args: object, **kw: Any) -> object:
+        calls.append(kw)
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(model, "forward", spy)
+    return calls
+
+
 def test_logits_budget_splits_batches_and_keeps_only_scored_positions(monkeypatch: pytest.MonkeyPatch) -> None:
     """A budget of one row's logits forces one row per forward (262k vocabularies); the model is asked only
     for the positions that predict continuation tokens; the sums do not change."""
@@ -43,19 +58,13 @@ def test_logits_budget_splits_batches_and_keeps_only_scored_positions(monkeypatc
 
     model, tok = tiny_lm("llama", seed=0)
     full = continuation_logprobs(model, tok, CONTEXTS, CONTINUATIONS, batch_size=4)
-    kept: list[int] = []
-    forward = model.forward
-
-    def spy(*args: object, **kw: object) -> object:
-        kept.append(len(kw["logits_to_keep"]))  # type: ignore[arg-type]
-        return forward(*args, **kw)
-
-    monkeypatch.setattr(model, "forward", spy)
+    calls = _forward_calls(monkeypatch, model)
     vocab = model.get_output_embeddings().weight.shape[0]
     monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 4 * vocab * 12)  # 12 fp32 positions of one row
     split = continuation_logprobs(model, tok, CONTEXTS, CONTINUATIONS, batch_size=4)
     assert torch.allclose(split, full, atol=1e-5)
     lengths = [len(tok(y, add_special_tokens=False)["input_ids"]) for y in CONTINUATIONS]
+    kept = [len(kw["logits_to_keep"]) for kw in calls]
     assert len(kept) == 4 and kept == lengths  # one row per forward, its continuation positions only
 
 
@@ -71,19 +80,12 @@ def test_logits_budget_counts_the_heads_bytes_per_logit(monkeypatch: pytest.Monk
     model, tok = tiny_lm("llama", seed=0)
     vocab = model.get_output_embeddings().weight.shape[0]
     monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 2 * vocab * 2 * 64)  # two 64-position rows in bf16
-    calls: list[int] = []
-    forward = model.forward
-
-    def spy(*args: object, **kw: object) -> object:
-        calls.append(int(kw["input_ids"].shape[0]))  # type: ignore[union-attr]
-        return forward(*args, **kw)
-
-    monkeypatch.setattr(model, "forward", spy)
+    calls = _forward_calls(monkeypatch, model)
     continuation_logprobs(model, tok, ["c" * 4] * 2, ["x" * 60] * 2, batch_size=2)
-    assert calls == [1, 1]  # fp32 head: the two rows need twice the bf16 bytes
+    assert [kw["input_ids"].shape[0] for kw in calls] == [1, 1]  # fp32 head: twice the bf16 bytes
     calls.clear()
     continuation_logprobs(model.to(torch.bfloat16), tok, ["c" * 4] * 2, ["x" * 60] * 2, batch_size=2)
-    assert calls == [2]
+    assert [kw["input_ids"].shape[0] for kw in calls] == [2]
 
 
 def test_logprob_is_sum_over_tokens() -> None:
