@@ -25,7 +25,8 @@
 #
 # A variant that passes the decision rule (results/ablations-smollm2/README.md) is rerun on more seeds with
 # SEED=N (runs/abl-<variant>-sN, archived to results/ablations-smollm2/<variant>-sN; the seed-0 ablation report
-# is not rewritten). STAGES must be the stages directory holding that seed's STL stages, e.g.
+# is not rewritten). STAGES must be the stages directory that seed's main run used (its finished stages are
+# copied back from results/repro-smollm2/seedN/stages as above), e.g.
 #   SEED=1 bash configs/repro-ablations.sh layer22
 #   SEED=2 STAGES=runs/repro-smollm2-s2/stages bash configs/repro-ablations.sh layer22
 set -euo pipefail
@@ -48,9 +49,11 @@ declare -A SETS=(
   [lora]="refine.lora=true"
 )
 ORDER=(reference layer14 layer8 layer22 epochs1 epochs5 ratio1 ratio4 lora)
-if [[ $SEED == 0 && -d $ARCHIVE/reference/stages ]]; then
+SAVED=$ARCHIVE/reference/stages
+[[ $SEED == 0 ]] || SAVED=results/repro-smollm2/seed$SEED/stages
+if [[ -d $SAVED ]]; then
   mkdir -p "$STAGES"
-  for stage in "$ARCHIVE"/reference/stages/*/; do
+  for stage in "$SAVED"/*/; do
     [[ -e $STAGES/$(basename "$stage") ]] || cp -r "$stage" "$STAGES/"
   done
 fi
