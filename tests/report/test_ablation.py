@@ -45,12 +45,15 @@ def test_ablation_report_per_field(tmp_path: Path, data_dir: Path) -> None:
     safety = [e["differences"]["safety defense success"] for e in entries]
     assert [round(d["mean"], 3) for d in safety] == [-0.167, 0.167, 0.0] and all(d["n"] == 6 for d in safety)
     assert entries[0]["separability"]["after"]["probe_accuracy"] == 0.87
+    versus = [e["versus_reference"]["safety defense success"] for e in entries[1:]]  # DCR + STL against the ref's
+    assert [round(d["mean"], 3) for d in versus] == [0.333, 0.167] and "versus_reference" not in entries[0]
     out = tmp_path / "ablations"
     result = CliRunner().invoke(app, ["report", str(ref), str(deep), str(short), "--out", str(out), "--ablation"])
     assert result.exit_code == 0, result.output
     md = (out / "report.md").read_text()
     assert "| ref (reference) | 3 | 15 | 0 | probe 0.76→0.87; kmeans 0.63→0.80; cross 0.95→0.40 |" in md
     assert "-0.167 [" in md and "(n 6)" in md
+    assert "XSTest in-distribution compliance: DCR + STL minus the reference's" in md  # no XSTest here: —
     for name in ("ablation-layer.png", "ablation-epochs.png"):
         assert (out / "figures" / name).read_bytes().startswith(PNG_MAGIC) and f"](figures/{name})" in md
     assert read_json(out / "ablation.json")["fields"] == ["epochs", "layer"]

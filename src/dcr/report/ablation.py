@@ -33,6 +33,7 @@ POOLS: dict[str, Any] = {
     "never-trained over-refusal compliance": paired.is_never_trained,
     "safety defense success": paired.is_safety,
 }
+DECISION = "XSTest in-distribution compliance"  # the trained-on column a setting may be chosen on (issue 17)
 IGNORED = {"seed", "data_dir", "device", "model"}  # never an ablation axis
 SEPARABILITY = ("probe_accuracy", "kmeans_accuracy", "cross_class_cosine")
 
@@ -61,7 +62,25 @@ def _separability(metrics: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def _differences(run: Path, plan: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{pool: {mean, lo, hi, n}} of DCR + STL minus STL over the run's paired prompts (all its seeds)."""
-    data = paired.collect(run, plan)
+    return _pools(paired.collect(run, plan))
+
+
+def _dcr_evaluations(run: Path, plan: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """The run's DCR + STL evaluate nodes, with absolute directories and their uses renamed to ``method``."""
+    return [{**n, "dir": str(run / n["dir"]), "uses": [{**u, "method": method} for u in n["uses"]
+                                                       if u["method"] == "dcr+stl"]}
+            for n in plan.get("nodes", []) if n.get("stage") == "evaluate"
+            and any(u["method"] == "dcr+stl" for u in n.get("uses", []))]
+
+
+def _versus_reference(ref: tuple[Path, dict[str, Any]], run: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
+    """{pool: {mean, lo, hi, n}} of the run's DCR + STL minus the reference's, paired over prompts of each seed
+    both evaluated (the variant's own effect, without STL's noise in between)."""
+    nodes = _dcr_evaluations(*ref, "reference") + _dcr_evaluations(*run, "dcr+stl")
+    return _pools(paired.collect(Path("/"), {"nodes": nodes}, a="reference", b="dcr+stl"))
+
+
+def _pools(data: dict[str, Any]) -> dict[str, dict[str, float]]:
     out = {}
     for pool, member in POOLS.items():
         merged = {f"{g}/{p}": v for g in data if member(g) for p, v in data[g].items()}
@@ -73,7 +92,7 @@ def _differences(run: Path, plan: dict[str, Any]) -> dict[str, dict[str, float]]
 
 def variants(runs: list[Path]) -> list[dict[str, Any]]:
     """One entry per run: name, refine config, separability, paired differences."""
-    out = []
+    out, plans = [], []
     for run in runs:
         if not (run / "plan.json").is_file():
             raise DcrError(f"{run}: no plan.json. Fix: pass run directories written by `dcr run` (or archives)")
@@ -88,6 +107,9 @@ def variants(runs: list[Path]) -> list[dict[str, Any]]:
         out.append({"run": run.name, "config": config, "seeds": sorted(
             {u["seed"] for n in nodes for u in n.get("uses", [])}), "separability": _separability(metrics),
             "differences": _differences(run, plan)})
+        plans.append((run, plan))
+    for entry, run_plan in zip(out[1:], plans[1:]):
+        entry["versus_reference"] = _versus_reference(plans[0], run_plan)
     return out
 
 
@@ -116,13 +138,16 @@ def _fmt_sep(sep: dict[str, dict[str, float]]) -> str:
 def table(entries: list[dict[str, Any]], fields: list[str]) -> Table:
     rows = [[e["run"] + (" (reference)" if i == 0 else ""), *[str(e["config"].get(f)) for f in fields],
              ", ".join(map(str, e["seeds"])), _fmt_sep(e["separability"]),
-             *[_fmt_diff(e["differences"].get(p)) for p in POOLS]] for i, e in enumerate(entries)]
+             *[_fmt_diff(e["differences"].get(p)) for p in POOLS],
+             _fmt_diff(e.get("versus_reference", {}).get(DECISION))] for i, e in enumerate(entries)]
     return Table("Refine ablations: held-out separability after refine, and DCR + STL minus STL",
                  ["run", *fields, "seeds", "held-out separability before→after (probe; kmeans; cross-class "
-                  "cosine)", *POOLS], rows,
+                  "cosine)", *POOLS, f"{DECISION}: DCR + STL minus the reference's"], rows,
                  ["Differences are paired over the same prompts (95 % bootstrap over prompts); n counts prompts. "
                   "Each run has its own STL and DCR + STL stages only where its settings differ; STL and the "
-                  "evaluation prompts are shared.", "XSTest in-distribution prompts are trained on by refine."])
+                  "evaluation prompts are shared.", "XSTest in-distribution prompts are trained on by refine.",
+                  "The last column pairs each run's DCR + STL with the reference's over the same prompts and seeds "
+                  "(ablation.json has every pool): the column a refine setting may be chosen on."])
 
 
 def figure(entries: list[dict[str, Any]], field: str, path: Path) -> Path:
