@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from dcr import results
 from dcr.config import field
@@ -79,6 +80,7 @@ def test_manifest_contents(tmp_path: Path) -> None:
     assert {"python", "torch", "transformers"} <= set(m["versions"])
     assert m["summary"] == {"loss": 0.5}
     assert m["host"]["cpus"] >= 1
+    assert m["host"]["torch_threads"] == torch.get_num_threads()  # CPU results depend on it (reduction order)
     log = (out / "stage.log").read_text()
     assert "stage toy started" in log and "finished" in log
 

@@ -257,7 +257,7 @@ def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set
     wall = round(time.time() - start, 3)
     write_json(out / MANIFEST, {
         **head, "status": status, "transient": transient, "data_files": fingerprint_files(reads),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "wall_time_s": wall, "wall_time_total_s": round(wall + sum(a["wall_time_s"] for a in head["attempts"]), 3),
         "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
