@@ -29,7 +29,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     from dcr.refine import RefineConfig, refine
 
     torch.set_num_threads(args.threads)
-    cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, **SIZES[args.size])
+    cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, layer=args.layer, **SIZES[args.size])
     with tempfile.TemporaryDirectory() as tmp:
         out = refine(cfg, f"{tmp}/refine")
         metrics = read_json(out / "metrics.json")
@@ -46,6 +46,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--layer", type=int, default=15, help="refine layer (BENCHMARKS.md rows: 15 of 30)")
     ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
     ap.add_argument("--nll", type=float, default=0.001, help="NLL weight (0 = truncated forward)")
     add_common_args(ap)

@@ -164,8 +164,9 @@ def test_repro_ablation_variants_share_stl_and_evaluation(tmp_path: Path) -> Non
         assert owners[("evaluate", "stl")] == "evaluate-5616ccede520bf31"
         assert owners[("evaluate", "base")] == "evaluate-a8fc4e4c7739dfcb"
         refine_ids.add(owners[("refine", "dcr+stl")])
-        if name == "reference":  # the main run's seed 0 itself (ids in results/repro-smollm2/seed0/plan.json)
-            assert owners[("refine", "dcr+stl")] == "refine-cdee75cdd195a305"
+        if name == "reference":  # the main run's seed 0 with its layer pinned: results/repro-smollm2/seed0 ran
+            # refine-cdee75cdd195a305 with layer None (= 15 then); `layer: 15` trains the same layer under a new id
+            assert owners[("refine", "dcr+stl")] == "refine-85ae1bc790ce7cad"
     assert len(refine_ids) == len(variants)  # each variant trains its own refinement
     assert 'SUFFIX="-s$SEED"' in script and '--set "seeds=[$SEED]"' in script
     args = ["run", str(CONFIGS / "repro-smollm2.yaml"), "--dry-run", "--out", str(tmp_path / "layer22-s1"), "--set",

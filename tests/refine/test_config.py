@@ -24,7 +24,7 @@ def test_yaml_then_cli_then_set(tmp_path: Path) -> None:
     y.write_text("refine:\n  model: smollm2-135m\n  epochs: 5\n  margin: 0.3\n  lora: true\n")
     cfg = build_config(RefineConfig, y, {"epochs": 2, "layer": None}, ["margin=0.4", "pooling=mean"], "refine")
     assert (cfg.model, cfg.epochs, cfg.margin, cfg.lora, cfg.pooling, cfg.layer) == ("smollm2-135m", 2, 0.4, True,
-                                                                                    "mean", None)
+                                                                                    "mean", 22)
 
 
 @pytest.mark.parametrize("bad", ["margin=1.5", "pooling=max", "circle_variant=x", "batch_size=2", "limit=1",
@@ -38,3 +38,15 @@ def test_bad_values_raise(bad: str) -> None:
 def test_model_is_required() -> None:
     with pytest.raises(ConfigError, match="--model"):
         build_config(RefineConfig)
+
+
+def test_layer_none_is_the_measured_layer_of_an_embedded_model_and_keys_say_so() -> None:
+    """smollm2-135m: layer 22 (results/ablations-smollm2); other models keep None = the middle block."""
+    from dcr.fingerprint import stage_key
+
+    assert RefineConfig(model="smollm2-135m").layer == 22
+    assert RefineConfig(model="smollm2-135m", layer=15).layer == 15
+    assert RefineConfig(model="gemma3-270m").layer is None
+    assert RefineConfig(model="some/local-dir").layer is None
+    assert stage_key(RefineConfig(model="smollm2-135m")) == stage_key(RefineConfig(model="smollm2-135m", layer=22))
+    assert stage_key(RefineConfig(model="smollm2-135m")) != stage_key(RefineConfig(model="smollm2-135m", layer=15))

@@ -22,7 +22,10 @@ class RefineConfig(StageConfig):
 
     dtypes: ClassVar[tuple[str, ...]] = ("auto", "bf16", "bfloat16", "fp32", "float32")
 
-    layer: int | None = field(None, help="Target layer l = output of decoder block l (0-based); None = layers // 2.")
+    layer: int | None = field(None, help="Target layer l = output of decoder block l (0-based). None = the layer "
+                                         "dcr measured for an embedded model (smollm2-135m: 22, "
+                                         "results/ablations-smollm2), else the middle block, layers // 2 (the "
+                                         "paper's rule; pass it explicitly to get it on smollm2-135m: 15).")
     pooling: str = field("last", help="Feature pooling over the prompt: last (last prompt token) or mean.")
     circle_variant: str = field("paper", help="Circle weights: paper (eq. 5, A.8) or original (Sun et al. 2020).")
     margin: float = field(0.25, help="Circle loss margin m (A.2: 0.25).")
@@ -62,6 +65,10 @@ class RefineConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.layer is None:  # resolved here, so the stage key names the layer that is trained
+            from dcr.models import measured_refine_layer
+
+            self.layer = measured_refine_layer(self.model)
         check(self.device != "shard", "device shard is for inference (evaluate, probe, judges). Fix: train on one "
                                        "device, or data-parallel under torchrun (docs/scale.md)")
         check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
