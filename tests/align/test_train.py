@@ -206,3 +206,26 @@ def test_save_dtype(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     assert saved_dtype("auto", torch.float32) == torch.float32 and saved_dtype("fp32", torch.bfloat16) == torch.float32
     out = align(_cfg(tiny_dir, data_dir, tmp_path, epochs=1, save_dtype="bf16"), tmp_path / "bf16")
     assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_checkpointing_args_use_the_installed_name_without_a_deprecation_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from transformers import TrainingArguments
+
+    from dcr.align.train import _checkpointing_args
+
+    kwargs = _checkpointing_args(TrainingArguments, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **kwargs)
+    assert args.gradient_checkpointing is True
+    assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+
+    @dataclasses.dataclass
+    class OldArgs:
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict | None = None
+
+    assert _checkpointing_args(OldArgs, False) == {
+        "gradient_checkpointing": False, "gradient_checkpointing_kwargs": {"use_reentrant": False}}

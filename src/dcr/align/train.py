@@ -8,6 +8,7 @@ several times faster than fp32.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -198,5 +199,12 @@ def training_args(cfg: AlignConfig, out: Path) -> Any:
         bf16=dt == torch.bfloat16, fp16=dt == torch.float16, use_cpu=pick_device(cfg.device) == "cpu",
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
         train_sampling_strategy="batch_rebalance" if cfg.sampling == "rebalance" else "random",
-        gradient_checkpointing=cfg.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
+        **_checkpointing_args(TrainingArguments, cfg.gradient_checkpointing),
     )
+
+
+def _checkpointing_args(args_cls: type, enabled: bool) -> dict[str, Any]:
+    """Activation checkpointing under the name the installed transformers uses (renamed from gradient_* in 5.x)."""
+    names = {f.name for f in dataclasses.fields(args_cls)}
+    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False}}
