@@ -118,3 +118,18 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_dir: Path, data_dir: 
     b = read_json(refine(dataclasses.replace(cfg, gradient_checkpointing=True), tmp_path / "b") / "metrics.json")
     assert b["train"]["first_loss"] == pytest.approx(a["first_loss"], abs=1e-5)
     assert b["train"]["final_loss"] == pytest.approx(a["final_loss"], abs=1e-5)
+
+
+def test_set_checkpointing_toggles_without_a_deprecation_warning(tiny_dir: Path) -> None:
+    import warnings
+
+    from dcr.models import load_model
+    from dcr.refine.stage import set_checkpointing
+
+    model, _ = load_model(str(tiny_dir), dtype="fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        set_checkpointing(model, True)
+        assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+        set_checkpointing(model, False)
+        assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())

@@ -43,6 +43,17 @@ log = logging.getLogger("dcr.refine")
 TRAIN_EVAL = 50  # training prompts per class scored as the in-distribution reference in metrics.json
 
 
+def set_checkpointing(model: Any, on: bool) -> None:
+    """Activation checkpointing on or off, under the name the installed transformers uses (renamed in 5.x)."""
+    new = hasattr(model, "activation_checkpointing_enable")
+    if on and new:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        (model.activation_checkpointing_disable if new else model.gradient_checkpointing_disable)()
+
+
 def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
     """bf16 autocast (over fp32 master weights) when ``pick_dtype`` chooses bf16, else none (plain fp32)."""
     return torch.bfloat16 if pick_dtype(dtype, device) == torch.bfloat16 else None
@@ -115,7 +126,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
         info.update(setup_full(model, layer, cfg.tied_embeddings))
     info["params"] = count_params(model)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
     prompts, labels = data.train_items()
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
     batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
@@ -126,7 +137,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     if cfg.lora:
         model = model.merge_and_unload()
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        set_checkpointing(model, False)
     model.requires_grad_(False)
     return model, rows, info
 
