@@ -13,7 +13,8 @@
 # - eNTK similarity (paper Fig. 6, 25 prompts per group), `dcr probe ntk`: base beside refined, and STL beside
 #   DCR + STL.
 # Each probe writes metrics.json / results.jsonl / figures under OUT/<name>; finished probes are skipped when the
-# script runs again. NTK=0 runs the separability probes only (the eNTK probes peak at about 15 GB on SmolLM2:
+# script runs again. NTK=0 runs the separability probes only (the eNTK probes peak at about 15 GB on SmolLM2 and
+# 21 GB on Gemma-3-270M:
 # run them when nothing else needs the memory).
 set -euo pipefail
 RUN=${1:?RUN_DIR}; SEED=${2:?SEED}; OUT=${3:?OUT}; MODEL=${4:-smollm2-135m}; LAYER=${5:-15}
