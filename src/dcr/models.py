@@ -73,6 +73,14 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 
+def checkpointing_prefix(obj: Any) -> str:
+    """transformers' name for activation checkpointing on ``obj`` (a model, or the TrainingArguments class):
+    ``activation_checkpointing`` since the 5.x rename (the ``gradient_checkpointing*`` aliases warn there), else
+    ``gradient_checkpointing``. Callers add ``_enable`` / ``_disable`` / ``_kwargs``."""
+    new = hasattr(obj, "activation_checkpointing_enable") or hasattr(obj, "activation_checkpointing")
+    return "activation_checkpointing" if new else "gradient_checkpointing"
+
+
 def measured_refine_layer(name: str) -> int | None:
     """The refine layer dcr measured for embedded model ``name`` (None: not embedded, or not measured)."""
     spec = EMBEDDED.get(name)

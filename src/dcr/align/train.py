@@ -8,7 +8,6 @@ several times faster than fp32.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +204,7 @@ def training_args(cfg: AlignConfig, out: Path) -> Any:
 
 def _checkpointing_args(args_cls: type, enabled: bool) -> dict[str, Any]:
     """Activation checkpointing under the name the installed transformers uses (renamed from gradient_* in 5.x)."""
-    names = {f.name for f in dataclasses.fields(args_cls)}
-    prefix = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    from dcr.models import checkpointing_prefix
+
+    prefix = checkpointing_prefix(args_cls)
     return {prefix: enabled, f"{prefix}_kwargs": {"use_reentrant": False}}

@@ -20,6 +20,7 @@ from dcr.dist import barrier, is_main
 from dcr.fingerprint import short_hash
 from dcr.io import atomic_open, write_json, write_table
 from dcr.models import (
+    checkpointing_prefix,
     load_model,
     load_tokenizer,
     model_config,
@@ -45,13 +46,11 @@ TRAIN_EVAL = 50  # training prompts per class scored as the in-distribution refe
 
 def set_checkpointing(model: Any, on: bool) -> None:
     """Activation checkpointing on or off, under the name the installed transformers uses (renamed in 5.x)."""
-    new = hasattr(model, "activation_checkpointing_enable")
-    if on and new:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    elif on:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    prefix = checkpointing_prefix(model)
+    if on:
+        getattr(model, f"{prefix}_enable")(**{f"{prefix}_kwargs": {"use_reentrant": False}})
     else:
-        (model.activation_checkpointing_disable if new else model.gradient_checkpointing_disable)()
+        getattr(model, f"{prefix}_disable")()
 
 
 def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
