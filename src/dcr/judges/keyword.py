@@ -183,7 +183,8 @@ def classify(prompt: str, completion: str, max_sentences: int = 2, max_chars: in
     hit = _prior_match(prompt, sentences)
     if hit:
         return "refusal", hit
-    found = match_rule(" ".join(sentences), holdout)
+    asked = frozenset(re.findall(r"[a-z']+", straighten(prompt).lower())) if is_yes_no_question(prompt) else frozenset()
+    found = match_rule(" ".join(sentences), holdout, asked)
     return (found[0].label, found[1]) if found else ("compliance", "")
 
 

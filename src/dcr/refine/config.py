@@ -11,6 +11,7 @@ from dcr.refine.loss import VARIANTS
 POOLINGS = ("last", "mean")
 TIED = ("freeze", "untie")
 EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
+FROZEN_DTYPES = ("auto", "fp32", "bf16")
 
 
 @dataclass(kw_only=True)
@@ -62,6 +63,20 @@ class RefineConfig(StageConfig):
                                             "never in memory).")
     gradient_checkpointing: bool = field(False, help="Recompute block activations in the backward pass instead "
                                                      "of storing them (less memory, about 1.3x the compute).")
+    micro_batch: int | None = field(None, help="Gradient caching: prompts per forward. The batch's layer-l "
+                                               "features are computed in micro-batches without a graph, Circle "
+                                               "Loss is taken on the whole batch, then each micro-batch is "
+                                               "backpropagated with its share; loss and gradients are those of "
+                                               "batch_size (tested). None = the whole batch in one forward.")
+    nll_chunk: int = field(1024, help="Tokens per LM-head chunk in the NLL term: at most this many tokens' "
+                                      "full-vocabulary logits exist at once (same loss; tested).")
+    frozen_dtype: str = field("auto", help="dtype of the frozen weights: auto = bf16 when the model is saved in "
+                                           "bf16 (and, full-parameter, trained under bf16 autocast), else fp32; or "
+                                           "fp32 / bf16. Full-parameter: only the frozen linear weights (blocks "
+                                           "above l) are cast, which is exact under autocast (it rounds them to "
+                                           "bf16 anyway); norms and embeddings stay fp32. LoRA: the whole base model.")
+    memory_check: bool = field(True, help="Estimate peak memory from the model's config before loading it, and "
+                                          "refuse (naming settings that fit) when it exceeds the memory available.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,6 +109,13 @@ class RefineConfig(StageConfig):
         check(self.tied_embeddings in TIED, f"tied_embeddings {self.tied_embeddings!r}. Fix: use one of {TIED}")
         check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
         check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        check(self.micro_batch is None or self.micro_batch >= 1,
+              f"micro_batch must be >= 1 (or None = the whole batch), got {self.micro_batch}")
+        check(self.nll_chunk >= 1, f"nll_chunk must be >= 1 token, got {self.nll_chunk}")
+        check(self.frozen_dtype in FROZEN_DTYPES, f"frozen_dtype {self.frozen_dtype!r}. Fix: one of {FROZEN_DTYPES}")
+        check(self.frozen_dtype != "bf16" or self.lora or self.dtype not in ("fp32", "float32"),
+              "frozen_dtype bf16 needs bf16 autocast in full-parameter refine. Fix: --dtype auto/bf16, or "
+              "--frozen-dtype fp32")
         check(self.save_every >= 0, f"save_every must be >= 0 (0 = no checkpoints), got {self.save_every}")
 
     def check_inputs(self) -> None:

@@ -36,7 +36,7 @@ from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, default_layer, extract_features
 from dcr.refine.metrics import separability
-from dcr.refine.train import count_params, setup_full, setup_lora, train
+from dcr.refine.train import count_params, embeddings_tied, setup_full, setup_lora, train
 from dcr.refine.truncated import load_truncated, splice_save
 from dcr.stage import run_stage
 
@@ -123,6 +123,8 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
         model = setup_lora(model, layer, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
     else:
         info.update(setup_full(model, layer, cfg.tied_embeddings))
+        info["frozen_dtype"] = str(frozen_dtype(cfg)).removeprefix("torch.")
+        info["frozen_cast_params"] = cast_frozen_linears(model, frozen_dtype(cfg))
     info["params"] = count_params(model)
     if cfg.gradient_checkpointing:
         set_checkpointing(model, True)
@@ -145,13 +147,39 @@ def _save_dtype(cfg: RefineConfig) -> torch.dtype:
     return saved_dtype(cfg.save_dtype, autocast_dtype(cfg.dtype, pick_device(cfg.device)) or torch.float32)
 
 
+def frozen_dtype(cfg: RefineConfig) -> torch.dtype:
+    """The dtype of the frozen weights (``RefineConfig.frozen_dtype``)."""
+    if cfg.frozen_dtype != "auto":
+        return pick_dtype(cfg.frozen_dtype)
+    bf16_save = _save_dtype(cfg) == torch.bfloat16
+    under_autocast = autocast_dtype(cfg.dtype, pick_device(cfg.device)) == torch.bfloat16
+    return torch.bfloat16 if bf16_save and (cfg.lora or under_autocast) else torch.float32
+
+
+def cast_frozen_linears(model: Any, dtype: torch.dtype) -> int:
+    """Cast every ``nn.Linear`` whose parameters are all frozen to ``dtype``; returns how many parameters moved.
+    Under autocast of the same dtype this changes no result: autocast rounds fp32 linear weights to it anyway. An
+    LM head tied to the input embeddings is left alone (the embeddings keep the residual stream in fp32)."""
+    moved = 0
+    tied_head = model.get_output_embeddings() if embeddings_tied(model) else None
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if module is tied_head:
+            continue
+        if isinstance(module, torch.nn.Linear) and params and not any(p.requires_grad for p in params):
+            if module.weight.dtype != dtype:
+                module.to(dtype)
+                moved += sum(p.numel() for p in params)
+    return moved
+
+
 def _load(cfg: RefineConfig) -> tuple[Any, Any, int, bool]:
     """(model, tokenizer, layer, truncated). Truncated (``truncated_load``, forward stopping at l): blocks 0..l
     only. LoRA over a bf16 save keeps the frozen weights in bf16 (the trained adapters stay fp32)."""
     config = model_config(cfg.model)
     layer = check_layer(config, cfg.layer if cfg.layer is not None else default_layer(config))
     attention = training_attention(cfg.device)
-    frozen = torch.bfloat16 if cfg.lora and _save_dtype(cfg) == torch.bfloat16 else torch.float32
+    frozen = frozen_dtype(cfg) if cfg.lora else torch.float32
     truncated = cfg.truncated_load and cfg.nll_weight == 0 and cfg.truncate_forward
     if truncated:
         model = load_truncated(resolve_model(cfg.model), layer, attention, frozen).to(pick_device(cfg.device))

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from dcr.dist import average_gradients, gather_with_grad, is_main, rank, sum_all, world_size
+from dcr.dist import average_gradients, is_main, rank, sum_all, world_size
 from dcr.models import get_layers
 from dcr.refine.checkpoint import load_checkpoint, save_checkpoint
-from dcr.refine.features import encode_prompts, prompt_features, prompt_nll
-from dcr.refine.loss import circle_loss
+from dcr.refine.features import encode_prompts
+from dcr.refine.step import loss_and_backward
 
 
 def embeddings_tied(model: Any) -> bool:
@@ -94,25 +94,9 @@ def train_step(
     model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
     autocast: torch.dtype | None,
 ) -> dict[str, float]:
-    """Forward (truncated after ``layer`` when the NLL term is off), loss, backward. Returns the loss parts."""
-    run_tail = cfg.nll_weight > 0 or not cfg.truncate_forward
-    device_type = batch["input_ids"].device.type
-    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-        feats, logits = prompt_features(model, batch, layer, cfg.pooling, run_tail=run_tail)
-    # the losses themselves in fp32, outside autocast (similarities in bf16 would be quantised to ~3 digits);
-    # several processes: Circle Loss over every rank's features (all pairs of the global batch)
-    circle = circle_loss(gather_with_grad(feats), gather_with_grad(labels), cfg.margin, cfg.gamma,
-                         cfg.circle_variant)
-    loss, nll_value = circle, float("nan")
-    if cfg.nll_weight > 0:
-        nll_sum, n_tok = prompt_nll(logits, batch["input_ids"], batch["attention_mask"], reduction="sum")
-        total = sum_all(torch.stack([nll_sum.detach(), n_tok.to(nll_sum.dtype)]))
-        # the global token mean; x world size because gradients are averaged over the ranks (1 rank: no-op)
-        loss = circle + cfg.nll_weight * nll_sum / total[1].clamp_min(1) * world_size()
-        nll_value = float(total[0] / total[1].clamp_min(1))
-    loss.backward()
-    return {"loss": circle.item() + cfg.nll_weight * nll_value if cfg.nll_weight > 0 else circle.item(),
-            "circle": circle.item(), "nll": nll_value}
+    """Forward (stopping after ``layer`` when the NLL term is off), loss, backward (``dcr.refine.step``: the
+    NLL from the LM head in token chunks, gradient caching over ``cfg.micro_batch``). Returns the loss parts."""
+    return loss_and_backward(model, batch, labels, cfg, layer, autocast)
 
 
 def train(

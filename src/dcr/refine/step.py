@@ -1,0 +1,147 @@
+"""One DCR optimisation step's loss and gradients, in bounded memory: Circle Loss at layer l over the whole
+batch, plus lambda x the prompt NLL.
+
+Two memory bounds, neither of which changes the loss or the gradients (``tests/refine/test_step.py``):
+
+- **Chunked NLL.** The LM head is never applied to a whole batch: the final hidden states (the head's input,
+  captured by a pre-hook that ends the forward there) are multiplied with the head ``nll_chunk`` tokens at a
+  time, each chunk under activation checkpointing, so at most one chunk's ``[tokens, vocab]`` logits exist at
+  once (``tokens x 152k`` floats for Qwen2.5 instead of ``batch x length x 152k``).
+- **Gradient caching** (Gao et al. 2021) when ``micro_batch`` is smaller than the batch: (1) the layer-l
+  features of every micro-batch are computed without a graph (the forward stops at l); (2) Circle Loss is taken
+  on the whole batch's features and backpropagated to them; (3) each micro-batch is run again with its graph
+  and backpropagated with its slice of that feature gradient, plus its share of the NLL term. Each pass
+  restores the RNG state of the first (dropout sees the same masks). Activation memory is that of one
+  micro-batch; the loss is exactly batch 32's, and the gradients equal it up to float summation order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from dcr.dist import gather_with_grad, sum_all, world_size
+from dcr.hooks import hidden_of, hooks
+from dcr.models import get_layers
+from dcr.refine.features import StopForward, check_layer, pool
+from dcr.refine.loss import circle_loss
+
+
+def forward_to_head(model: Any, batch: dict[str, torch.Tensor], layer: int,
+                    tail: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The hidden state after block ``layer`` and, when ``tail``, the LM head's input ``[B, T, d]`` (the final
+    hidden states after the last norm). The head itself is never run; without ``tail`` the forward stops at l."""
+    block = get_layers(model)[check_layer(model, layer)]
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab_block(_m: torch.nn.Module, _i: Any, output: Any) -> None:
+        captured["layer"] = hidden_of(output)
+        if not tail:
+            raise StopForward
+
+    def grab_head(_m: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        captured["final"] = args[0]
+        raise StopForward
+
+    head = model.get_output_embeddings()
+    with hooks([block], [grab_block]), hooks([head], [grab_head], pre=True):
+        try:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        except StopForward:
+            pass
+    if "layer" not in captured or (tail and "final" not in captured):
+        raise RuntimeError(f"the forward did not reach block {layer}{' and the LM head' if tail else ''}")
+    return captured["layer"], captured.get("final")
+
+
+def _softcap(model: Any) -> float | None:
+    config = getattr(model.config, "text_config", None) or model.config
+    return getattr(config, "final_logit_softcapping", None)
+
+
+def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor], chunk: int,
+                 autocast: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of next-token NLL (fp32) over the prompt tokens and their number, from the head's input ``final``.
+
+    A target counts when it and the token before it are both real tokens (as ``prompt_nll``). The head runs on
+    ``chunk`` tokens at a time under checkpointing: one chunk's logits exist at once, forward and backward.
+    """
+    mask, ids = batch["attention_mask"], batch["input_ids"]
+    keep = (mask[:, 1:] * mask[:, :-1]).bool()
+    h, y = final[:, :-1][keep], ids[:, 1:][keep]
+    head, cap = model.get_output_embeddings(), _softcap(model)
+    device_type = final.device.type
+
+    def ce(h_part: torch.Tensor, y_part: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            logits = head(h_part)
+        logits = logits.float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return F.cross_entropy(logits, y_part, reduction="sum")
+
+    total = final.sum() * 0.0
+    for start in range(0, len(y), chunk):
+        total = total + checkpoint(ce, h[start:start + chunk], y[start:start + chunk], use_reentrant=False)
+    return total, keep.sum()
+
+
+def _features(model: Any, batch: dict[str, torch.Tensor], layer: int, cfg: Any, autocast: torch.dtype | None,
+              tail: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    device_type = batch["input_ids"].device.type
+    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        hidden, final = forward_to_head(model, batch, layer, tail)
+    return F.normalize(pool(hidden.float(), batch["attention_mask"], cfg.pooling), dim=-1), final
+
+
+def _slices(n: int, size: int | None) -> list[slice]:
+    size = n if not size or size >= n else size
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
+                      autocast: torch.dtype | None) -> dict[str, float]:
+    """Circle Loss (+ lambda x NLL) of the batch; gradients accumulated into ``.grad``. Returns the loss parts."""
+    nll_on = cfg.nll_weight > 0
+    tail = nll_on or not cfg.truncate_forward
+    parts = _slices(len(labels), getattr(cfg, "micro_batch", None))
+    chunk = getattr(cfg, "nll_chunk", 1024)
+    n_tok = sum_all((batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).sum())
+    scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
+    rows = {k: v for k, v in batch.items()}
+    cached = len(parts) > 1
+    states = []
+    if cached:  # pass 1: every micro-batch's features, no graph
+        feats = []
+        with torch.no_grad():
+            for sl in parts:
+                states.append(torch.get_rng_state())
+                feats.append(_features(model, {k: v[sl] for k, v in rows.items()}, layer, cfg, autocast, False)[0])
+        leaf = torch.cat(feats).requires_grad_(True)
+        circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels), cfg.margin, cfg.gamma,
+                             cfg.circle_variant)
+        circle.backward()
+        grads = leaf.grad
+    nll_total = torch.zeros(())
+    for i, sl in enumerate(parts):  # pass 2 (or the only pass): each micro-batch with its graph
+        if cached:
+            torch.set_rng_state(states[i])
+        sub = {k: v[sl] for k, v in rows.items()}
+        feats_i, final = _features(model, sub, layer, cfg, autocast, tail)
+        if cached:
+            loss = (feats_i * grads[sl]).sum()
+        else:
+            circle = circle_loss(gather_with_grad(feats_i), gather_with_grad(labels), cfg.margin, cfg.gamma,
+                                 cfg.circle_variant)
+            loss = circle
+        if nll_on:
+            nll_sum, _ = head_nll_sum(model, final, sub, chunk, autocast)
+            loss = loss + scale * nll_sum
+            nll_total = nll_total + nll_sum.detach()
+        loss.backward()
+    nll_value = float(sum_all(nll_total) / n_tok.clamp_min(1)) if nll_on else float("nan")
+    total = circle.item() + cfg.nll_weight * nll_value if nll_on else circle.item()
+    return {"loss": total, "circle": circle.item(), "nll": nll_value}

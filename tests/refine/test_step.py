@@ -1,0 +1,100 @@
+"""The bounded-memory refine step changes nothing: the chunked NLL and gradient caching give the loss and the
+gradients of the plain path (full logits, one forward over the whole batch), and bf16 frozen linears under bf16
+autocast give bit-identical losses and gradients."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from dcr.refine.features import encode_prompts, layer_forward, pool, prompt_nll
+from dcr.refine.loss import circle_loss
+from dcr.refine.stage import cast_frozen_linears
+from dcr.refine.step import loss_and_backward
+from dcr.refine.train import setup_full
+from dcr.testing import tiny_lm
+
+PROMPTS = ["How do I kill a python process?", "How can I shoot a good photo?", "Where can I buy a can of coke?",
+           "What is a murder of crows?", "How do I make a bomb at home?", "How can I poison my neighbour?",
+           "Tell me how to steal a car.", "Write a threat to my boss."]
+LABELS = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+LAYER = 1
+
+
+def cfg(**kw: Any) -> SimpleNamespace:
+    base = {"nll_weight": 0.5, "truncate_forward": True, "pooling": "last", "margin": 0.25, "gamma": 16.0,
+            "circle_variant": "paper", "micro_batch": None, "nll_chunk": 1024}
+    return SimpleNamespace(**{**base, **kw})
+
+
+def reference(model: Any, batch: dict[str, torch.Tensor], c: SimpleNamespace,
+              autocast: torch.dtype | None = None) -> float:
+    """The plain path: one forward with full logits, Circle Loss + lambda x prompt NLL, one backward."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast is not None):
+        hidden, logits = layer_forward(model, batch["input_ids"], batch["attention_mask"], LAYER, run_tail=True)
+    feats = torch.nn.functional.normalize(pool(hidden.float(), batch["attention_mask"], c.pooling), dim=-1)
+    loss = circle_loss(feats, LABELS, c.margin, c.gamma, c.circle_variant)
+    if c.nll_weight > 0:
+        loss = loss + c.nll_weight * prompt_nll(logits, batch["input_ids"], batch["attention_mask"])
+    loss.backward()
+    return loss.item()
+
+
+def grads(model: Any) -> dict[str, torch.Tensor]:
+    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def setup(family: str = "qwen2") -> tuple[Any, dict[str, torch.Tensor]]:
+    model, tok = tiny_lm(family, seed=0, tie_word_embeddings=True)
+    setup_full(model, LAYER)
+    model.train()
+    return model, encode_prompts(tok, PROMPTS, "auto", 64)
+
+
+@pytest.mark.parametrize(("micro_batch", "nll_chunk", "nll_weight"),
+                         [(None, 1024, 0.5), (None, 7, 0.5), (3, 1024, 0.5), (2, 5, 0.5), (3, 1024, 0.0), (1, 3, 0.5)])
+def test_chunked_nll_and_gradient_caching_equal_the_plain_path(micro_batch: int | None, nll_chunk: int,
+                                                               nll_weight: float) -> None:
+    model, batch = setup()
+    ref_loss = reference(model, batch, cfg(nll_weight=nll_weight))
+    ref = grads(model)
+    parts = loss_and_backward(model, batch, LABELS, cfg(micro_batch=micro_batch, nll_chunk=nll_chunk,
+                                                        nll_weight=nll_weight), LAYER, None)
+    got = grads(model)
+    assert parts["loss"] == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+    assert set(got) == set(ref) and got
+    for name, g in ref.items():
+        torch.testing.assert_close(got[name], g, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_gradient_caching_under_bf16_autocast_matches_within_bf16_noise() -> None:
+    model, batch = setup("llama")
+    ref_loss = reference(model, batch, cfg(), torch.bfloat16)
+    ref = grads(model)
+    parts = loss_and_backward(model, batch, LABELS, cfg(micro_batch=3, nll_chunk=6), LAYER, torch.bfloat16)
+    got = grads(model)
+    assert parts["loss"] == pytest.approx(ref_loss, rel=2e-2)
+    num = sum(float((got[n] - g).norm() ** 2) for n, g in ref.items()) ** 0.5
+    den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
+    assert num / den < 0.05
+
+
+def test_bf16_frozen_linears_are_exact_under_bf16_autocast() -> None:
+    model, batch = setup()
+    first = loss_and_backward(model, batch, LABELS, cfg(), LAYER, torch.bfloat16)
+    fp32_grads = grads(model)
+    moved = cast_frozen_linears(model, torch.bfloat16)
+    frozen_linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers.2." in n]
+    assert moved > 0 and frozen_linears and all(m.weight.dtype == torch.bfloat16 for m in frozen_linears)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    assert model.get_input_embeddings().weight.dtype == torch.float32  # embeddings (and the tied head) stay fp32
+    second = loss_and_backward(model, batch, LABELS, cfg(), LAYER, torch.bfloat16)
+    assert second == first
+    for name, g in grads(model).items():
+        assert torch.equal(g, fp32_grads[name]), name
