@@ -39,8 +39,9 @@ def test_streamed_conversion_equals_transformers(tmp_path: Path) -> None:
     assert tok("the cat")["input_ids"] == ref_tok("the cat")["input_ids"] and tok.chat_template == ref_tok.chat_template
 
 
-@pytest.mark.parametrize(("embd", "head", "kept"), [("Q8_0", "F16", "output.weight"), ("F16", "Q8_0", "token_embd.weight"),
-                                                     ("Q8_0", "Q8_0", "output.weight"), ("F32", "F16", "token_embd.weight")])
+@pytest.mark.parametrize(("embd", "head", "kept"), [
+    ("Q8_0", "F16", "output.weight"), ("F16", "Q8_0", "token_embd.weight"), ("Q8_0", "Q8_0", "output.weight"),
+    ("F32", "F16", "token_embd.weight")])
 def test_retie_keeps_the_more_precise_copy(tmp_path: Path, embd: str, head: str, kept: str) -> None:
     gguf = write_tiny_qwen2_gguf(tmp_path / "m.gguf", embd_type=embd, head_type=head)
     reader = GGUFReader(str(gguf))

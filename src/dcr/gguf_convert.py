@@ -136,7 +136,8 @@ def convert_gguf(path: Path, out: Path, retie: bool = False, shard_bytes: int = 
         items = dict(side["tensors"])  # some processors store tensors themselves (GPT-2's lm_head)
         if result.name is not None and result.name in mapping:
             hf_name = mapping[EMBED] if choice is not None and name == HEAD else mapping[result.name]
-            items[hf_name] = torch.from_numpy(np.array(result.weights, dtype=np.float32))  # a copy: memmapped F32 is read-only
+            # a copy: memmapped F32 tensors are read-only
+            items[hf_name] = torch.from_numpy(np.array(result.weights, dtype=np.float32))
         for hf_name, value in items.items():
             writer.add(hf_name, value.to(torch.float32))
             written += 1

@@ -32,7 +32,7 @@ from dcr.align.train import (
 from dcr.dist import barrier, is_main, main_first, world_size
 from dcr.io import atomic_dir, write_jsonl
 from dcr.models import pick_device
-from dcr.stage import run_stage
+from dcr.stage import release_memory, run_stage
 
 log = logging.getLogger("dcr.align")
 RESUMABLE = ("checkpoints", "teacher", "tracking.csv", "train_log.csv")
@@ -111,6 +111,9 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
     if is_main():
         with atomic_dir(out / "adapter") as tmp:
             model.save_pretrained(tmp)
+    del trainer, model  # the training model and its optimizer state go before the fp32 merge loads the base
+    release_memory()
+    if is_main():
         merge(cfg, out, tok)
         _record(cfg, out, stats)
     barrier()

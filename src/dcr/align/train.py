@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dcr.align.config import AlignConfig
+from dcr.chunked import chunked_cross_entropy
 from dcr.prompts import adds_special_tokens, format_prompt, response_suffix
 
 IGNORE = -100
@@ -121,7 +122,7 @@ def compute_context(model: Any, dtype: torch.dtype | None = None) -> contextlib.
 
 
 def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None,
-               wrapped: Any = None) -> torch.Tensor:
+               wrapped: Any = None, chunk: int = 256) -> torch.Tensor:
     """Causal-LM cross-entropy computed from the LM head at labelled positions only (prompt and padding positions
     never reach the vocabulary projection). Equal to the model's own loss: the mean over labelled tokens, or their
     sum over ``num_items_in_batch`` when the Trainer passes it (gradient accumulation).
@@ -138,12 +139,12 @@ def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: 
             logits = wrapped(**args).logits[:, :-1][keep].float()
         else:
             hidden = base.get_decoder()(**args)[0]
-    if wrapped is None:
-        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    if num_items_in_batch is None:
-        return torch.nn.functional.cross_entropy(logits, labels[keep])
-    total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
-    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+    if wrapped is None:  # the head a chunk of labelled tokens at a time: never a micro-batch's full logits
+        total = chunked_cross_entropy(base.get_output_embeddings(), hidden[:, :-1][keep], labels[keep], chunk)
+    else:
+        total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
+    denom = keep.sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(denom, device=total.device, dtype=total.dtype).clamp_min(1)
 
 
 def sft_trainer(**kw: Any) -> Any:

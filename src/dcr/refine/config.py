@@ -68,7 +68,7 @@ class RefineConfig(StageConfig):
                                                "Loss is taken on the whole batch, then each micro-batch is "
                                                "backpropagated with its share; loss and gradients are those of "
                                                "batch_size (tested). None = the whole batch in one forward.")
-    nll_chunk: int = field(1024, help="Tokens per LM-head chunk in the NLL term: at most this many tokens' "
+    nll_chunk: int = field(256, help="Tokens per LM-head chunk in the NLL term: at most this many tokens' "
                                       "full-vocabulary logits exist at once (same loss; tested).")
     frozen_dtype: str = field("auto", help="dtype of the frozen weights: auto = bf16 when the model is saved in "
                                            "bf16 (and, full-parameter, trained under bf16 autocast), else fp32; or "
@@ -77,6 +77,8 @@ class RefineConfig(StageConfig):
                                            "bf16 anyway); norms and embeddings stay fp32. LoRA: the whole base model.")
     memory_check: bool = field(True, help="Estimate peak memory from the model's config before loading it, and "
                                           "refuse (naming settings that fit) when it exceeds the memory available.")
+    memory_limit_gb: float | None = field(None, help="Memory the estimate is checked against, in GB (None = "
+                                                     "MemAvailable, or the cgroup limit when lower).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,6 +113,8 @@ class RefineConfig(StageConfig):
         check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         check(self.micro_batch is None or self.micro_batch >= 1,
               f"micro_batch must be >= 1 (or None = the whole batch), got {self.micro_batch}")
+        check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
+              f"memory_limit_gb must be > 0 (or None = what is available), got {self.memory_limit_gb}")
         check(self.nll_chunk >= 1, f"nll_chunk must be >= 1 token, got {self.nll_chunk}")
         check(self.frozen_dtype in FROZEN_DTYPES, f"frozen_dtype {self.frozen_dtype!r}. Fix: one of {FROZEN_DTYPES}")
         check(self.frozen_dtype != "bf16" or self.lora or self.dtype not in ("fp32", "float32"),
@@ -126,3 +130,7 @@ class RefineConfig(StageConfig):
             n = num_layers(model_config(self.model))
             check(self.layer < n, f"layer {self.layer} out of range: {self.model} has blocks 0..{n - 1}. "
                                   f"Fix: pass --layer between 0 and {n - 1}")
+        if self.memory_check:
+            from dcr.refine.memory import check_fits
+
+            check_fits(self)

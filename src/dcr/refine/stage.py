@@ -25,6 +25,7 @@ from dcr.models import (
     load_tokenizer,
     model_config,
     num_layers,
+    own_storage,
     pick_device,
     pick_dtype,
     resolve_model,
@@ -38,7 +39,7 @@ from dcr.refine.features import check_layer, default_layer, extract_features
 from dcr.refine.metrics import separability
 from dcr.refine.train import count_params, embeddings_tied, setup_full, setup_lora, train
 from dcr.refine.truncated import load_truncated, splice_save
-from dcr.stage import run_stage
+from dcr.stage import release_memory, run_stage
 
 log = logging.getLogger("dcr.refine")
 TRAIN_EVAL = 50  # training prompts per class scored as the in-distribution reference in metrics.json
@@ -125,6 +126,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
         info.update(setup_full(model, layer, cfg.tied_embeddings))
         info["frozen_dtype"] = str(frozen_dtype(cfg)).removeprefix("torch.")
         info["frozen_cast_params"] = cast_frozen_linears(model, frozen_dtype(cfg))
+        release_memory()  # the fp32 copies of the cast weights go back to the OS, not to glibc's free lists
     info["params"] = count_params(model)
     if cfg.gradient_checkpointing:
         set_checkpointing(model, True)
@@ -187,7 +189,7 @@ def _load(cfg: RefineConfig) -> tuple[Any, Any, int, bool]:
         return model, load_tokenizer(resolve_model(cfg.model)), layer, True
     model, tok = load_model(cfg.model, dtype="fp32" if frozen == torch.float32 else "bf16", device=cfg.device,
                             attention=attention)
-    return model, tok, layer, False
+    return own_storage(model), tok, layer, False
 
 
 def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, Any]:

@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
+from dcr.chunked import chunked_cross_entropy
 from dcr.dist import gather_with_grad, sum_all, world_size
 from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers
 from dcr.refine.features import StopForward, check_layer, pool
 from dcr.refine.loss import circle_loss
+from dcr.stage import trim_heap
 
 
 def forward_to_head(model: Any, batch: dict[str, torch.Tensor], layer: int,
@@ -75,24 +76,22 @@ def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor]
     head, cap = model.get_output_embeddings(), _softcap(model)
     device_type = final.device.type
 
-    def ce(h_part: torch.Tensor, y_part: torch.Tensor) -> torch.Tensor:
+    def logits_of(h_part: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
             logits = head(h_part)
-        logits = logits.float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return F.cross_entropy(logits, y_part, reduction="sum")
+        return torch.tanh(logits.float() / cap) * cap if cap else logits
 
-    total = final.sum() * 0.0
-    for start in range(0, len(y), chunk):
-        total = total + checkpoint(ce, h[start:start + chunk], y[start:start + chunk], use_reentrant=False)
+    total = chunked_cross_entropy(logits_of, h, y, chunk)
     return total, keep.sum()
 
 
 def _features(model: Any, batch: dict[str, torch.Tensor], layer: int, cfg: Any, autocast: torch.dtype | None,
               tail: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     device_type = batch["input_ids"].device.type
-    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+    # no autocast weight cache: each weight is used once per forward, and under activation checkpointing the cache
+    # would hold a bf16 copy of every trainable weight until the forward ends (1.3 GB at 1.5B) for nothing
+    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
+                        cache_enabled=False):
         hidden, final = forward_to_head(model, batch, layer, tail)
     return F.normalize(pool(hidden.float(), batch["attention_mask"], cfg.pooling), dim=-1), final
 
@@ -112,6 +111,7 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
     n_tok = sum_all((batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).sum())
     scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
     rows = {k: v for k, v in batch.items()}
+    trim = batch["input_ids"].device.type == "cpu"
     cached = len(parts) > 1
     states = []
     if cached:  # pass 1: every micro-batch's features, no graph
@@ -142,6 +142,8 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
             loss = loss + scale * nll_sum
             nll_total = nll_total + nll_sum.detach()
         loss.backward()
+        if trim:
+            trim_heap()  # glibc keeps each micro-batch's freed activations resident otherwise
     nll_value = float(sum_all(nll_total) / n_tok.clamp_min(1)) if nll_on else float("nan")
     total = circle.item() + cfg.nll_weight * nll_value if nll_on else circle.item()
     return {"loss": total, "circle": circle.item(), "nll": nll_value}

@@ -24,6 +24,7 @@ from dcr.models import get_layers
 from dcr.refine.checkpoint import load_checkpoint, save_checkpoint
 from dcr.refine.features import encode_prompts
 from dcr.refine.step import loss_and_backward
+from dcr.stage import HeapGuard
 
 
 def embeddings_tied(model: Any) -> bool:
@@ -116,6 +117,7 @@ def train(
     if done and log is not None:
         log(f"resumed: {done} of {len(batches)} steps from {ckpt[0] if ckpt else ''}")
     model.train()
+    guard = HeapGuard() if device.type == "cpu" else None
     start = time.time() - (rows[-1]["seconds"] if rows else 0.0)
     tokens = int(rows[-1]["tokens"]) if rows else 0
     for step in range(done, len(batches)):
@@ -130,6 +132,8 @@ def train(
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
+        if guard is not None:
+            guard.step()
         tokens += int(sum_all(batch["attention_mask"].sum()))
         rows.append({"step": step + 1, "epoch": step // steps_per_epoch + 1, **parts, "lr": sched.get_last_lr()[0],
                      "tokens": tokens, "seconds": round(time.time() - start, 3)})
