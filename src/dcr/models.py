@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from dcr.embedded import EMBEDDED, EmbeddedModel, cache_dir, measured_refine_layer, pull, sha256_file
+from dcr.embedded import EMBEDDED, EmbeddedModel, cache_dir, measured_refine_layer, pull, sha256_file, weights_for
 from dcr.errors import ModelError
 
-__all__ = ["EMBEDDED", "EmbeddedModel", "cache_dir", "measured_refine_layer", "pull", "sha256_file"]
+__all__ = ["EMBEDDED", "EmbeddedModel", "cache_dir", "measured_refine_layer", "pull", "sha256_file", "weights_for"]
 
 
 def checkpointing_prefix(obj: Any) -> str:
@@ -165,9 +165,10 @@ def load_model(
 
     ref = resolve_model(name_or_path)
     dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            ref, dtype=pick_dtype(dtype, dev), trust_remote_code=trust_remote_code, attn_implementation=attention,
+            weights_for(ref, dt), dtype=dt, trust_remote_code=trust_remote_code, attn_implementation=attention,
             device_map="auto" if device == "shard" else None,  # split over every visible GPU (accelerate)
         )
     except OSError as exc:

@@ -49,7 +49,8 @@ def test_a_run_that_does_not_fit_refuses_before_anything_is_written(tiny_dir: Pa
                      memory_check=False)
     need = sum(check_fits(c, limit=1e15).values())
     small = dataclasses.replace(c, memory_check=True, memory_limit_gb=(need - 1e5) / GB)
-    with pytest.raises(ConfigError, match=r"refine of .* needs about .* GB \(.*batch 8, longest prompt \d+ tokens\) but .* GB is available\. "
+    with pytest.raises(ConfigError, match=r"refine of .* needs about .* GB \(.*batch 8, longest prompt \d+ tokens\) "
+                                          r"but .* GB is available\. "
                                           r"Fix: pass --[a-z-]+.* \(.* GB\).*or --no-memory-check"):
         refine(small, tmp_path / "out")
     assert not (tmp_path / "out").exists()

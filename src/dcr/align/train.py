@@ -89,11 +89,11 @@ def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from dcr.models import contiguous_head, load_tokenizer, pick_device, resolve_model, training_attention
+    from dcr.models import contiguous_head, load_tokenizer, pick_device, resolve_model, training_attention, weights_for
 
     ref = resolve_model(cfg.model)
     torch.manual_seed(cfg.seed)
-    base = AutoModelForCausalLM.from_pretrained(ref, dtype=base_dtype(cfg),
+    base = AutoModelForCausalLM.from_pretrained(weights_for(ref, base_dtype(cfg)), dtype=base_dtype(cfg),
                                                 attn_implementation=training_attention(cfg.device))
     base.to(pick_device(cfg.device))
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
