@@ -63,22 +63,34 @@ class RefineConfig(StageConfig):
                                             "never in memory).")
     gradient_checkpointing: bool = field(False, help="Recompute block activations in the backward pass instead "
                                                      "of storing them (less memory, about 1.3x the compute).")
-    micro_batch: int | None = field(None, help="Gradient caching: prompts per forward. The batch's layer-l "
-                                               "features are computed in micro-batches without a graph, Circle "
-                                               "Loss is taken on the whole batch, then each micro-batch is "
-                                               "backpropagated with its share; loss and gradients are those of "
-                                               "batch_size (tested). None = the whole batch in one forward.")
-    nll_chunk: int = field(256, help="Tokens per LM-head chunk in the NLL term: at most this many tokens' "
-                                      "full-vocabulary logits exist at once (same loss; tested).")
-    frozen_dtype: str = field("auto", help="dtype of the frozen weights: auto = bf16 when the model is saved in "
-                                           "bf16 (and, full-parameter, trained under bf16 autocast), else fp32; or "
-                                           "fp32 / bf16. Full-parameter: only the frozen linear weights (blocks "
-                                           "above l) are cast, which is exact under autocast (it rounds them to "
-                                           "bf16 anyway); norms and embeddings stay fp32. LoRA: the whole base model.")
-    memory_check: bool = field(True, help="Estimate peak memory from the model's config before loading it, and "
-                                          "refuse (naming settings that fit) when it exceeds the memory available.")
-    memory_limit_gb: float | None = field(None, help="Memory the estimate is checked against, in GB (None = "
-                                                     "MemAvailable, or the cgroup limit when lower).")
+    micro_batch: int | None = field(
+        None, legacy=None, help=(
+        "Gradient caching: prompts per forward. The batch's layer-l features are computed in micro-batches "
+        "without a graph, Circle Loss is taken on the whole batch, then each micro-batch is backpropagated "
+        "with its share; loss and gradients are those of batch_size (tested). None = the whole batch in one "
+        "forward."
+        ))
+    nll_chunk: int = field(
+        256, legacy=256, help=(
+        "Tokens per LM-head chunk in the NLL term: at most this many tokens' full-vocabulary logits exist at "
+        "once (same loss; tested)."
+        ))
+    frozen_dtype: str = field(
+        "auto", legacy="auto", help=(
+        "dtype of the frozen weights: auto = bf16 when the model is saved in bf16 (and, full-parameter, "
+        "trained under bf16 autocast), else fp32; or fp32 / bf16. Full-parameter: only the frozen linear "
+        "weights (blocks above l) are cast, which is exact under autocast (it rounds them to bf16 anyway); "
+        "norms and embeddings stay fp32. LoRA: the whole base model."
+        ))
+    memory_check: bool = field(
+        True, keyed=False, help=(
+        "Estimate peak memory from the model's config before loading it, and refuse (naming settings that "
+        "fit) when it exceeds the memory available."
+        ))
+    memory_limit_gb: float | None = field(
+        None, keyed=False, help=(
+        "Memory the estimate is checked against, in GB (None = MemAvailable, or the cgroup limit when lower)."
+        ))
 
     def __post_init__(self) -> None:
         super().__post_init__()
