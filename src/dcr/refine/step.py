@@ -107,10 +107,9 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
     nll_on = cfg.nll_weight > 0
     tail = nll_on or not cfg.truncate_forward
     parts = _slices(len(labels), getattr(cfg, "micro_batch", None))
-    chunk = getattr(cfg, "nll_chunk", 1024)
+    chunk = getattr(cfg, "nll_chunk", 256)  # RefineConfig.nll_chunk's default
     n_tok = sum_all((batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).sum())
     scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
-    rows = {k: v for k, v in batch.items()}
     trim = batch["input_ids"].device.type == "cpu"
     cached = len(parts) > 1
     states = []
@@ -119,7 +118,7 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
         with torch.no_grad():
             for sl in parts:
                 states.append(torch.get_rng_state())
-                feats.append(_features(model, {k: v[sl] for k, v in rows.items()}, layer, cfg, autocast, False)[0])
+                feats.append(_features(model, {k: v[sl] for k, v in batch.items()}, layer, cfg, autocast, False)[0])
         leaf = torch.cat(feats).requires_grad_(True)
         circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels), cfg.margin, cfg.gamma,
                              cfg.circle_variant)
@@ -129,7 +128,7 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
     for i, sl in enumerate(parts):  # pass 2 (or the only pass): each micro-batch with its graph
         if cached:
             torch.set_rng_state(states[i])
-        sub = {k: v[sl] for k, v in rows.items()}
+        sub = {k: v[sl] for k, v in batch.items()}
         feats_i, final = _features(model, sub, layer, cfg, autocast, tail)
         if cached:
             loss = (feats_i * grads[sl]).sum()
