@@ -3,6 +3,8 @@
     python benchmarks/bench_refine.py                        # quickstart: 64 prompts per class, batch 16, NLL on
     python benchmarks/bench_refine.py --size medium          # 200 : 400 prompts, batch 32, 1 epoch timed
     python benchmarks/bench_refine.py --compare HEAD~3       # the same measurement against another revision
+    python benchmarks/bench_refine.py --model ~/.cache/dcr/models/qwen2.5-coder-0.5b --layer 11 --size medium \
+        --micro-batch 8 --compare 62260d5 --rounds 1             # issue 27's refine step ratio
 
 Runs the whole stage in a temporary directory and reads the training loop's own figures from metrics.json
 (tokens and seconds of the optimisation steps only). Prints tokens/s, the model FLOP/s as a share of this CPU's
@@ -22,6 +24,8 @@ SIZES = {"quickstart": dict(limit=64, epochs=2, batch_size=16, eval_batch_size=1
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
+    import dataclasses
+
     import torch
 
     from dcr.io import read_json
@@ -29,7 +33,11 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     from dcr.refine import RefineConfig, refine
 
     torch.set_num_threads(args.threads)
-    cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, layer=args.layer, **SIZES[args.size])
+    known = {f.name for f in dataclasses.fields(RefineConfig)}
+    extra = {k: v for k, v in (("micro_batch", args.micro_batch), ("memory_check", False))
+             if k in known and v is not None}
+    cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, layer=args.layer, **SIZES[args.size],
+                       **extra)
     with tempfile.TemporaryDirectory() as tmp:
         out = refine(cfg, f"{tmp}/refine")
         metrics = read_json(out / "metrics.json")
@@ -49,6 +57,8 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=15, help="refine layer (BENCHMARKS.md rows: 15 of 30)")
     ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
     ap.add_argument("--nll", type=float, default=0.001, help="NLL weight (0 = truncated forward)")
+    ap.add_argument("--micro-batch", type=int, help="gradient caching micro-batch (revisions that have it; older "
+                                                     "ones run the plain path)")
     add_common_args(ap)
     args = ap.parse_args()
     run_benchmark(args, measure, f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads",

@@ -73,7 +73,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="--compare: runs of each revision, alternating")
 
 
-KEYS = ("tokens_per_s", "pct_of_bf16_peak", "peak_rss_mb")
+KEYS = ("tokens_per_s", "prompts_per_s", "pct_of_bf16_peak", "peak_rss_mb")
 
 
 def run_benchmark(args: argparse.Namespace, measure: Any, title: str, columns: dict[str, str]) -> None:
@@ -118,8 +118,27 @@ def compare(rev: str, argv: list[str], rounds: int, keys: tuple[str, ...]) -> No
                            capture_output=True)
     print(f"\n{rev} (old) vs working tree (new), {rounds} alternating rounds each, medians:\n")
     print("| figure | old | new | new / old (median of pairs) |\n|---|---:|---:|---:|")
-    for key in keys:
+    for key in (k for k in keys if k in pairs[0][0] and k in pairs[0][1]):
         old = [p[0][key] for p in pairs]
         new = [p[1][key] for p in pairs]
         ratio = statistics.median(n / o for o, n in zip(old, new) if o)
         print(f"| {key} | {statistics.median(old):.1f} | {statistics.median(new):.1f} | {ratio:.2f}x |")
+    if "completions" in pairs[0][0] and "completions" in pairs[0][1]:
+        verdict_agreement(pairs[0][0]["completions"], pairs[0][1]["completions"])
+
+
+def verdict_agreement(old: dict[str, list[str]], new: dict[str, list[str]]) -> None:
+    """Print how many {id: [prompt, completion]} of two revisions the working tree's keyword judge labels alike
+    (one judge for both: a judge change between the revisions is not a generation change)."""
+    from dcr.judges import get_judge
+
+    judge, ids = get_judge("keyword"), sorted(old)
+    a = judge.labels([old[i][0] for i in ids], [old[i][1] for i in ids])
+    b = judge.labels([new[i][0] for i in ids], [new[i][1] for i in ids])
+    flips: dict[str, int] = {}
+    for x, y in zip(a, b):
+        if x != y:
+            flips[f"{x} -> {y}"] = flips.get(f"{x} -> {y}", 0) + 1
+    same_text = sum(old[i][1] == new[i][1] for i in ids)
+    print(f"\nkeyword verdicts (round 1, this tree's judge): {len(ids) - sum(flips.values())} of {len(ids)} equal; "
+          f"changed: {flips or 'none'}; completions equal: {same_text}")

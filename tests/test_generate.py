@@ -11,6 +11,7 @@ import pytest
 
 import dcr.generate as gen
 from dcr.generate import generate, generate_texts
+from dcr.greedy import Decoded
 from dcr.io import read_jsonl
 from dcr.testing import tiny_lm
 
@@ -47,11 +48,11 @@ def test_batches_are_length_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = tiny_lm("llama")
     batches: list[list[str]] = []
 
-    def fake(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def fake(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[Decoded]:
         batches.append(list(prompts))
-        return [f"out:{p}" for p in prompts]
+        return [Decoded(f"out:{p}", "length") for p in prompts]
 
-    monkeypatch.setattr(gen, "generate_texts", fake)
+    monkeypatch.setattr(gen, "generate_decoded", fake)
     rows = generate(model, tok, _records(), batch_size=2, progress=False)
     flat = [p for b in batches for p in b]
     assert sorted(flat) == sorted(PROMPTS)
@@ -66,17 +67,17 @@ def test_resume_continues_at_batch_boundaries(tmp_path: Path, monkeypatch: pytes
     recs = _records()
     whole = tmp_path / "whole.jsonl"
     generate(model, tok, recs, out_jsonl=whole, batch_size=2, max_new_tokens=4, progress=False)
-    real = gen.generate_texts
+    real = gen.generate_decoded
     seen: list[list[str]] = []
 
-    def killed_after_two(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def killed_after_two(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[Decoded]:
         if len(seen) == 2:
             raise KeyboardInterrupt
         seen.append(list(prompts))
         return real(model, tok, prompts, *a, **k)
 
     part = tmp_path / "part.jsonl"
-    monkeypatch.setattr(gen, "generate_texts", killed_after_two)
+    monkeypatch.setattr(gen, "generate_decoded", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         generate(model, tok, recs, out_jsonl=part, batch_size=2, max_new_tokens=4, progress=False)
     lines = part.read_text().splitlines(keepends=True)
@@ -84,11 +85,11 @@ def test_resume_continues_at_batch_boundaries(tmp_path: Path, monkeypatch: pytes
     part.write_text("".join(lines[:3]) + lines[3][:10])  # the last row torn mid-line: batch 2 is incomplete
     resumed: list[list[str]] = []
 
-    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[Decoded]:
         resumed.append(list(prompts))
         return real(model, tok, prompts, *a, **k)
 
-    monkeypatch.setattr(gen, "generate_texts", counting)
+    monkeypatch.setattr(gen, "generate_decoded", counting)
     generate(model, tok, recs, out_jsonl=part, batch_size=2, max_new_tokens=4, progress=False)
     assert resumed[0] == seen[1]  # the torn batch is regenerated whole, with the same composition
     assert len(resumed) == 3  # 4 batches (2, 2, 2, 1): the first finished, the other three run
@@ -100,13 +101,13 @@ def test_other_batch_size_is_a_cache_miss(tmp_path: Path, monkeypatch: pytest.Mo
     out = tmp_path / "gen.jsonl"
     generate(model, tok, _records(), out_jsonl=out, batch_size=2, max_new_tokens=3, progress=False)
     calls: list[str] = []
-    real = gen.generate_texts
+    real = gen.generate_decoded
 
-    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def counting(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[Decoded]:
         calls.extend(prompts)
         return real(model, tok, prompts, *a, **k)
 
-    monkeypatch.setattr(gen, "generate_texts", counting)
+    monkeypatch.setattr(gen, "generate_decoded", counting)
     generate(model, tok, _records(), out_jsonl=out, batch_size=2, max_new_tokens=3, progress=False)
     assert calls == []
     generate(model, tok, _records(), out_jsonl=out, batch_size=3, max_new_tokens=3, progress=False)
@@ -120,13 +121,13 @@ def test_resume_file_written_per_batch(tmp_path: Path, monkeypatch: pytest.Monke
     out = tmp_path / "gen.jsonl"
     n = {"calls": 0}
 
-    def flaky(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[str]:
+    def flaky(model: Any, tok: Any, prompts: list[str], *a: Any, **k: Any) -> list[Decoded]:
         n["calls"] += 1
         if n["calls"] == 3:
             raise RuntimeError("killed")
-        return ["c"] * len(prompts)
+        return [Decoded("c", "length")] * len(prompts)
 
-    monkeypatch.setattr(gen, "generate_texts", flaky)
+    monkeypatch.setattr(gen, "generate_decoded", flaky)
     with pytest.raises(RuntimeError, match="killed"):
         generate(model, tok, _records(), out_jsonl=out, batch_size=2, progress=False)
     assert len(read_jsonl(out)) == 4
@@ -146,7 +147,7 @@ def test_dataclass_records_and_bad_records(monkeypatch: pytest.MonkeyPatch) -> N
         prompt: str
 
     model, tok = tiny_lm("llama")
-    monkeypatch.setattr(gen, "generate_texts", lambda m, t, prompts, *a, **k: ["y"] * len(prompts))
+    monkeypatch.setattr(gen, "generate_decoded", lambda m, t, prompts, *a, **k: [Decoded("y", "length")] * len(prompts))
     rows = generate(model, tok, [Rec("a", "p1"), Rec("b", "p2")], progress=False)
     assert rows == [{"id": "a", "prompt": "p1", "completion": "y"}, {"id": "b", "prompt": "p2", "completion": "y"}]
     with pytest.raises(TypeError, match="records must be dicts"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from rich.progress import Progress
 
 from dcr.dist import barrier, gather, is_main, rank, world_size
 from dcr.fingerprint import short_hash
+from dcr.greedy import Decoded, greedy_decode, plain_argmax
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
 
@@ -28,26 +29,45 @@ def _as_row(rec: Any) -> dict[str, Any]:
     raise TypeError(f"records must be dicts or dataclasses with id and prompt, got {type(rec).__name__}")
 
 
+def fast_path(model: Any, longest: int, max_new_tokens: int) -> bool:
+    """Whether :func:`dcr.greedy.greedy_decode` gives ``generate``'s tokens: greedy is a plain argmax, and no
+    sliding attention window is reached (its mask counts cache slots, which the shared prefix moves)."""
+    window = getattr(model.config, "sliding_window", None) or getattr(
+        getattr(model.config, "text_config", None), "sliding_window", None)
+    return plain_argmax(model) and (not window or longest + max_new_tokens <= window)
+
+
 @torch.no_grad()
 def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
-                 add_special_tokens: bool = False, eos_ids: list[int] | None = None) -> list[str]:
-    """Greedy continuations of one batch of full model inputs (template already applied), left-padded; a row
-    stops at any of ``eos_ids`` (default: the model's generation config)."""
+                 add_special_tokens: bool = False, eos_ids: list[int] | None = None,
+                 done: Callable[[str], bool] | None = None) -> list[Decoded]:
+    """Greedy continuations of one batch of full model inputs (template already applied); a row stops at any
+    of ``eos_ids`` (default: the model's generation config) or, when given, once ``done(text)`` is True.
+
+    The shared-prefix, row-dropping loop of :mod:`dcr.greedy` where it gives ``generate``'s tokens
+    (:func:`fast_path`), else ``transformers``' ``generate`` over left-padded rows (``done`` unused there)."""
+    longest = max((len(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts), default=0)
+    if fast_path(model, longest, max_new_tokens):
+        return greedy_decode(model, tokenizer, texts, max_new_tokens, add_special_tokens, eos_ids, done)
     tokenizer.padding_side = "left"
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens).to(
         model.device
     )
-    out = model.generate(
-        **enc,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos_ids,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )
-    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+    new = out[:, enc["input_ids"].shape[1]:]
+    stops = set(eos_ids or [])
+    ended = ["stop" if stops & set(row.tolist()) else "length" for row in new]
+    return [Decoded(t, e) for t, e in zip(tokenizer.batch_decode(new, skip_special_tokens=True), ended)]
+
+
+def generate_decoded(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 128,
+                     template: str = "auto", done: Callable[[str], bool] | None = None) -> list[Decoded]:
+    """Greedy completions (stripped) for one batch of user prompts formatted with ``template``."""
+    texts = [format_prompt(tokenizer, p, template) for p in prompts]
+    outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template),
+                        stop_ids(tokenizer, template, model), done)
+    return [Decoded(d.text.strip(), d.ended) for d in outs]
 
 
 def generate_texts(
@@ -56,12 +76,10 @@ def generate_texts(
     prompts: Sequence[str],
     max_new_tokens: int = 128,
     template: str = "auto",
+    done: Callable[[str], bool] | None = None,
 ) -> list[str]:
     """Greedy completions for one batch of user prompts (formatted with ``template``)."""
-    texts = [format_prompt(tokenizer, p, template) for p in prompts]
-    outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template),
-                        stop_ids(tokenizer, template, model))
-    return [t.strip() for t in outs]
+    return [d.text for d in generate_decoded(model, tokenizer, prompts, max_new_tokens, template, done)]
 
 
 def plan_batches(tokenizer: Any, rows: Sequence[dict[str, Any]], batch_size: int) -> list[list[str]]:
@@ -94,6 +112,7 @@ def generate(
     template: str = "auto",
     progress: bool = True,
     description: str = "generating",
+    reader_done: Callable[[str], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy completions for ``records`` (each with ``id`` and ``prompt``); the result keeps input order.
 
@@ -102,6 +121,11 @@ def generate(
     appended and the plan saved beside it (``<name>.batches.json``); a resume skips finished batches and
     regenerates a partly written one whole (appending only its missing rows). Rows cached under another plan
     (another batch size or prompt set) are discarded, never mixed in.
+
+    ``reader_done(completion)`` (the judge's :meth:`~dcr.judges.base.Judge.has_read`) ends a row once its reader
+    has read all it reads; rows then carry ``truncated_for_judge`` (True where a row was cut there). The caller
+    keys its cache on that policy (``dcr.evaluate``'s generation meta), so a whole-answer judge never reads
+    a cut row.
     """
     rows = [_as_row(r) for r in records]
     ids = [str(r["id"]) for r in rows]
@@ -126,7 +150,8 @@ def generate(
         task = bar.add_task(description, total=sum(len(b) for b in todo))
         for start in range(0, len(todo), ranks):  # one round: batch start + r on rank r (the plan, sharded)
             round_ = todo[start:start + ranks]
-            new_rows = _generate_round(model, tokenizer, round_, by_id, done, max_new_tokens, template)
+            new_rows = _generate_round(model, tokenizer, round_, by_id, done, max_new_tokens, template,
+                                       reader_done)
             for r in new_rows:
                 done[str(r["id"])] = r
             if out_jsonl is not None and is_main():
@@ -136,13 +161,16 @@ def generate(
 
 
 def _generate_round(model: Any, tokenizer: Any, round_: list[list[str]], by_id: dict[str, dict[str, Any]],
-                    done: dict[str, dict[str, Any]], max_new_tokens: int, template: str) -> list[dict[str, Any]]:
+                    done: dict[str, dict[str, Any]], max_new_tokens: int, template: str,
+                    reader_done: Callable[[str], bool] | None) -> list[dict[str, Any]]:
     """The new rows of up to ``world_size`` planned batches, in plan order; rank r generates batch r."""
     mine: list[dict[str, Any]] = []
     if rank() < len(round_):
         batch = round_[rank()]
-        outs = generate_texts(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template)
-        mine = [{**by_id[i], "completion": c} for i, c in zip(batch, outs) if i not in done]
+        outs = generate_decoded(model, tokenizer, [by_id[i]["prompt"] for i in batch], max_new_tokens, template,
+                                reader_done)
+        cut = (lambda d: {"truncated_for_judge": d.ended == "done"}) if reader_done else (lambda d: {})
+        mine = [{**by_id[i], "completion": d.text, **cut(d)} for i, d in zip(batch, outs) if i not in done]
     if world_size() == 1:
         return mine
     return gather(mine)  # rank order = batch order within the round

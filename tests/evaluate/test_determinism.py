@@ -34,7 +34,7 @@ def test_same_command_same_bytes_and_resume(smollm2_dir: Path, data_dir: Path, t
     assert _numbers(a) == _numbers(b)
     assert read_json(a / "metrics.json")["benchmarks"] == read_json(b / "metrics.json")["benchmarks"]
 
-    real, calls = dcr.generate.generate_texts, []
+    real, calls = dcr.generate.generate_decoded, []
 
     def killed_in_batch_three(*args: Any, **kw: Any) -> list[str]:
         calls.append(1)
@@ -42,11 +42,11 @@ def test_same_command_same_bytes_and_resume(smollm2_dir: Path, data_dir: Path, t
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(dcr.generate, "generate_texts", killed_in_batch_three)
+    monkeypatch.setattr(dcr.generate, "generate_decoded", killed_in_batch_three)
     with pytest.raises(KeyboardInterrupt):
         evaluate(_cfg(smollm2_dir, data_dir), tmp_path / "c")
     assert read_json(tmp_path / "c" / "manifest.json")["status"] == "interrupted"
-    monkeypatch.setattr(dcr.generate, "generate_texts", real)
+    monkeypatch.setattr(dcr.generate, "generate_decoded", real)
     c = evaluate(_cfg(smollm2_dir, data_dir), tmp_path / "c")
     assert (c / "generations" / "xstest.jsonl").read_bytes() == gen_a
     assert _numbers(c) == _numbers(a)
@@ -55,13 +55,13 @@ def test_same_command_same_bytes_and_resume(smollm2_dir: Path, data_dir: Path, t
 def test_other_batch_size_regenerates_everything(smollm2_dir: Path, data_dir: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     out = evaluate(_cfg(smollm2_dir, data_dir, max_new_tokens=8), tmp_path / "a")
-    real, prompts = dcr.generate.generate_texts, []
+    real, prompts = dcr.generate.generate_decoded, []
 
     def counting(model: Any, tok: Any, batch: list[str], *args: Any, **kw: Any) -> list[str]:
         prompts.extend(batch)
         return real(model, tok, batch, *args, **kw)
 
-    monkeypatch.setattr(dcr.generate, "generate_texts", counting)
+    monkeypatch.setattr(dcr.generate, "generate_decoded", counting)
     evaluate(_cfg(smollm2_dir, data_dir, max_new_tokens=8, batch_size=16), out)
     assert len(prompts) == 12  # a cache miss: all rows from the new batches, none kept from the old ones
     assert read_json(out / "generations" / "xstest.meta.json")["batch_size"] == 16

@@ -70,13 +70,13 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
     write_jsonl(gen, rows[:5])  # as if killed after five prompts (batches of 4: one and a quarter)
     (out / "manifest.json").unlink()
     seen: list[str] = []
-    real = dcr.generate.generate_texts
+    real = dcr.generate.generate_decoded
 
     def counting(model, tok, prompts, *a, **k):
         seen.extend(prompts)
         return real(model, tok, prompts, *a, **k)
 
-    monkeypatch.setattr(dcr.generate, "generate_texts", counting)
+    monkeypatch.setattr(dcr.generate, "generate_decoded", counting)
     evaluate(cfg, out)
     assert sorted(seen) == sorted(r["prompt"] for r in rows[4:])  # the partly written 2nd batch is redone whole
     assert len(read_jsonl(out / "results.jsonl")) == 1  # results.jsonl is rewritten, not appended to

@@ -83,9 +83,10 @@ def measure(model: Any, tok: Any, probes: dict[str, list[PromptRecord]], cfg: Al
         with ctx, torch.no_grad():
             probs = refusal_probs(model, tok, prompts, cfg.template, cfg.track_batch_size, cfg.track_prefix_cache)
             completions: list[str] = []
+            done = judge.has_read if judge.reading() != "whole answer" else None  # its verdict is fixed there
             for i in range(0, len(prompts), cfg.track_batch_size):
                 completions += generate_texts(model, tok, prompts[i:i + cfg.track_batch_size],
-                                              cfg.track_max_new_tokens, cfg.template)
+                                              cfg.track_max_new_tokens, cfg.template, done)
             refused = judge.judge(prompts, completions)
         at = 0
         for group, ps in groups:

@@ -34,8 +34,14 @@ class EvaluateConfig(StageConfig):
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.")
     max_new_tokens: int = field(64, help="Greedy tokens generated per prompt; 64 covers the opening sentences the "
                                          "keyword judge reads (raise it for guard/LLM judges).")
-    batch_size: int = field(64, help="Prompts per generation batch (length-sorted; part of the generation cache key). "
-                                      "64 is about 2x the tokens/s of 16 on 2 CPU cores (BENCHMARKS.md).")
+    stop_at_judge_window: bool = field(True, help=(
+        "Stop generating a row once every judge has read all it reads (the keyword judge: its window of 2 "
+        "sentences / 300 characters); such rows are marked truncated_for_judge. Any judge that reads whole "
+        "answers (guard, http, prefix) turns it off, and the generation cache is keyed on it, so whole-answer "
+        "judges always get full generations."))
+    batch_size: int = field(128, help="Prompts per generation batch (length-sorted; part of the generation cache key; "
+                                       "a resume unit). Prompts are read 25 at a time, so memory grows little with "
+                                       "it; a decode step of 100 rows costs 1.4x one of 64 at 1.5B (BENCHMARKS.md).")
     score_batch_size: int = field(8, help="Sequences per forward when scoring log-probabilities.")
     xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split); "
                                                  "labels the in-distribution / held-out splits (0: all "

@@ -132,13 +132,16 @@ def _refusal_prob_metrics(rows: Sequence[dict[str, Any]]) -> list[Metric]:
 
 def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any, tok: Any, cfg: Any, out: Path,
                          judges: Judges, meta: dict[str, Any],
-                         split_ids: tuple[set[str], set[str]]) -> tuple[list[Metric], dict[str, Any]]:
-    """Generate (cached), judge (cached) and summarise one prompt benchmark."""
+                         split_ids: tuple[set[str], set[str]],
+                         reader: Judge | None = None) -> tuple[list[Metric], dict[str, Any]]:
+    """Generate (cached), judge (cached) and summarise one prompt benchmark. ``reader``: the judge whose
+    ``has_read`` ends rows early (``dcr.evaluate.suite.reader``; the meta records it)."""
     gen_dir = out / "generations"
     sync_meta(gen_dir, name, meta)
     reused = prefill(gen_dir, name, records, meta)
     rows = generate(model, tok, [{"id": r.id, "prompt": r.prompt} for r in records], gen_dir / f"{name}.jsonl",
-                    cfg.max_new_tokens, cfg.batch_size, cfg.template, description=name)
+                    cfg.max_new_tokens, cfg.batch_size, cfg.template, description=name,
+                    reader_done=reader.has_read if reader else None)
     labels = {r.id: r for r in records}
     table = [{**row, "label": labels[row["id"]].label, "type": labels[row["id"]].type,
               "split": split_of(labels[row["id"]], *split_ids)} for row in rows]
@@ -154,6 +157,7 @@ def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any,
     unsafe = [r for r in table if r["label"] == "unsafe"]
     judged = [r for r in table if "refused" in r and (r["label"] == "safe" or "defended" in r)]
     detail = {"n_safe": len(table) - len(unsafe), "n_unsafe": len(unsafe), "reused_generations": reused,
+              "truncated_for_judge": sum(bool(r.get("truncated_for_judge")) for r in table),
               "by_type": by_type(judged) if judges.refusal is not None else {},
               "three_class": three_class(table) if judges.refusal is not None else {}, "notes": notes}
     return metrics, detail

@@ -194,7 +194,7 @@ def run_quality(model: Any, tok: Any, cfg: Any, out: Path, root: Path, annotator
     """Win rate of the model against the reference on ``min(quality_n, limit)`` seeded AlpacaEval prompts."""
     n = cfg.quality_n if cfg.limit is None else min(cfg.quality_n, cfg.limit)
     pairs = subsample(load_alpaca_eval(root, "gpt4"), n, cfg.seed)  # type: ignore[arg-type]
-    meta = {**meta, "max_new_tokens": cfg.quality_max_new_tokens}
+    meta = {**meta, "max_new_tokens": cfg.quality_max_new_tokens, "reading": "whole answer"}
     sync_meta(out / "generations", "alpaca-eval", meta)
     rows = generate(model, tok, [{"id": p.id, "prompt": p.prompt} for p in pairs],
                     out / "generations" / "alpaca-eval.jsonl", cfg.quality_max_new_tokens, cfg.batch_size,

@@ -52,6 +52,17 @@ def expand_benchmarks(names: list[str]) -> list[str]:
     return out
 
 
+def reader(cfg: EvaluateConfig) -> Any:
+    """The judge whose :meth:`~dcr.judges.base.Judge.has_read` may end generation early, or None: only when
+    ``stop_at_judge_window`` is on and every configured judge is the keyword judge."""
+    from dcr.judges.base import parse_spec
+
+    specs = [cfg.judge, *([cfg.safety_judge] if cfg.safety_judge else []), *cfg.extra_judges]
+    if not cfg.stop_at_judge_window or any(parse_spec(s)[0] != "keyword" for s in specs):
+        return None
+    return get_judge("keyword")
+
+
 def generation_meta(cfg: EvaluateConfig) -> dict[str, Any]:
     """Everything that changes a generated text: cached generations are reused only under an equal meta."""
     from dcr.models import pick_device, pick_dtype
@@ -62,6 +73,7 @@ def generation_meta(cfg: EvaluateConfig) -> dict[str, Any]:
             "steer_key": model_fingerprint(cfg.steer), "dtype": str(pick_dtype(cfg.dtype, device)),
             "device": device.split(":")[0], "template": cfg.template, "max_new_tokens": cfg.max_new_tokens,
             "batch_size": cfg.batch_size, "stops": "eos+end-of-turn",  # generation stops at stop_ids
+            "reading": reader(cfg).reading() if reader(cfg) else "whole answer",
             "versions": {k: lib.get(k) for k in ("dcr", "torch", "transformers")}}
 
 
@@ -72,6 +84,7 @@ class Runner:
         self.cfg, self.out, self.model, self.tok = cfg, out, model, tok
         self.root = data_dir(cfg.data_dir)
         self.meta = generation_meta(cfg)
+        self.reader = reader(cfg)
         self._judges: Judges | None = None
         self._split: tuple[set[str], set[str]] | None = None
         self._annotator: Any = None
@@ -111,7 +124,7 @@ class Runner:
             barrier()
             generate(self.model, self.tok, [{"id": r.id, "prompt": r.prompt} for r in records],
                      gen_dir / f"{slug(name)}.jsonl", cfg.max_new_tokens, cfg.batch_size, cfg.template,
-                     description=name)
+                     description=name, reader_done=self.reader.has_read if self.reader else None)
 
     def run(self, name: str) -> tuple[list[Metric], dict[str, Any]]:
         cfg = self.cfg
@@ -140,7 +153,7 @@ class Runner:
         split_ids = self.split_ids() if has_xstest else (set(), set())
         judges = self.judges()
         metrics, detail = run_prompt_benchmark(slug(name), records, self.model, self.tok, cfg, self.out, judges,
-                                               self.meta, split_ids)
+                                               self.meta, split_ids, self.reader)
         kind = BENCHMARKS[name].kind if name in BENCHMARKS else kind_of({r.label for r in records})
         return metrics, {"kind": kind, "n": len(records), "judge": judges.refusal.name if judges.refusal else None,
                          "safety_judge": judges.safety.name, **detail}

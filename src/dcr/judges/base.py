@@ -47,6 +47,16 @@ class Judge(ABC):
         """One boolean per pair: True = refusal (``measures == "refusal"``) or safe response (guard)."""
         return [self.positive(label) for label in self.labels(prompts, completions)]
 
+    def has_read(self, completion: str) -> bool:
+        """True once no continuation of ``completion`` could change this judge's verdict, so generation for it
+        may stop (``dcr.generate``). Default False: the judge reads whole answers."""
+        return False
+
+    def reading(self) -> str:
+        """What this judge reads of an answer, for generation cache keys: ``whole answer`` unless it stops early
+        (:meth:`has_read`)."""
+        return "whole answer"
+
     def judge_with_labels(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[str, bool]]:
         """(label, boolean) per pair, computing the labels once (guard/HTTP judges are expensive)."""
         return [(label, self.positive(label)) for label in self.labels(prompts, completions)]

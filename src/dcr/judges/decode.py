@@ -30,5 +30,5 @@ def greedy_texts(
     for start in range(0, len(order), max(1, batch_size)):
         idx = order[start:start + batch_size]
         batch = greedy_batch(model, tokenizer, [texts[i] for i in idx], max_new_tokens, add_special_tokens)
-        outs.update(zip(idx, batch))
+        outs.update(zip(idx, (d.text for d in batch)))
     return [outs[i] for i in range(len(texts))]

@@ -96,9 +96,71 @@ def _features(model: Any, batch: dict[str, torch.Tensor], layer: int, cfg: Any, 
     return F.normalize(pool(hidden.float(), batch["attention_mask"], cfg.pooling), dim=-1), final
 
 
-def _slices(n: int, size: int | None) -> list[slice]:
-    size = n if not size or size >= n else size
-    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+def _parts(mask: torch.Tensor, size: int | None) -> list[torch.Tensor]:
+    """Row indices of each micro-batch: rows in length order (longest first), ``size`` at a time, so each
+    micro-batch can drop the padding columns none of its rows uses (:func:`_take`)."""
+    n = mask.shape[0]
+    if not size or size >= n:
+        return [torch.arange(n)]
+    order = torch.argsort(mask.sum(1), descending=True, stable=True)
+    return [order[s:s + size] for s in range(0, n, size)]
+
+
+def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Those rows, without the columns that are padding in all of them. Rows are left-padded and the model's
+    positions are relative (RoPE), so dropping a shared run of leading pads changes no feature or NLL beyond
+    float rounding (tests/refine/test_step.py)."""
+    sub = {k: v[rows] for k, v in batch.items()}
+    used = sub["attention_mask"].any(0).nonzero()
+    if not len(used):
+        return sub
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    return {k: v[:, lo:hi] for k, v in sub.items()}
+
+
+def _one_graph(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
+               autocast: torch.dtype | None, tail: bool, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Circle Loss, NLL sum) of the whole batch: one forward, one backward (the plain path). Running the forward
+    in length-sorted 8-row chunks was measured and dropped: 0.98x the tokens/s at 0.5B (BENCHMARKS.md)."""
+    feats, final = _features(model, batch, layer, cfg, autocast, tail)
+    nll = torch.zeros(())
+    if cfg.nll_weight > 0:
+        nll = head_nll_sum(model, final, batch, getattr(cfg, "nll_chunk", 256), autocast)[0]
+    circle = circle_loss(gather_with_grad(feats), gather_with_grad(labels), cfg.margin, cfg.gamma, cfg.circle_variant)
+    loss = circle + scale * nll if cfg.nll_weight > 0 else circle
+    loss.backward()
+    return circle, nll.detach()
+
+
+def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
+            autocast: torch.dtype | None, tail: bool, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Circle Loss, NLL sum) by gradient caching over ``cfg.micro_batch`` rows (module docstring)."""
+    parts = _parts(batch["attention_mask"], cfg.micro_batch)
+    states, feats = [], []
+    with torch.no_grad():  # pass 1: every micro-batch's features, no graph
+        for rows in parts:
+            states.append(torch.get_rng_state())
+            feats.append(_features(model, _take(batch, rows), layer, cfg, autocast, False)[0])
+    leaf = torch.cat(feats).requires_grad_(True)
+    order = torch.cat(parts)  # leaf row j is batch row order[j]; Circle Loss does not depend on row order
+    circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels[order]), cfg.margin, cfg.gamma,
+                         cfg.circle_variant)
+    circle.backward()
+    nll_total, at = torch.zeros(()), 0
+    for i, rows in enumerate(parts):  # pass 2: each micro-batch with its graph and its slice of the gradient
+        torch.set_rng_state(states[i])
+        sub = _take(batch, rows)
+        feats_i, final = _features(model, sub, layer, cfg, autocast, tail)
+        loss = (feats_i * leaf.grad[at:at + len(rows)]).sum()
+        at += len(rows)
+        if cfg.nll_weight > 0:
+            nll_sum, _ = head_nll_sum(model, final, sub, getattr(cfg, "nll_chunk", 256), autocast)
+            loss = loss + scale * nll_sum
+            nll_total = nll_total + nll_sum.detach()
+        loss.backward()
+        if batch["input_ids"].device.type == "cpu":
+            trim_heap()  # glibc keeps each micro-batch's freed activations resident otherwise
+    return circle, nll_total
 
 
 def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
@@ -106,43 +168,11 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
     """Circle Loss (+ lambda x NLL) of the batch; gradients accumulated into ``.grad``. Returns the loss parts."""
     nll_on = cfg.nll_weight > 0
     tail = nll_on or not cfg.truncate_forward
-    parts = _slices(len(labels), getattr(cfg, "micro_batch", None))
-    chunk = getattr(cfg, "nll_chunk", 256)  # RefineConfig.nll_chunk's default
     n_tok = sum_all((batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).sum())
     scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
-    trim = batch["input_ids"].device.type == "cpu"
-    cached = len(parts) > 1
-    states = []
-    if cached:  # pass 1: every micro-batch's features, no graph
-        feats = []
-        with torch.no_grad():
-            for sl in parts:
-                states.append(torch.get_rng_state())
-                feats.append(_features(model, {k: v[sl] for k, v in batch.items()}, layer, cfg, autocast, False)[0])
-        leaf = torch.cat(feats).requires_grad_(True)
-        circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels), cfg.margin, cfg.gamma,
-                             cfg.circle_variant)
-        circle.backward()
-        grads = leaf.grad
-    nll_total = torch.zeros(())
-    for i, sl in enumerate(parts):  # pass 2 (or the only pass): each micro-batch with its graph
-        if cached:
-            torch.set_rng_state(states[i])
-        sub = {k: v[sl] for k, v in batch.items()}
-        feats_i, final = _features(model, sub, layer, cfg, autocast, tail)
-        if cached:
-            loss = (feats_i * grads[sl]).sum()
-        else:
-            circle = circle_loss(gather_with_grad(feats_i), gather_with_grad(labels), cfg.margin, cfg.gamma,
-                                 cfg.circle_variant)
-            loss = circle
-        if nll_on:
-            nll_sum, _ = head_nll_sum(model, final, sub, chunk, autocast)
-            loss = loss + scale * nll_sum
-            nll_total = nll_total + nll_sum.detach()
-        loss.backward()
-        if trim:
-            trim_heap()  # glibc keeps each micro-batch's freed activations resident otherwise
+    micro = getattr(cfg, "micro_batch", None)
+    run = _cached if micro and micro < len(labels) else _one_graph
+    circle, nll_total = run(model, batch, labels, cfg, layer, autocast, tail, scale)
     nll_value = float(sum_all(nll_total) / n_tok.clamp_min(1)) if nll_on else float("nan")
     total = circle.item() + cfg.nll_weight * nll_value if nll_on else circle.item()
     return {"loss": total, "circle": circle.item(), "nll": nll_value}
