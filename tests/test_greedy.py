@@ -77,7 +77,7 @@ def test_falls_back_to_generate_where_tokens_would_differ(monkeypatch: pytest.Mo
     def refuse(*a: Any, **k: Any) -> None:
         raise AssertionError("the fast loop must not run here")
 
-    monkeypatch.setattr(gen, "greedy_decode", refuse)
+    monkeypatch.setattr(gen, "decode_rows", refuse)
     out = greedy_batch(model, tok, [long_text], 6, eos_ids=stop_ids(tok, "auto", model))
     assert out[0].text == _hf(model, tok, [long_text], 6, stop_ids(tok, "auto", model))[0]
     assert out[0].ended in ("stop", "length")

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from dcr.dist import barrier, gather, is_main, rank, world_size
 from dcr.fingerprint import short_hash
-from dcr.greedy import Decoded, greedy_decode, plain_argmax
+from dcr.greedy import Decoded, decode_rows, plain_argmax
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
 
@@ -46,9 +46,9 @@ def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_token
 
     The shared-prefix, row-dropping loop of :mod:`dcr.greedy` where it gives ``generate``'s tokens
     (:func:`fast_path`), else ``transformers``' ``generate`` over left-padded rows (``done`` unused there)."""
-    longest = max((len(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts), default=0)
-    if fast_path(model, longest, max_new_tokens):
-        return greedy_decode(model, tokenizer, texts, max_new_tokens, add_special_tokens, eos_ids, done)
+    rows = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
+    if fast_path(model, max((len(r) for r in rows), default=0), max_new_tokens):
+        return decode_rows(model, tokenizer, rows, max_new_tokens, eos_ids, done)
     tokenizer.padding_side = "left"
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens).to(
         model.device

@@ -89,15 +89,15 @@ def _prefill(model: Any, rows: list[list[int]], pad_id: int,
     The rows after the shared prefix are read ``chunk`` at a time, each chunk padded only to its own longest row
     (rows should come sorted by length), then the chunks' caches are widened to the longest with masked slots.
     """
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicCache, DynamicLayer
 
     dev = model.device
+    if any(type(layer) is not DynamicLayer for layer in DynamicCache(config=model.config).layers):
+        chunk = len(rows)  # sliding or other layers keep their own bookkeeping: one chunk, no widening
     p = common_prefix(rows)
     prefix = None
     if p:
         prefix = model(input_ids=torch.tensor([rows[0][:p]], device=dev), use_cache=True, logits_to_keep=1).cache
-    if prefix is not None and any(type(layer) is not DynamicLayer for layer in prefix.layers):
-        chunk = len(rows)  # sliding or other layers keep their own bookkeeping: one chunk, no widening
     width = max(len(r) - p for r in rows)
     caches, owns, firsts = [], [], []
     for start in range(0, len(rows), chunk):
@@ -135,11 +135,18 @@ def greedy_decode(model: Any, tokenizer: Any, texts: Sequence[str], max_new_toke
     """Greedy continuations of full model inputs (template applied), in input order. ``done(text)``, asked every
     ``check_every`` tokens of a row, ends the row early (``ended == "done"``). Prompts are read
     ``prefill_chunk`` rows at a time, in length order."""
+    rows = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
+    return decode_rows(model, tokenizer, rows, max_new_tokens, eos_ids, done, check_every, prefill_chunk)
+
+
+def decode_rows(model: Any, tokenizer: Any, rows: list[list[int]], max_new_tokens: int,
+                eos_ids: Sequence[int] | None = None, done: Callable[[str], bool] | None = None,
+                check_every: int = 4, prefill_chunk: int = 25) -> list[Decoded]:
+    """:func:`greedy_decode` of already tokenised inputs."""
     if eos_ids is None:
         gen_eos = getattr(model.generation_config, "eos_token_id", None)
         eos_ids = gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (list(eos_ids) or [0])[0]
-    rows = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))  # batch row j holds input row order[j]
     cache, mask, last, nxt = _prefill(model, [rows[i] for i in order], pad_id, prefill_chunk)
     stops = torch.tensor(sorted(set(eos_ids)) or [-1], device=nxt.device)
@@ -148,9 +155,9 @@ def greedy_decode(model: Any, tokenizer: Any, texts: Sequence[str], max_new_toke
     live = order
     for step in range(1, max_new_tokens + 1):
         hit = torch.isin(nxt, stops).tolist()
-        for j, i in enumerate(live):
-            tokens[i].append(int(nxt[j]))
-            ended[i] = "stop" if hit[j] else ended[i]
+        for i, t, h in zip(live, nxt.tolist(), hit):
+            tokens[i].append(t)
+            ended[i] = "stop" if h else ended[i]
         if step == max_new_tokens:
             break
         if done is not None and step % check_every == 0:

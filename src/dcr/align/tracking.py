@@ -30,6 +30,7 @@ from dcr.data import PromptRecord, load_benchmark, xstest_split
 from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate_texts
 from dcr.io import write_table
+from dcr.judges.base import WHOLE_ANSWER
 from dcr.stage import HeapGuard
 
 log = logging.getLogger("dcr.align")
@@ -83,7 +84,7 @@ def measure(model: Any, tok: Any, probes: dict[str, list[PromptRecord]], cfg: Al
         with ctx, torch.no_grad():
             probs = refusal_probs(model, tok, prompts, cfg.template, cfg.track_batch_size, cfg.track_prefix_cache)
             completions: list[str] = []
-            done = judge.has_read if judge.reading() != "whole answer" else None  # its verdict is fixed there
+            done = judge.has_read if judge.reading() != WHOLE_ANSWER else None  # its verdict is fixed there
             for i in range(0, len(prompts), cfg.track_batch_size):
                 completions += generate_texts(model, tok, prompts[i:i + cfg.track_batch_size],
                                               cfg.track_max_new_tokens, cfg.template, done)

@@ -31,6 +31,7 @@ from dcr.evaluate.judged import slug, sync_meta
 from dcr.evaluate.metrics import Metric, mean, pair_preference, win_rate
 from dcr.generate import generate
 from dcr.io import append_jsonl, read_jsonl
+from dcr.judges.base import WHOLE_ANSWER
 from dcr.prompts import adds_special_tokens, format_prompt
 
 PAIRWISE = (
@@ -194,7 +195,7 @@ def run_quality(model: Any, tok: Any, cfg: Any, out: Path, root: Path, annotator
     """Win rate of the model against the reference on ``min(quality_n, limit)`` seeded AlpacaEval prompts."""
     n = cfg.quality_n if cfg.limit is None else min(cfg.quality_n, cfg.limit)
     pairs = subsample(load_alpaca_eval(root, "gpt4"), n, cfg.seed)  # type: ignore[arg-type]
-    meta = {**meta, "max_new_tokens": cfg.quality_max_new_tokens, "reading": "whole answer"}
+    meta = {**meta, "max_new_tokens": cfg.quality_max_new_tokens, "reading": WHOLE_ANSWER}
     sync_meta(out / "generations", "alpaca-eval", meta)
     rows = generate(model, tok, [{"id": p.id, "prompt": p.prompt} for p in pairs],
                     out / "generations" / "alpaca-eval.jsonl", cfg.quality_max_new_tokens, cfg.batch_size,

@@ -22,6 +22,7 @@ from dcr.evaluate.metrics import Metric, kind_of
 from dcr.fingerprint import model_fingerprint
 from dcr.generate import generate
 from dcr.judges import get_judge
+from dcr.judges.base import WHOLE_ANSWER
 from dcr.stage import versions
 
 EXTRA = ("heldout-nll", "alpaca-eval")
@@ -68,12 +69,12 @@ def generation_meta(cfg: EvaluateConfig) -> dict[str, Any]:
     from dcr.models import pick_device, pick_dtype
 
     device = pick_device(cfg.device)
-    lib = versions()
+    lib, early = versions(), reader(cfg)
     return {"model": cfg.model, "model_key": model_fingerprint(cfg.model), "steer": cfg.steer,
             "steer_key": model_fingerprint(cfg.steer), "dtype": str(pick_dtype(cfg.dtype, device)),
             "device": device.split(":")[0], "template": cfg.template, "max_new_tokens": cfg.max_new_tokens,
             "batch_size": cfg.batch_size, "stops": "eos+end-of-turn",  # generation stops at stop_ids
-            "reading": reader(cfg).reading() if reader(cfg) else "whole answer",
+            "reading": early.reading() if early else WHOLE_ANSWER,
             "versions": {k: lib.get(k) for k in ("dcr", "torch", "transformers")}}
 
 

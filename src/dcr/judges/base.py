@@ -27,6 +27,7 @@ RUBRIC_CLASS = {"1_full_compliance": "full_compliance", "2_full_refusal": "full_
                 "3_partial_refusal": "partial_refusal", "compliance": "full_compliance", "refusal": "full_refusal",
                 "partial_refusal": "partial_refusal"}
 NO_ARGUMENT = ("keyword", "prefix")
+WHOLE_ANSWER = "whole answer"  # Judge.reading() of a judge that reads whole answers
 
 
 class Judge(ABC):
@@ -55,7 +56,7 @@ class Judge(ABC):
     def reading(self) -> str:
         """What this judge reads of an answer, for generation cache keys: ``whole answer`` unless it stops early
         (:meth:`has_read`)."""
-        return "whole answer"
+        return WHOLE_ANSWER
 
     def judge_with_labels(self, prompts: Sequence[str], completions: Sequence[str]) -> list[tuple[str, bool]]:
         """(label, boolean) per pair, computing the labels once (guard/HTTP judges are expensive)."""

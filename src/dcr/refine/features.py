@@ -110,14 +110,20 @@ def prompt_features(
     return F.normalize(feats, dim=-1), logits
 
 
+def nll_targets(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T-1]`` bool: which next-token targets count, those where the target and the token before it are
+    both real (non-pad) tokens."""
+    return (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+
+
 def prompt_nll(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                reduction: str = "mean") -> Any:
     """Next-token NLL (fp32) over prompt tokens: ``logits [B, T, V]`` predicting ``input_ids [B, T]``; the mean, or
     with ``reduction="sum"`` the pair (sum, number of tokens).
 
-    A target counts when it and the token before it are both real (non-pad) tokens.
+    A target counts as :func:`nll_targets` says.
     """
-    keep = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    keep = nll_targets(attention_mask)
     n = keep.sum()
     if not bool(keep.any()):
         zero = logits.sum() * 0.0

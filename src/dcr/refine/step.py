@@ -26,7 +26,7 @@ from dcr.chunked import chunked_cross_entropy
 from dcr.dist import gather_with_grad, sum_all, world_size
 from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers
-from dcr.refine.features import StopForward, check_layer, pool
+from dcr.refine.features import StopForward, check_layer, nll_targets, pool
 from dcr.refine.loss import circle_loss
 from dcr.stage import trim_heap
 
@@ -71,7 +71,7 @@ def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor]
     ``chunk`` tokens at a time under checkpointing: one chunk's logits exist at once, forward and backward.
     """
     mask, ids = batch["attention_mask"], batch["input_ids"]
-    keep = (mask[:, 1:] * mask[:, :-1]).bool()
+    keep = nll_targets(mask)
     h, y = final[:, :-1][keep], ids[:, 1:][keep]
     head, cap = model.get_output_embeddings(), _softcap(model)
     device_type = final.device.type
@@ -168,7 +168,7 @@ def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.
     """Circle Loss (+ lambda x NLL) of the batch; gradients accumulated into ``.grad``. Returns the loss parts."""
     nll_on = cfg.nll_weight > 0
     tail = nll_on or not cfg.truncate_forward
-    n_tok = sum_all((batch["attention_mask"][:, 1:] * batch["attention_mask"][:, :-1]).sum())
+    n_tok = sum_all(nll_targets(batch["attention_mask"]).sum())
     scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
     micro = getattr(cfg, "micro_batch", None)
     run = _cached if micro and micro < len(labels) else _one_graph
