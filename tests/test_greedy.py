@@ -59,6 +59,7 @@ def test_done_cuts_a_row_and_leaves_the_others() -> None:
 def test_common_prefix() -> None:
     assert common_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
     assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # every row keeps one token of its own
+    assert common_prefix([[1, 2, 3]]) == 0  # one row shares with nobody
     assert common_prefix([[7], [7, 8]]) == 0
     assert common_prefix([[1, 2], [3, 4]]) == 0
     assert common_prefix([]) == 0
@@ -71,6 +72,10 @@ def test_falls_back_to_generate_where_tokens_would_differ(monkeypatch: pytest.Mo
     assert fast_path(model, 10, 12)
     qwen, _ = tiny_lm("qwen2")
     assert plain_argmax(qwen)
+    handle = qwen.model.layers[0].register_forward_pre_hook(lambda *a: None)
+    assert not fast_path(qwen, 10, 12)  # hooks may rely on generate's prompt pass
+    handle.remove()
+    assert fast_path(qwen, 10, 12)
     qwen.generation_config.repetition_penalty = 1.1
     assert not plain_argmax(qwen) and not fast_path(qwen, 10, 12)
 

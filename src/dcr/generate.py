@@ -30,11 +30,14 @@ def _as_row(rec: Any) -> dict[str, Any]:
 
 
 def fast_path(model: Any, longest: int, max_new_tokens: int) -> bool:
-    """Whether :func:`dcr.greedy.greedy_decode` gives ``generate``'s tokens: greedy is a plain argmax, and no
-    sliding attention window is reached (its mask counts cache slots, which the shared prefix moves)."""
+    """Whether :func:`dcr.greedy.greedy_decode` gives ``generate``'s tokens: greedy is a plain argmax, no
+    sliding attention window is reached (its mask counts cache slots, which the shared prefix moves), and no
+    module carries forward hooks (steering hooks such as SCANS' classify on ``generate``'s one prompt pass and
+    expect its batch to stay whole)."""
     window = getattr(model.config, "sliding_window", None) or getattr(
         getattr(model.config, "text_config", None), "sliding_window", None)
-    return plain_argmax(model) and (not window or longest + max_new_tokens <= window)
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    return plain_argmax(model) and not hooked and (not window or longest + max_new_tokens <= window)
 
 
 @torch.no_grad()

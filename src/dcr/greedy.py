@@ -49,8 +49,9 @@ def plain_argmax(model: Any) -> bool:
 
 
 def common_prefix(rows: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix all rows share, leaving every row at least one token of its own."""
-    if not rows:
+    """Length of the longest token prefix all rows share, leaving every row at least one token of its own (0 for
+    one row: sharing with itself saves nothing and costs a forward)."""
+    if len(rows) < 2:
         return 0
     n, first = min(len(r) for r in rows) - 1, rows[0]
     for i in range(max(n, 0)):

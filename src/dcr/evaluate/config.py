@@ -34,11 +34,12 @@ class EvaluateConfig(StageConfig):
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.")
     max_new_tokens: int = field(64, help="Greedy tokens generated per prompt; 64 covers the opening sentences the "
                                          "keyword judge reads (raise it for guard/LLM judges).")
-    stop_at_judge_window: bool = field(True, help=(
+    stop_at_judge_window: bool = field(True, legacy=False, help=(
         "Stop generating a row once every judge has read all it reads (the keyword judge: its window of 2 "
         "sentences / 300 characters); such rows are marked truncated_for_judge. Any judge that reads whole "
         "answers (guard, http, prefix) turns it off, and the generation cache is keyed on it, so whole-answer "
-        "judges always get full generations."))
+        "judges always get full generations. False = the behaviour before this field (finished stages keep "
+        "their keys)."))
     batch_size: int = field(128, help="Prompts per generation batch (length-sorted; part of the generation cache key; "
                                        "a resume unit). Prompts are read 25 at a time, so memory grows little with "
                                        "it; a decode step of 100 rows costs 1.4x one of 64 at 1.5B (BENCHMARKS.md).")
