@@ -20,7 +20,8 @@ from pathlib import Path
 from common import add_common_args, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb, run_benchmark
 
 SIZES = {"quickstart": dict(n_safety=128, epochs=2.0, micro_batch=8, grad_accum=2, max_length=160),
-         "medium": dict(n_safety=384, epochs=1.0, micro_batch=8, grad_accum=4, max_length=256)}
+         "medium": dict(n_safety=384, epochs=1.0, micro_batch=8, grad_accum=4, max_length=256),
+         "short": dict(n_safety=64, epochs=1.0, micro_batch=8, grad_accum=2, max_length=192)}  # 4 steps (1.5B)
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:

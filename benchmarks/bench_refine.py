@@ -5,6 +5,8 @@
     python benchmarks/bench_refine.py --compare HEAD~3       # the same measurement against another revision
     python benchmarks/bench_refine.py --model ~/.cache/dcr/models/qwen2.5-coder-0.5b --layer 11 --size medium \
         --micro-batch 8 --compare 62260d5 --rounds 1             # issue 27's refine step ratio
+    python benchmarks/bench_refine.py --model ~/.cache/dcr/models/qwen2.5-coder-1.5b --layer 13 --size short \
+        --micro-batch 8 --gradient-checkpointing --compare REV --rounds 1   # the paper's A.2 refine at 1.5B
 
 Runs the whole stage in a temporary directory and reads the training loop's own figures from metrics.json
 (tokens and seconds of the optimisation steps only). Prints tokens/s, the model FLOP/s as a share of this CPU's
@@ -20,7 +22,8 @@ import tempfile
 from common import add_common_args, matmul_flops_per_token, matmul_peak_tflops, peak_rss_mb, run_benchmark
 
 SIZES = {"quickstart": dict(limit=64, epochs=2, batch_size=16, eval_batch_size=16, max_length=128),
-         "medium": dict(limit=200, epochs=1, batch_size=32, eval_batch_size=32, max_length=128)}
+         "medium": dict(limit=200, epochs=1, batch_size=32, eval_batch_size=32, max_length=128),
+         "short": dict(limit=48, epochs=1, batch_size=32, eval_batch_size=16, max_length=128)}  # 3 steps (1.5B)
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -34,7 +37,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     torch.set_num_threads(args.threads)
     known = {f.name for f in dataclasses.fields(RefineConfig)}
-    extra = {k: v for k, v in (("micro_batch", args.micro_batch), ("memory_check", False))
+    extra = {k: v for k, v in (("micro_batch", args.micro_batch), ("memory_check", False),
+                               ("gradient_checkpointing", args.gradient_checkpointing or None))
              if k in known and v is not None}
     cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, layer=args.layer, **SIZES[args.size],
                        **extra)
@@ -59,6 +63,7 @@ def main() -> None:
     ap.add_argument("--nll", type=float, default=0.001, help="NLL weight (0 = truncated forward)")
     ap.add_argument("--micro-batch", type=int, help="gradient caching micro-batch (revisions that have it; older "
                                                      "ones run the plain path)")
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="activation checkpointing (1.5B rows)")
     add_common_args(ap)
     args = ap.parse_args()
     run_benchmark(args, measure, f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads",

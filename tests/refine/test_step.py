@@ -112,3 +112,66 @@ def test_bf16_frozen_linears_are_exact_under_bf16_autocast() -> None:
     assert second == first
     for name, g in grads(model).items():
         assert torch.equal(g, fp32_grads[name]), name
+
+
+def test_casting_the_frozen_head_and_pass_one_weights_once_is_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 autocast the step casts the tied fp32 LM head once per micro-batch (not per NLL chunk) and shares
+    one cast of each trainable weight across gradient caching's pass 1: the same roundings autocast makes per
+    call, so the loss and every gradient are bit-identical to casting at every use."""
+    import dcr.refine.step as step_mod
+
+    model, batch = setup()
+    assert model.get_output_embeddings().weight.dtype == torch.float32  # tied to the fp32 embeddings, frozen
+    c = cfg(micro_batch=3, nll_chunk=5)
+    fast = loss_and_backward(model, batch, LABELS, c, LAYER, torch.bfloat16)
+    fast_grads = grads(model)
+    casts = {"head": 0}
+
+    def head_every_call(m: Any, autocast: torch.dtype | None) -> Any:
+        casts["head"] += 1
+        return m.get_output_embeddings()
+
+    monkeypatch.setattr(step_mod, "cast_head", head_every_call)
+    plain_autocast = step_mod._autocast
+    monkeypatch.setattr(step_mod, "_autocast", lambda device, dtype, cache: plain_autocast(device, dtype, False))
+    slow = loss_and_backward(model, batch, LABELS, c, LAYER, torch.bfloat16)
+    assert casts["head"] == 3  # once per micro-batch (8 rows, 3 at a time), not once per 5-token chunk
+    assert slow == fast
+    slow_grads = grads(model)
+    assert set(slow_grads) == set(fast_grads) and fast_grads
+    for name, g in slow_grads.items():
+        assert torch.equal(g, fast_grads[name]), name
+
+
+def test_cast_head_only_casts_a_frozen_head_autocast_would_cast() -> None:
+    from dcr.refine.step import cast_head
+
+    model, batch = setup()
+    head = model.get_output_embeddings()
+    assert cast_head(model, None) is head  # no autocast: nothing to cast
+    cast = cast_head(model, torch.bfloat16)
+    assert cast is not head
+    x = torch.randn(5, head.in_features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(cast(x), head(x))
+    head.weight.requires_grad_(True)  # a trained head must see its current weights: left to autocast
+    assert cast_head(model, torch.bfloat16) is head
+
+
+def test_fused_adamw_matches_the_loop_and_is_the_default() -> None:
+    from dcr.refine.config import RefineConfig
+    from dcr.refine.train import make_optimizer
+
+    assert RefineConfig(model="x", data_dir=".").fused_adamw
+    updated = []
+    for fused in (False, True):
+        model, batch = setup()
+        opt, _ = make_optimizer(model, 1e-3, 0.01, 0, fused=fused)
+        assert opt.defaults.get("fused") is (True if fused else None)
+        for _ in range(3):
+            loss_and_backward(model, batch, LABELS, cfg(), LAYER, None)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        updated.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name, p in updated[0].items():
+        torch.testing.assert_close(updated[1][name], p, rtol=1e-5, atol=1e-6, msg=name)

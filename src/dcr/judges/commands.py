@@ -20,8 +20,11 @@ SUFFIXES = (".csv", ".jsonl", ".json")
 
 
 def _check_suffix(path: Path, what: str) -> None:
+    if what == "input" and path.name.lower().endswith(".jsonl.gz"):  # completions kept by `dcr archive`
+        return
     if path.suffix.lower() not in SUFFIXES:
-        raise DataError(path, f"unsupported {what} extension {path.suffix!r}", "use a .csv or .jsonl file")
+        raise DataError(path, f"unsupported {what} extension {path.suffix!r}",
+                        "use a .csv or .jsonl file" + (" (or .jsonl.gz)" if what == "input" else ""))
 
 
 def check_output(out: Path) -> None:
@@ -36,7 +39,7 @@ def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     path = Path(path)
     _check_suffix(path, "input")
     if not path.is_file():
-        raise DataError(path, "file not found", "check the path (it must be a .csv or .jsonl file)")
+        raise DataError(path, "file not found", "check the path (it must be a .csv, .jsonl or .jsonl.gz file)")
     if path.suffix.lower() == ".csv":
         rows, cols = readers.read_csv_table(path)
     else:
@@ -85,7 +88,9 @@ def judge_table(path: str | Path, column: str = "completion", judge: str = "keyw
 
 
 def default_out(path: Path) -> Path:
-    """``gen.jsonl`` -> ``gen.judged.jsonl``."""
+    """``gen.jsonl`` -> ``gen.judged.jsonl``; ``gen.jsonl.gz`` (an archive's completions) -> ``gen.judged.jsonl``."""
+    if path.name.lower().endswith(".jsonl.gz"):
+        return path.with_name(f"{path.name[:-len('.jsonl.gz')]}.judged.jsonl")
     return path.with_name(f"{path.stem}.judged{path.suffix}")
 
 
@@ -114,8 +119,9 @@ def summary(table: list[dict[str, Any]], judge: Judge) -> str:
 
 
 def judge_cmd(
-    file: Path | None = typer.Argument(None, help="CSV or JSONL file of completions (e.g. OUT/generations/"
-                                       "xstest.jsonl); with --calibrate: labelled data, a directory or CSV."),
+    file: Path | None = typer.Argument(None, help="CSV, JSONL or JSONL.GZ file of completions (e.g. OUT/"
+                                       "generations/xstest.jsonl, or an archive's generations/xstest.jsonl.gz); "
+                                       "with --calibrate: labelled data, a directory or CSV."),
     column: str = typer.Option("completion", "--column", "-c", help="Column holding the completions."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output .csv/.jsonl (default: FILE.judged.EXT); "
                                     "with --calibrate the disagreements CSV (default: calibration_disagreements.csv)."),

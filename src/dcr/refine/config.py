@@ -82,6 +82,11 @@ class RefineConfig(StageConfig):
         "weights (blocks above l) are cast, which is exact under autocast (it rounds them to bf16 anyway); "
         "norms and embeddings stay fp32. LoRA: the whole base model."
         ))
+    fused_adamw: bool = field(
+        True, legacy=False, help=(
+        "Update with torch's fused AdamW kernel (one pass over each weight and its state; the same update up to "
+        "float rounding, so results are not bit-identical to false); false = torch's per-tensor loop."
+        ))
     memory_check: bool = field(
         True, keyed=False, help=(
         "Estimate peak memory from the model's config before loading it, and refuse (naming settings that "

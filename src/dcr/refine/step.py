@@ -17,6 +17,7 @@ Two memory bounds, neither of which changes the loss or the gradients (``tests/r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,7 +29,6 @@ from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers
 from dcr.refine.features import StopForward, check_layer, nll_targets, pool
 from dcr.refine.loss import circle_loss
-from dcr.stage import trim_heap
 
 
 def forward_to_head(model: Any, batch: dict[str, torch.Tensor], layer: int,
@@ -63,17 +63,35 @@ def _softcap(model: Any) -> float | None:
     return getattr(config, "final_logit_softcapping", None)
 
 
+def cast_head(model: Any, autocast: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The LM head as a function of its input. A frozen head whose weight autocast would cast on every call (an
+    fp32 head tied to the frozen embeddings) is cast here, once per micro-batch, instead of by autocast at every
+    NLL chunk (233 M weights per cast at 1.5B). The rounding is the one autocast applies, so logits and
+    gradients are unchanged (tests/refine/test_step.py)."""
+    head = model.get_output_embeddings()
+    params = list(head.parameters())
+    if (autocast is None or not isinstance(head, torch.nn.Linear) or any(p.requires_grad for p in params)
+            or head.weight.dtype == autocast):
+        return head
+    weight = head.weight.detach().to(autocast)
+    bias = None if head.bias is None else head.bias.detach().to(autocast)
+    return lambda x: F.linear(x, weight, bias)
+
+
 def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor], chunk: int,
                  autocast: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of next-token NLL (fp32) over the prompt tokens and their number, from the head's input ``final``.
 
     A target counts when it and the token before it are both real tokens (as ``prompt_nll``). The head runs on
-    ``chunk`` tokens at a time under checkpointing: one chunk's logits exist at once, forward and backward.
+    ``chunk`` tokens at a time (:func:`dcr.chunked.chunked_cross_entropy`): one chunk's logits exist at once,
+    forward and backward. The head is frozen in refine, so each chunk's gradient is taken in the forward and the
+    head's bf16 copy (:func:`cast_head`) is freed before the backward pass.
     """
     mask, ids = batch["attention_mask"], batch["input_ids"]
     keep = nll_targets(mask)
     h, y = final[:, :-1][keep], ids[:, 1:][keep]
-    head, cap = model.get_output_embeddings(), _softcap(model)
+    head, cap = cast_head(model, autocast), _softcap(model)
+    frozen = not any(p.requires_grad for p in model.get_output_embeddings().parameters())
     device_type = final.device.type
 
     def logits_of(h_part: torch.Tensor) -> torch.Tensor:
@@ -81,17 +99,23 @@ def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor]
             logits = head(h_part)
         return torch.tanh(logits.float() / cap) * cap if cap else logits
 
-    total = chunked_cross_entropy(logits_of, h, y, chunk)
+    total = chunked_cross_entropy(logits_of, h, y, chunk, frozen=frozen)
     return total, keep.sum()
 
 
+def _autocast(device_type: str, autocast: torch.dtype | None, cache: bool) -> torch.autocast:
+    return torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
+                          cache_enabled=cache)
+
+
 def _features(model: Any, batch: dict[str, torch.Tensor], layer: int, cfg: Any, autocast: torch.dtype | None,
-              tail: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    device_type = batch["input_ids"].device.type
-    # no autocast weight cache: each weight is used once per forward, and under activation checkpointing the cache
-    # would hold a bf16 copy of every trainable weight until the forward ends (1.3 GB at 1.5B) for nothing
-    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
-                        cache_enabled=False):
+              tail: bool, cache: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled, normalised layer-l features (and the head's input when ``tail``). ``cache``: keep autocast's bf16
+    copies of the trainable weights for an enclosing autocast context (gradient caching's pass 1, where all
+    micro-batches then share one cast of each weight). Off by default: each weight is used once per forward,
+    and under activation checkpointing the cache would hold a bf16 copy of every trainable weight until the
+    forward ends (1.3 GB at 1.5B) for nothing."""
+    with _autocast(batch["input_ids"].device.type, autocast, cache):
         hidden, final = forward_to_head(model, batch, layer, tail)
     return F.normalize(pool(hidden.float(), batch["attention_mask"], cfg.pooling), dim=-1), final
 
@@ -137,10 +161,13 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
     """(Circle Loss, NLL sum) by gradient caching over ``cfg.micro_batch`` rows (module docstring)."""
     parts = _parts(batch["attention_mask"], cfg.micro_batch)
     states, feats = [], []
-    with torch.no_grad():  # pass 1: every micro-batch's features, no graph
+    device_type = batch["input_ids"].device.type
+    # pass 1: every micro-batch's features, no graph; one autocast cast of each trainable weight for all of them
+    # (no activations are kept here, so the bf16 copies do not add to the step's peak)
+    with torch.no_grad(), _autocast(device_type, autocast, True):
         for rows in parts:
             states.append(torch.get_rng_state())
-            feats.append(_features(model, _take(batch, rows), layer, cfg, autocast, False)[0])
+            feats.append(_features(model, _take(batch, rows), layer, cfg, autocast, False, cache=True)[0])
     leaf = torch.cat(feats).requires_grad_(True)
     order = torch.cat(parts)  # leaf row j is batch row order[j]; Circle Loss does not depend on row order
     circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels[order]), cfg.margin, cfg.gamma,
@@ -158,8 +185,6 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
             loss = loss + scale * nll_sum
             nll_total = nll_total + nll_sum.detach()
         loss.backward()
-        if batch["input_ids"].device.type == "cpu":
-            trim_heap()  # glibc keeps each micro-batch's freed activations resident otherwise
     return circle, nll_total
 
 

@@ -81,12 +81,15 @@ def count_params(model: Any) -> dict[str, int]:
     return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
 
 
-def make_optimizer(model: Any, lr: float, weight_decay: float, warmup_steps: int) -> tuple[Any, Any]:
-    """AdamW over the trainable parameters with linear warm-up to a constant learning rate."""
+def make_optimizer(model: Any, lr: float, weight_decay: float, warmup_steps: int,
+                   fused: bool = False) -> tuple[Any, Any]:
+    """AdamW over the trainable parameters with linear warm-up to a constant learning rate. ``fused``: torch's
+    fused kernel (one pass over each parameter and its state instead of a chain of elementwise ops; the same
+    update up to float rounding), else torch's default for the device (a per-tensor loop on CPU)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError("no trainable parameters: check layer, lora and tied_embeddings")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (warmup_steps + 1)))
     return opt, sched
 
@@ -111,7 +114,7 @@ def train(
     stamp resumes from it: the remaining steps and rows are those of an uninterrupted run.
     """
     device = next(model.parameters()).device
-    opt, sched = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
+    opt, sched = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, getattr(cfg, "fused_adamw", False))
     trainable = [p for p in model.parameters() if p.requires_grad]
     done, rows = load_checkpoint(ckpt[0], ckpt[1], model, opt, sched) if ckpt else (0, [])
     if done and log is not None:

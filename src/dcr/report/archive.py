@@ -2,7 +2,9 @@
 
 A run directory holds checkpoints of hundreds of MB per stage; a report reads only small files from them. The
 archive copies the run's plan.json, results.jsonl, report and figures, and from every stage of the plan the
-files the report reads (:data:`STAGE_FILES` and ``judgements/*.jsonl``): no weights, no generations. The plan's
+files the report reads (:data:`STAGE_FILES` and ``judgements/*.jsonl``), and the completions behind the
+verdicts, gzipped (``generations/<bench>.jsonl.gz`` with its ``.meta.json``), so that a committed result can be
+re-scored by another judge (``dcr judge stages/ID/generations/BENCH.jsonl.gz --out ...``). No weights. The plan's
 stage directories are rewritten to ``stages/<id>`` inside the archive, so an archive committed to a repository
 can be reported again (``dcr report DEST``) or merged with runs made later (``dcr report DEST RUN --out M``),
 e.g. seeds run in different sessions.
@@ -18,6 +20,7 @@ that needs the missing weights stops with an error naming the directory to delet
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -29,14 +32,26 @@ RUN_FILES = ("results.jsonl", "report.md", "report.html")  # plan.json is rewrit
 
 
 def _copy_stage(src: Path, dst: Path) -> int:
-    """Copy one stage's report inputs; returns the number of files copied."""
+    """Copy one stage's report inputs and its completions (gzipped); returns the number of files written."""
     files = [src / name for name in STAGE_FILES if (src / name).is_file()]
     files += sorted((src / "judgements").glob("*.jsonl")) if (src / "judgements").is_dir() else []
+    files += sorted((src / "generations").glob("*.meta.json")) if (src / "generations").is_dir() else []
     for path in files:
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    return len(files)
+    completions = sorted((src / "generations").glob("*.jsonl")) if (src / "generations").is_dir() else []
+    for path in completions:
+        gzip_file(path, dst / "generations" / f"{path.name}.gz")
+    return len(files) + len(completions)
+
+
+def gzip_file(src: Path, dst: Path) -> None:
+    """``src`` gzipped to ``dst``, byte for byte the same for the same input (no name or time in the header)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with src.open("rb") as fin, dst.open("wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 def archive_run(run_dir: Path, dest: Path, force: bool = False) -> dict[str, int]:

@@ -45,7 +45,8 @@ def archive_cmd(
     force: bool = typer.Option(False, "--force", help="Replace DEST if it exists and is not empty."),
 ) -> None:
     """Copy what a report needs (plan, results, report, figures, and each stage's manifest, metrics, tracking
-    and per-prompt judgements; no weights, no generations) so the run can be reported and merged later."""
+    and per-prompt judgements) and the completions behind them, gzipped, so the run can be reported, merged and
+    re-judged later; no weights."""
     from dcr.report.archive import archive_run
 
     counts = archive_run(run_dir, dest, force)
