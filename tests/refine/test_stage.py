@@ -36,7 +36,7 @@ def test_outputs_are_written(refined: tuple[RefineConfig, Path]) -> None:
                                                      "kmeans_accuracy", "probe_accuracy"}
     split = read_json(out / "split.json")
     assert len(split["toxic_prompts"]) == len(split["toxic_ids"]) == 6
-    rows = load(out)
+    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll"]  # retention: its own test
     assert len(rows) == 2 * 2 * 4 and {r["phase"] for r in rows} == {"before", "after"}
     assert {r["split"] for r in rows} == {"held-out", "train"} and set(metrics["eval"]) == {"hh", "train"}
     assert (out / "loss.csv").read_text().splitlines()[0].startswith("step,epoch,loss,circle,nll")
@@ -133,3 +133,41 @@ def test_set_checkpointing_toggles_without_a_deprecation_warning(tiny_dir: Path)
         assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
         set_checkpointing(model, False)
         assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+def test_retention_is_measured_before_and_after(refined: tuple[RefineConfig, Path]) -> None:
+    from dcr.io import read_jsonl
+
+    cfg, out = refined
+    kept = read_json(out / "metrics.json")["retention"]
+    assert kept["n"] == cfg.retention_n and kept["tokens"] > 0 and kept["action"] == "fail"
+    assert kept["nll_rise"] == pytest.approx(kept["nll_after"] - kept["nll_before"])
+    assert kept["ok"] is (kept["nll_rise"] <= cfg.retention_max_rise) and kept["ok"]
+    rows = read_jsonl(out / "retention.jsonl")
+    assert len(rows) == cfg.retention_generations and {"prompt", "before", "after"} <= set(rows[0])
+    nll = [r for r in load(out) if r["benchmark"] == "heldout-nll"]
+    assert sorted(r["phase"] for r in nll) == ["after", "before"] and nll[0]["n"] == cfg.retention_n
+
+
+def test_a_refine_that_loses_the_language_fails_or_warns(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A rise above retention_max_rise: the stage fails (no model saved, the answers in its log), or with
+    retention_action warn keeps the model and records ok false."""
+    small = {**FAST, "retention_n": 4, "retention_generations": 2, "retention_max_new_tokens": 4,
+             "lr": 5e-2, "retention_max_rise": 0.0}  # a large lr moves the NLL; a 0 threshold catches any rise
+    with pytest.raises(Exception, match="did not preserve the model's language"):
+        refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **small), tmp_path / "fail")
+    assert not (tmp_path / "fail" / "model").exists()
+    assert "retention alpaca-eval-" in (tmp_path / "fail" / "stage.log").read_text()
+    out = refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), retention_action="warn", **small),
+                 tmp_path / "warn")
+    kept = read_json(out / "metrics.json")["retention"]
+    assert kept["ok"] is False and kept["nll_rise"] > 0 and (out / "model" / "config.json").is_file()
+
+
+def test_retention_fields_are_not_in_the_stage_key(tiny_dir: Path, data_dir: Path) -> None:
+    from dcr.fingerprint import stage_key
+
+    a = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **FAST)
+    b = dataclasses.replace(a, retention_n=0, retention_action="warn", retention_max_rise=2.0)
+    assert stage_key(a) == stage_key(b)

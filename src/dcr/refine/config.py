@@ -12,6 +12,7 @@ POOLINGS = ("last", "mean")
 TIED = ("freeze", "untie")
 EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
 FROZEN_DTYPES = ("auto", "fp32", "bf16")
+RETENTION_ACTIONS = ("fail", "warn")
 
 
 @dataclass(kw_only=True)
@@ -87,6 +88,24 @@ class RefineConfig(StageConfig):
         "Update with torch's fused AdamW kernel (one pass over each weight and its state; the same update up to "
         "float rounding, so results are not bit-identical to false); false = torch's per-tensor loop."
         ))
+    retention_n: int = field(
+        32, keyed=False, help=(
+        "What refine must preserve: the per-token NLL of this many seeded AlpacaEval reference answers, scored "
+        "before and after training (dcr.refine.retention); 0 = off. Measurement only: not in the stage key."
+        ))
+    retention_generations: int = field(
+        8, keyed=False, help="Greedy answers to that many of those instructions, before and after, kept in "
+                             "OUT/retention.jsonl (0 = none).")
+    retention_max_new_tokens: int = field(64, keyed=False, help="New tokens per retention answer.")
+    retention_max_rise: float = field(
+        0.5, keyed=False, help=(
+        "Largest rise of that NLL (nats per token) the stage accepts; above it, retention_action applies. 0.5 "
+        "is a perplexity 1.65x the base model's: far beyond what a refinement that keeps the model's language "
+        "moves (BENCHMARKS.md), far below what text that loops moves."
+        ))
+    retention_action: str = field(
+        "fail", keyed=False, help="Above retention_max_rise: fail (the stage stops with an error, so no DCR + STL "
+                                  "number is computed on it) or warn (logged and recorded in metrics.json).")
     memory_check: bool = field(
         True, keyed=False, help=(
         "Estimate peak memory from the model's config before loading it, and refuse (naming settings that "
@@ -137,6 +156,16 @@ class RefineConfig(StageConfig):
         check(self.frozen_dtype != "bf16" or self.lora or self.dtype not in ("fp32", "float32"),
               "frozen_dtype bf16 needs bf16 autocast in full-parameter refine. Fix: --dtype auto/bf16, or "
               "--frozen-dtype fp32")
+        check(self.retention_n >= 0 and self.retention_generations >= 0,
+              "retention_n and retention_generations must be >= 0 (0 = off)")
+        check(self.retention_generations <= max(self.retention_n, 0) or self.retention_n == 0,
+              f"retention_generations ({self.retention_generations}) must be <= retention_n ({self.retention_n}): "
+              "the answers are to the first of those instructions")
+        check(self.retention_max_new_tokens >= 1, f"retention_max_new_tokens must be >= 1, got "
+                                                  f"{self.retention_max_new_tokens}")
+        check(self.retention_max_rise >= 0, f"retention_max_rise must be >= 0, got {self.retention_max_rise}")
+        check(self.retention_action in RETENTION_ACTIONS,
+              f"retention_action {self.retention_action!r}. Fix: one of {RETENTION_ACTIONS}")
         check(self.save_every >= 0, f"save_every must be >= 0 (0 = no checkpoints), got {self.save_every}")
 
     def check_inputs(self) -> None:

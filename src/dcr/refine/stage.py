@@ -37,6 +37,7 @@ from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, default_layer, extract_features
 from dcr.refine.metrics import separability
+from dcr.refine.retention import measure, verdict, write_generations
 from dcr.refine.train import count_params, embeddings_tied, setup_full, setup_lora, train
 from dcr.refine.truncated import load_truncated, splice_save
 from dcr.stage import release_memory, run_stage
@@ -208,11 +209,17 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
     model, tok, layer, truncated = _load(cfg)
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
     before = evaluate_sets(model, tok, data, cfg, layer) if is_main() else {}
+    kept = _retention(model, tok, cfg, truncated) if is_main() else None
     model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
     barrier()  # every rank has finished training (the main process wrote the last checkpoint)
     if not is_main():  # several processes: the other ranks' share is done
         return {}
     after = evaluate_sets(model, tok, data, cfg, layer)
+    retained = None
+    if kept is not None:
+        kept_after = _retention(model, tok, cfg, truncated)
+        write_generations(out, kept, kept_after)
+        retained = verdict(kept, kept_after, cfg)  # raises under retention_action fail: the model is not saved
     if truncated:
         splice_save(model, tok, resolve_model(cfg.model), out / "model", _save_dtype(cfg))
     else:
@@ -226,12 +233,28 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
                   "final_loss": rows[-1]["loss"] if rows else None, "first_loss": rows[0]["loss"] if rows else None}
     metrics = {"layer": layer, "pooling": cfg.pooling, "n_train": {"seemingly": len(data.seemingly),
                "toxic": len(data.toxic)}, "n_heldout": len(data.heldout), "train": train_info,
-               "eval": {k: {"before": before[k], "after": after[k]} for k in before}}
+               "eval": {k: {"before": before[k], "after": after[k]} for k in before}, "retention": retained}
     write_json(out / "metrics.json", metrics)
     k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))
     sizes = {**{name: len(data.heldout) + len(recs) for name, recs in data.eval_toxic.items()}, "train": 2 * k}
     record_metrics(out, cfg, layer, before, after, sizes)
-    return {"layer": layer, "steps": len(rows), "eval": metrics["eval"]}
+    if retained is not None:
+        for phase in ("before", "after"):
+            results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
+                           benchmark="heldout-nll", split="held-out", phase=phase, metric="nll_per_token",
+                           value=retained[f"nll_{phase}"], n=retained["n"])
+    return {"layer": layer, "steps": len(rows), "eval": metrics["eval"], "retention": retained}
+
+
+def _retention(model: Any, tok: Any, cfg: RefineConfig, truncated: bool) -> dict[str, Any] | None:
+    """The retention measure of the model as it is (``dcr.refine.retention``); None when off, or when the
+    model was loaded without its tail (a forward that stops at l cannot answer)."""
+    if cfg.retention_n == 0:
+        return None
+    if truncated:
+        log.info("retention not measured: the truncated load holds no blocks above layer %s", cfg.layer)
+        return None
+    return measure(model, tok, cfg, autocast_dtype(cfg.dtype, str(next(model.parameters()).device)))
 
 
 def refine(cfg: RefineConfig, out_dir: str | Path, force: bool = False) -> Path:
