@@ -53,6 +53,15 @@ def test_method_graph_wiring(fakes: Any, tmp_path: Path) -> None:
     assert surg.cfg.tags == {} and surg.cfg.benchmarks == ["xstest", "advbench"]
 
 
+def test_dcr_alone_evaluates_the_refined_model_of_dcr_stl(fakes: Any, tmp_path: Path) -> None:
+    nodes = {n.id: n for n in plan(exp(methods=["base", "dcr", "dcr+stl"]), tmp_path, fakes.registry())}
+    refines = [n for n in nodes.values() if n.stage == "refine"]
+    assert len(refines) == 1 and {u["method"] for u in refines[0].uses} == {"dcr", "dcr+stl"}  # one refine
+    ev = {u["method"]: n for n in nodes.values() if n.stage == "evaluate" for u in n.uses}
+    assert ev["dcr"].deps == [refines[0].id] and ev["dcr"].cfg.model == str(refines[0].dir)
+    assert nodes[ev["dcr+stl"].deps[0]].stage == "align"
+
+
 def test_keys_do_not_depend_on_run_dir(fakes: Any, tmp_path: Path) -> None:
     a = [n.id for n in plan(exp(methods=ALL), tmp_path / "a", fakes.registry())]
     b = [n.id for n in plan(exp(methods=ALL), tmp_path / "elsewhere" / "b", fakes.registry())]

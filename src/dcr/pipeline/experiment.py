@@ -23,6 +23,7 @@ class Recipe:
 
 METHODS: dict[str, Recipe] = {
     "base": Recipe(),
+    "dcr": Recipe(refine=True),  # the refined model alone, before STL: what refinement did to the model itself
     "stl": Recipe(align="stl"),
     "stl-aug": Recipe(align="stl-aug"),
     "dcr+stl": Recipe(refine=True, align="stl"),
