@@ -43,6 +43,7 @@ def test_stage_runs_and_records_only_the_training_fit(tiny_dir: Path, data_dir: 
     out = refine(cfg, tmp_path / "out")
     metrics = read_json(out / "metrics.json")
     assert metrics["n_heldout"] == 0 and set(metrics["eval"]) == {"train"}
-    rows = load(out)
+    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll"]  # retention (AlpacaEval, not XSTest): split all
+    assert {r["split"] for r in load(out) if r["benchmark"] == "heldout-nll"} == {"all"}
     assert rows and {r["split"] for r in rows} == {"train"} and {r["benchmark"] for r in rows} == {"xstest-vs-hh"}
     assert read_json(out / "split.json")["note"] == NO_HELDOUT

@@ -150,19 +150,32 @@ def test_retention_is_measured_before_and_after(refined: tuple[RefineConfig, Pat
 
 
 def test_a_refine_that_loses_the_language_fails_or_warns(tiny_dir: Path, data_dir: Path, tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A rise above retention_max_rise: the stage fails (no model saved, the answers in its log), or with
-    retention_action warn keeps the model and records ok false."""
-    small = {**FAST, "retention_n": 4, "retention_generations": 2, "retention_max_new_tokens": 4,
-             "lr": 5e-2, "retention_max_rise": 0.0}  # a large lr moves the NLL; a 0 threshold catches any rise
+    retention_action warn keeps the model and records ok false. The measure is replaced by one whose NLL rises
+    from the first call (before training) to the second (after)."""
+    import dcr.refine.stage as stage_mod
+
+    calls: list[int] = []
+
+    def rising(model: object, tok: object, cfg: RefineConfig, autocast: object) -> dict[str, object]:
+        calls.append(1)
+        gen = [{"id": "alpaca-eval-3", "prompt": "Name a fruit.", "completion": "An apple." if len(calls) % 2
+                else "xfarm of 2014.04.01\nxfarm of 2014.04.02"}]
+        return {"nll_per_token": 1.0 if len(calls) % 2 else 2.5, "n": 4, "tokens": 40, "generations": gen}
+
+    monkeypatch.setattr(stage_mod, "measure", rising)
+    small = {**FAST, "retention_n": 4, "retention_generations": 1}
     with pytest.raises(Exception, match="did not preserve the model's language"):
         refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), **small), tmp_path / "fail")
     assert not (tmp_path / "fail" / "model").exists()
-    assert "retention alpaca-eval-" in (tmp_path / "fail" / "stage.log").read_text()
+    log = (tmp_path / "fail" / "stage.log").read_text()
+    assert "retention alpaca-eval-3" in log and "xfarm of 2014.04.01" in log
     out = refine(RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), retention_action="warn", **small),
                  tmp_path / "warn")
     kept = read_json(out / "metrics.json")["retention"]
-    assert kept["ok"] is False and kept["nll_rise"] > 0 and (out / "model" / "config.json").is_file()
+    assert kept["ok"] is False and kept["nll_rise"] == pytest.approx(1.5)
+    assert (out / "model" / "config.json").is_file()
 
 
 def test_retention_fields_are_not_in_the_stage_key(tiny_dir: Path, data_dir: Path) -> None:

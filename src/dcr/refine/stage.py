@@ -241,7 +241,7 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
     if retained is not None:
         for phase in ("before", "after"):
             results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
-                           benchmark="heldout-nll", split="held-out", phase=phase, metric="nll_per_token",
+                           benchmark="heldout-nll", split="all", phase=phase, metric="nll_per_token",
                            value=retained[f"nll_{phase}"], n=retained["n"])
     return {"layer": layer, "steps": len(rows), "eval": metrics["eval"], "retention": retained}
 

@@ -17,7 +17,8 @@ from dcr.report.render import Table
 from dcr.stage import read_manifest
 
 METHOD_ORDER = ("base", "dcr", "stl", "stl-aug", "surgical", "scans", "dcr+stl", "dcr+stl-aug")
-METHOD_NAMES = {"base": "Base (no alignment)", "dcr": "DCR alone (refined, before STL)", "stl": "STL", "stl-aug": "STL-aug", "surgical": "Surgical",
+METHOD_NAMES = {"base": "Base (no alignment)", "dcr": "DCR alone (refined, before STL)",
+                "stl": "STL", "stl-aug": "STL-aug", "surgical": "Surgical",
                 "scans": "SCANS", "dcr+stl": "DCR + STL (ours)", "dcr+stl-aug": "DCR + STL-aug"}
 XSTEST_SAFE = ("xstest", "xstest-safe")
 XSTEST_UNSAFE = ("xstest", "xstest-unsafe")
