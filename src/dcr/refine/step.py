@@ -29,6 +29,7 @@ from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers
 from dcr.refine.features import StopForward, check_layer, nll_targets, pool
 from dcr.refine.loss import circle_loss
+from dcr.stage import trim_heap
 
 
 def forward_to_head(model: Any, batch: dict[str, torch.Tensor], layer: int,
@@ -185,6 +186,8 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
             loss = loss + scale * nll_sum
             nll_total = nll_total + nll_sum.detach()
         loss.backward()
+        if batch["input_ids"].device.type == "cpu":
+            trim_heap()  # glibc keeps each micro-batch's freed activations resident otherwise
     return circle, nll_total
 
 
