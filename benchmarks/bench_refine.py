@@ -37,7 +37,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     torch.set_num_threads(args.threads)
     known = {f.name for f in dataclasses.fields(RefineConfig)}
-    extra = {k: v for k, v in (("micro_batch", args.micro_batch), ("memory_check", False),
+    extra = {k: v for k, v in (("micro_batch", args.micro_batch), ("memory_check", False), ("retention_n", 0),
                                ("gradient_checkpointing", args.gradient_checkpointing or None))
              if k in known and v is not None}
     cfg = RefineConfig(model=args.model, dtype="auto", nll_weight=args.nll, layer=args.layer, **SIZES[args.size],
