@@ -34,9 +34,9 @@ def main() -> None:
     from dcr.refine.config import RefineConfig
     from dcr.refine.data import balanced_batches, build_data, steps_per_epoch
     from dcr.refine.features import encode_prompts
-    from dcr.refine.stage import _load, autocast_dtype, cast_frozen_linears, frozen_dtype, set_checkpointing
+    from dcr.refine.stage import _load, autocast_dtype, prepare_trainable
     from dcr.refine.step import loss_and_backward
-    from dcr.refine.train import make_optimizer, setup_full
+    from dcr.refine.train import make_optimizer
 
     cfg = RefineConfig(model=args.model, layer=args.layer, micro_batch=args.micro_batch, limit=200,
                        max_length=128, gradient_checkpointing=args.gradient_checkpointing, memory_check=False,
@@ -44,10 +44,7 @@ def main() -> None:
     data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio,
                       cfg.limit, cfg.eval_toxic)
     model, tok, layer, _ = _load(cfg)
-    setup_full(model, layer, cfg.tied_embeddings)
-    cast_frozen_linears(model, frozen_dtype(cfg))
-    if cfg.gradient_checkpointing:
-        set_checkpointing(model, True)
+    model, _ = prepare_trainable(model, cfg, layer)
     model.train()
     prompts, labels = data.train_items()
     spe = steps_per_epoch(len(prompts), cfg.batch_size)

@@ -212,11 +212,17 @@ def run_general(name: str, model: Any, tokenizer: Any, root: Path, limit: int | 
     return mc_metrics(name, items, scores), detail
 
 
-def heldout_nll(model: Any, tokenizer: Any, root: Path, n: int, seed: int, reference: str = "gpt4",
-                max_tokens: int = 256, template: str = "auto",
-                batch_size: int = 8) -> tuple[list[Metric], dict[str, Any]]:
-    """Mean NLL per token of ``n`` seeded AlpacaEval reference answers (cut to ``max_tokens``)."""
-    pairs = subsample(load_alpaca_eval(root, reference), n, seed)  # type: ignore[arg-type]
+def heldout_pairs(root: Path | str | None, n: int, seed: int, reference: str = "gpt4") -> list[Any]:
+    """The ``n`` seeded AlpacaEval (instruction, reference answer) pairs that heldout-nll scores."""
+    return subsample(load_alpaca_eval(root, reference), n, seed)  # type: ignore[arg-type]
+
+
+def heldout_nll(model: Any, tokenizer: Any, root: Path | None, n: int, seed: int, reference: str = "gpt4",
+                max_tokens: int = 256, template: str = "auto", batch_size: int = 8,
+                pairs: Sequence[Any] | None = None) -> tuple[list[Metric], dict[str, Any]]:
+    """Mean NLL per token of ``n`` seeded AlpacaEval reference answers (cut to ``max_tokens``); ``pairs``: those
+    answers when the caller already has them (:func:`heldout_pairs`)."""
+    pairs = heldout_pairs(root, n, seed, reference) if pairs is None else pairs
     contexts = [format_prompt(tokenizer, p.prompt, template) for p in pairs]
     answers = []
     for p in pairs:

@@ -158,7 +158,7 @@ class RefineConfig(StageConfig):
               "--frozen-dtype fp32")
         check(self.retention_n >= 0 and self.retention_generations >= 0,
               "retention_n and retention_generations must be >= 0 (0 = off)")
-        check(self.retention_generations <= max(self.retention_n, 0) or self.retention_n == 0,
+        check(self.retention_n == 0 or self.retention_generations <= self.retention_n,
               f"retention_generations ({self.retention_generations}) must be <= retention_n ({self.retention_n}): "
               "the answers are to the first of those instructions")
         check(self.retention_max_new_tokens >= 1, f"retention_max_new_tokens must be >= 1, got "

@@ -37,19 +37,18 @@ RETENTION_FILE = "retention.jsonl"
 
 def measure(model: Any, tok: Any, cfg: Any, autocast: torch.dtype | None) -> dict[str, Any]:
     """``{"nll_per_token", "n", "tokens", "generations": [{id, prompt, completion}]}`` of the model as it is."""
-    from dcr.data.registry import subsample
-    from dcr.data.training import load_alpaca_eval
-    from dcr.evaluate.general import heldout_nll
+    from dcr.evaluate.general import heldout_nll, heldout_pairs
     from dcr.generate import generate_texts
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device.type
     ctx = torch.autocast(device, dtype=autocast) if autocast is not None else nullcontext()
+    scored = heldout_pairs(cfg.data_dir, cfg.retention_n, cfg.seed)
+    pairs = scored[:cfg.retention_generations]
     with torch.no_grad(), ctx:
-        metrics, detail = heldout_nll(model, tok, Path(cfg.data_dir) if cfg.data_dir else None, cfg.retention_n,
-                                      cfg.seed, template=cfg.template, batch_size=cfg.eval_batch_size)
-        pairs = subsample(load_alpaca_eval(cfg.data_dir), cfg.retention_n, cfg.seed)[:cfg.retention_generations]
+        metrics, detail = heldout_nll(model, tok, None, cfg.retention_n, cfg.seed, template=cfg.template,
+                                      batch_size=cfg.eval_batch_size, pairs=scored)
         texts = generate_texts(model, tok, [p.prompt for p in pairs], cfg.retention_max_new_tokens,
                                cfg.template) if pairs else []
     model.train(was_training)

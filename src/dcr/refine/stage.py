@@ -117,9 +117,9 @@ def record_metrics(out: Path, cfg: RefineConfig, layer: int, before: dict, after
                                n=sizes[eval_set])
 
 
-def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int,
-                 ckpt_dir: Path) -> tuple[Any, list, dict]:
-    """Set up the trainable parameters, train, merge LoRA; returns (model, loss rows, info)."""
+def prepare_trainable(model: Any, cfg: RefineConfig, layer: int) -> tuple[Any, dict[str, Any]]:
+    """The model as refine trains it (LoRA adapters, or blocks 0..l trainable with the frozen linears cast;
+    activation checkpointing when asked) and a summary of its parameters."""
     info: dict[str, Any] = {}
     if cfg.lora:
         model = setup_lora(model, layer, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
@@ -131,6 +131,13 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     info["params"] = count_params(model)
     if cfg.gradient_checkpointing:
         set_checkpointing(model, True)
+    return model, info
+
+
+def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int,
+                 ckpt_dir: Path) -> tuple[Any, list, dict]:
+    """Set up the trainable parameters, train, merge LoRA; returns (model, loss rows, info)."""
+    model, info = prepare_trainable(model, cfg, layer)
     prompts, labels = data.train_items()
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
     batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)

@@ -64,14 +64,18 @@ def _softcap(model: Any) -> float | None:
     return getattr(config, "final_logit_softcapping", None)
 
 
+def head_frozen(model: Any) -> bool:
+    """Whether no parameter of the LM head is trained (always so in refine: the head stays as loaded)."""
+    return not any(p.requires_grad for p in model.get_output_embeddings().parameters())
+
+
 def cast_head(model: Any, autocast: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The LM head as a function of its input. A frozen head whose weight autocast would cast on every call (an
     fp32 head tied to the frozen embeddings) is cast here, once per micro-batch, instead of by autocast at every
     NLL chunk (233 M weights per cast at 1.5B). The rounding is the one autocast applies, so logits and
     gradients are unchanged (tests/refine/test_step.py)."""
     head = model.get_output_embeddings()
-    params = list(head.parameters())
-    if (autocast is None or not isinstance(head, torch.nn.Linear) or any(p.requires_grad for p in params)
+    if (autocast is None or not isinstance(head, torch.nn.Linear) or not head_frozen(model)
             or head.weight.dtype == autocast):
         return head
     weight = head.weight.detach().to(autocast)
@@ -92,7 +96,6 @@ def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor]
     keep = nll_targets(mask)
     h, y = final[:, :-1][keep], ids[:, 1:][keep]
     head, cap = cast_head(model, autocast), _softcap(model)
-    frozen = not any(p.requires_grad for p in model.get_output_embeddings().parameters())
     device_type = final.device.type
 
     def logits_of(h_part: torch.Tensor) -> torch.Tensor:
@@ -100,7 +103,7 @@ def head_nll_sum(model: Any, final: torch.Tensor, batch: dict[str, torch.Tensor]
             logits = head(h_part)
         return torch.tanh(logits.float() / cap) * cap if cap else logits
 
-    total = chunked_cross_entropy(logits_of, h, y, chunk, frozen=frozen)
+    total = chunked_cross_entropy(logits_of, h, y, chunk, frozen=head_frozen(model))
     return total, keep.sum()
 
 
