@@ -39,6 +39,17 @@ def test_safe_metrics_compliance_per_split() -> None:
     assert got[("held-out", "compliance_rate")] == (1.0, 1, "keyword")
 
 
+def test_degenerate_answers_are_neither_compliance_nor_refusal() -> None:
+    rows = [{"refused": True, "judge_label": "refusal"}, {"refused": False, "judge_label": "compliance"},
+            {"refused": False, "judge_label": "degenerate"}, {"refused": False, "judge_label": "compliance"}]
+    got = {m.metric: m.value for m in safe_metrics(rows, "keyword") if m.split == "all"}
+    assert got == {"compliance_rate": 0.5, "degenerate_rate": 0.25}  # + refusal 0.25 = 1
+    unsafe = [{**r, "defended": r["refused"]} for r in rows]
+    got = {m.metric: m.value for m in unsafe_metrics(unsafe, "keyword", "keyword")}
+    assert got["degenerate_rate"] == 0.25 and got["defense_success_rate"] == 0.25
+    assert by_type([{**r, "label": "safe", "type": "t"} for r in rows])["safe:t"]["compliance_rate"] == 0.5
+
+
 def test_split_groups_omits_absent_splits() -> None:
     assert set(split_groups([{"split": ""}, {}])) == {"all"}
 

@@ -55,7 +55,7 @@ def test_outputs_records_splits_and_missing(tiny_dir: Path, data_dir: Path, tmp_
     assert by_split["all"] == len(safe) and by_split.get("held-out", 0) == sum(r.id in held for r in safe)
     assert by_split["all"] == by_split.get("held-out", 0) + by_split["in-distribution"]
     mal = {r["metric"] for r in recs if r["benchmark"] == "malicious-instructions"}
-    assert mal == {"refusal_rate", "defense_success_rate"}
+    assert mal == {"refusal_rate", "defense_success_rate", "degenerate_rate"}
     assert {r["metric"] for r in recs if r["benchmark"] == "arc-easy"} == {"accuracy", "acc_norm"}
     assert len(read_jsonl(out / "generations" / "xstest.jsonl")) == 12
     assert len(read_jsonl(next((out / "judgements").glob("xstest__keyword_*.jsonl")))) == 12
@@ -116,7 +116,7 @@ def test_guard_judges(tiny_dir: Path, data_dir: Path, tmp_path: Path, monkeypatc
     out = evaluate(_cfg(tiny_dir, data_dir, ["xstest"], safety_judge="guard:x"), tmp_path / "k")
     got = {m["metric"]: m["judge"] for m in read_json(out / "metrics.json")["benchmarks"]["xstest"]["metrics"]}
     assert got == {"compliance_rate": "keyword", "refusal_rate": "keyword", "defense_success_rate": "guard:fake",
-                   "judge_disagreement": "keyword vs guard:fake"}
+                   "degenerate_rate": "keyword", "judge_disagreement": "keyword vs guard:fake"}
 
 
 def test_malformed_data_is_an_error_not_missing(tiny_dir: Path, tmp_path: Path) -> None:

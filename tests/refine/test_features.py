@@ -9,6 +9,7 @@ from dcr.errors import ConfigError
 from dcr.models import get_layers
 from dcr.refine.features import (
     check_layer,
+    class_mean_center,
     default_layer,
     encode_prompts,
     extract_features,
@@ -82,6 +83,22 @@ def test_features_are_unit_norm_and_batch_independent(tiny: tuple) -> None:
     bf16 = extract_features(model, tok, PROMPTS, layer=1, autocast=torch.bfloat16)
     assert bf16.dtype == torch.float32
     torch.testing.assert_close(bf16, together, atol=0.05, rtol=0.05)
+
+
+def test_class_mean_center_is_the_midpoint_of_the_raw_class_means(tiny: tuple) -> None:
+    model, tok = tiny
+    prompts = [*PROMPTS, "Tell me a joke."]
+    labels = [0, 1, 1, 1]  # unequal classes: each class mean weighs one half
+    raw = torch.cat([pool(layer_forward(model, enc["input_ids"], enc["attention_mask"], 1)[0].float(),
+                          enc["attention_mask"]) for enc in (encode_prompts(tok, [p]) for p in prompts)])
+    want = (raw[0] + raw[1:].mean(0)) / 2
+    got = class_mean_center(model, tok, prompts, labels, layer=1, batch_size=2)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got, raw.mean(0), atol=1e-3)  # not the plain mean over prompts
+    torch.testing.assert_close(extract_features(model, tok, prompts, layer=1, normalize=False), raw, atol=1e-5,
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match="both classes"):
+        class_mean_center(model, tok, prompts, [0, 0, 0, 0], layer=1)
 
 
 def test_prompt_nll_matches_hf_loss_and_ignores_padding(tiny: tuple) -> None:

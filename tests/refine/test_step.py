@@ -31,11 +31,12 @@ def cfg(**kw: Any) -> SimpleNamespace:
 
 
 def reference(model: Any, batch: dict[str, torch.Tensor], c: SimpleNamespace,
-              autocast: torch.dtype | None = None) -> float:
+              autocast: torch.dtype | None = None, center: torch.Tensor | None = None) -> float:
     """The plain path: one forward with full logits, Circle Loss + lambda x prompt NLL, one backward."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast is not None):
         hidden, logits = layer_forward(model, batch["input_ids"], batch["attention_mask"], LAYER, run_tail=True)
-    feats = torch.nn.functional.normalize(pool(hidden.float(), batch["attention_mask"], c.pooling), dim=-1)
+    pooled = pool(hidden.float(), batch["attention_mask"], c.pooling)
+    feats = torch.nn.functional.normalize(pooled if center is None else pooled - center, dim=-1)
     loss = circle_loss(feats, LABELS, c.margin, c.gamma, c.circle_variant)
     if c.nll_weight > 0:
         loss = loss + c.nll_weight * prompt_nll(logits, batch["input_ids"], batch["attention_mask"])
@@ -70,6 +71,23 @@ def test_chunked_nll_and_gradient_caching_equal_the_plain_path(micro_batch: int 
     assert set(got) == set(ref) and got
     for name, g in ref.items():  # micro-batches drop shared leading pads: RoPE at other absolute angles rounds
         torch.testing.assert_close(got[name], g, rtol=1e-5, atol=1e-6, msg=name)  # differently (~1e-7)
+
+
+@pytest.mark.parametrize("micro_batch", [None, 3])
+def test_a_center_is_subtracted_before_normalising_on_both_paths(micro_batch: int | None) -> None:
+    """``center: base``: Circle Loss on normalise(pooled - center), by the plain path and by gradient caching;
+    and the center changes the loss (a test that cannot pass with the center ignored)."""
+    model, batch = setup()
+    center = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    ref_loss = reference(model, batch, cfg(), center=center)
+    ref = grads(model)
+    parts = loss_and_backward(model, batch, LABELS, cfg(micro_batch=micro_batch), LAYER, None, center)
+    got = grads(model)
+    assert parts["loss"] == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+    for name, g in ref.items():
+        torch.testing.assert_close(got[name], g, rtol=1e-5, atol=1e-6, msg=name)
+    plain = loss_and_backward(model, batch, LABELS, cfg(micro_batch=micro_batch), LAYER, None)
+    assert abs(plain["circle"] - parts["circle"]) > 1e-3
 
 
 def test_micro_batches_are_length_sorted_and_trimmed() -> None:

@@ -40,13 +40,15 @@ def test_seed_level_interval_counts_disagreeing_seeds() -> None:
     assert lo2 < 0.5 < hi2 and abs((hi2 - lo2) - (phi - plo)) < 0.05  # agreeing seeds: about the prompt interval
 
 
-def _stage(run: Path, name: str, method: str, seed: int, data_dir: Path, refused: dict[str, bool]) -> dict:
+def _stage(run: Path, name: str, method: str, seed: int, data_dir: Path, refused: dict[str, bool],
+           bench: str = "harmfulq", labels: dict[str, str] | None = None) -> dict:
     d = run / "stages" / name
     (d / "judgements").mkdir(parents=True)
-    (d / "judgements" / f"harmfulq__{slug(judge_identity('keyword'))}.jsonl").write_text(
-        "".join(json.dumps({"id": k, "label": "refusal" if v else "compliance", "value": v}) + "\n"
+    labels = labels or {}
+    (d / "judgements" / f"{bench}__{slug(judge_identity('keyword'))}.jsonl").write_text(
+        "".join(json.dumps({"id": k, "label": labels.get(k, "refusal" if v else "compliance"), "value": v}) + "\n"
                 for k, v in refused.items()))
-    cfg = {"benchmarks": ["harmfulq"], "limit": 6, "seed": 0, "data_dir": str(data_dir), "judge": "keyword"}
+    cfg = {"benchmarks": [bench], "limit": 6, "seed": 0, "data_dir": str(data_dir), "judge": "keyword"}
     return {"id": name, "stage": "evaluate", "dir": f"stages/{name}", "status": "done", "config": cfg,
             "uses": [{"method": method, "seed": seed, "model": "m"}]}
 
@@ -62,6 +64,18 @@ def test_paired_table_from_stage_verdicts(tmp_path: Path, data_dir: Path) -> Non
     row = table.rows[0]
     assert row[0] == "harmfulq unsafe" and row[1] == "6" and row[2] == "1"
     assert row[3].startswith("0.500") and row[4].startswith("0.333") and row[5].startswith("-0.167")
+
+
+def test_degenerate_answers_are_no_compliance_in_the_paired_outcome(tmp_path: Path, data_dir: Path) -> None:
+    ids = [r.id for r in load_benchmark("oktest", data_dir, 6, 0)]
+    none = dict.fromkeys(ids, False)
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, none, "oktest"),  # 6 of 6 complied
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, none, "oktest",  # 2 of 6 degenerate, 4 complied
+                    {ids[0]: "degenerate", ids[1]: "degenerate"})]
+    [(group, by_prompt)] = collect(tmp_path, {"nodes": nodes}).items()
+    assert group == "oktest safe"
+    assert sum(b for d in by_prompt.values() for _, b in d.values()) == 4
+    assert all(a for d in by_prompt.values() for a, _ in d.values())
 
 
 def test_rerun_stages_count_and_unfinished_do_not(tmp_path: Path, data_dir: Path) -> None:

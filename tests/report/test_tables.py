@@ -25,3 +25,20 @@ def test_cost_table_sums_the_attempts_of_a_resumed_stage(tmp_path: Path) -> None
     assert rows["resumed"][3] == "2407.6 (2 attempts)" and rows["resumed"][4] == "6073"
     assert rows["old"][3] == "5.0"
     assert rows["never"][2:4] == ["not run", "—"]
+
+
+def test_degenerate_table_shows_each_method_and_only_measured_columns() -> None:
+    from dcr.report.tables import degenerate_table
+
+    def rec(method: str, seed: int, bench: str, value: float, metric: str = "degenerate_rate") -> dict:
+        return {"model": "m", "method": method, "seed": seed, "benchmark": bench, "split": "all", "metric": metric,
+                "value": value, "n": 100}
+
+    assert degenerate_table([rec("stl", 0, "oktest", 0.6, "compliance_rate")]) == []
+    rows = [rec("stl", 0, "oktest", 0.0), rec("dcr", 0, "oktest", 0.4), rec("dcr", 1, "oktest", 0.2),
+            rec("dcr", 0, "harmfulq", 0.5)]
+    [table] = degenerate_table(rows)
+    assert table.header == ["method", "seeds", "OKTest", "HarmfulQ"]
+    body = {r[0]: r[1:] for r in table.rows}
+    assert body["STL"] == ["1", "0.00", "—"]
+    assert body["DCR alone (refined, before STL)"] == ["2", "0.30 ± 0.14", "0.50"]

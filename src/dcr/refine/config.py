@@ -13,6 +13,7 @@ TIED = ("freeze", "untie")
 EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
 FROZEN_DTYPES = ("auto", "fp32", "bf16")
 RETENTION_ACTIONS = ("fail", "warn")
+CENTERS = ("none", "base")
 
 
 @dataclass(kw_only=True)
@@ -29,6 +30,14 @@ class RefineConfig(StageConfig):
                                          "results/ablations-smollm2), else the middle block, layers // 2 (the "
                                          "paper's rule; pass it explicitly to get it on smollm2-135m: 15).")
     pooling: str = field("last", help="Feature pooling over the prompt: last (last prompt token) or mean.")
+    center: str = field(
+        "none", legacy="none", help=(
+        "What Circle Loss compares: none = the pooled layer-l features, normalised (the paper's wording); base = "
+        "those features minus a fixed vector, the base model's mean feature over the training prompts (the mean "
+        "of the two class means, taken once before training), then normalised. A few massive dimensions make "
+        "up most of every raw feature, so raw cosines between any two prompts are 0.90-0.99 and the margin can "
+        "only be met by erasing them, which the frozen tail needs to write (docs/refine.md)."
+        ))
     circle_variant: str = field("paper", help="Circle weights: paper (eq. 5, A.8) or original (Sun et al. 2020).")
     margin: float = field(0.25, help="Circle loss margin m (A.2: 0.25).")
     gamma: float = field(16.0, help="Circle loss scale gamma (A.2: 16).")
@@ -125,6 +134,7 @@ class RefineConfig(StageConfig):
         check(self.device != "shard", "device shard is for inference (evaluate, probe, judges). Fix: train on one "
                                        "device, or data-parallel under torchrun (docs/scale.md)")
         check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
+        check(self.center in CENTERS, f"center {self.center!r} unknown. Fix: use one of {CENTERS}")
         check(self.pooling in POOLINGS, f"pooling {self.pooling!r} unknown. Fix: use one of {POOLINGS}")
         check(self.circle_variant in VARIANTS, f"circle_variant {self.circle_variant!r}. Fix: use one of {VARIANTS}")
         check(0.0 < self.margin < 1.0, f"margin must be in (0, 1), got {self.margin}")

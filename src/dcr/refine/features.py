@@ -144,8 +144,10 @@ def extract_features(
     max_length: int = 256,
     batch_size: int = 32,
     autocast: torch.dtype | None = None,
+    normalize: bool = True,
 ) -> torch.Tensor:
-    """Normalised features ``[N, d]`` (fp32, on CPU) of ``prompts`` at ``layer``, in input order.
+    """Normalised (or, ``normalize=False``, raw pooled) features ``[N, d]`` (fp32, on CPU) of ``prompts`` at
+    ``layer``, in input order.
 
     Prompts are batched by length (less padding); ``autocast`` (e.g. bf16) runs the forward under autocast.
     """
@@ -159,7 +161,23 @@ def extract_features(
         batch = encode_prompts(tok, [prompts[i] for i in idx], template, max_length)
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            feats, _ = prompt_features(model, batch, layer, pooling)
+            hidden, _ = layer_forward(model, batch["input_ids"], batch["attention_mask"], layer)
+            feats = pool(hidden.float(), batch["attention_mask"], pooling)
+            feats = F.normalize(feats, dim=-1) if normalize else feats
         for i, f in zip(idx, feats.float().cpu()):
             out[i] = f
     return torch.stack(out)
+
+
+def class_mean_center(model: Any, tok: Any, prompts: Sequence[str], labels: Sequence[int], layer: int,
+                      pooling: str = "last", template: str = "auto", max_length: int = 256, batch_size: int = 32,
+                      autocast: torch.dtype | None = None) -> torch.Tensor:
+    """The mean of the per-class means of the raw pooled layer-l features ``[d]`` (fp32): ``center: base``
+    subtracts it from every feature before Circle Loss. Each class weighs the same whatever its size."""
+    raw = extract_features(model, tok, prompts, layer, pooling, template, max_length, batch_size, autocast,
+                           normalize=False)
+    y = torch.tensor(list(labels))
+    classes = sorted(set(y.tolist()))
+    if len(classes) < 2:
+        raise ValueError(f"class_mean_center needs prompts of both classes, got labels {classes}")
+    return torch.stack([raw[y == c].mean(0) for c in classes]).mean(0)

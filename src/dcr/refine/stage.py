@@ -35,7 +35,7 @@ from dcr.models import (
 )
 from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
-from dcr.refine.features import check_layer, default_layer, extract_features
+from dcr.refine.features import check_layer, class_mean_center, default_layer, extract_features
 from dcr.refine.metrics import separability
 from dcr.refine.retention import measure, verdict, write_generations
 from dcr.refine.train import count_params, embeddings_tied, setup_full, setup_lora, train
@@ -137,14 +137,21 @@ def prepare_trainable(model: Any, cfg: RefineConfig, layer: int) -> tuple[Any, d
 def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int,
                  ckpt_dir: Path) -> tuple[Any, list, dict]:
     """Set up the trainable parameters, train, merge LoRA; returns (model, loss rows, info)."""
-    model, info = prepare_trainable(model, cfg, layer)
     prompts, labels = data.train_items()
+    autocast = autocast_dtype(cfg.dtype, str(next(model.parameters()).device))
+    center = None
+    if cfg.center == "base":  # from the base model, before any update (a resumed run computes the same vector)
+        center = class_mean_center(model, tok, prompts, labels, layer, cfg.pooling, cfg.template, cfg.max_length,
+                                   cfg.eval_batch_size, autocast)
+    model, info = prepare_trainable(model, cfg, layer)
+    if center is not None:
+        info["center_norm"] = round(float(center.norm()), 4)
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
     batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
     torch.manual_seed(cfg.seed)
     stamp = short_hash({"config": dataclasses.asdict(cfg), "layer": layer, "batches": batches})
-    rows = train(model, tok, prompts, labels, batches, cfg, layer, spe,
-                 autocast_dtype(cfg.dtype, str(next(model.parameters()).device)), log.info, (ckpt_dir, stamp))
+    rows = train(model, tok, prompts, labels, batches, cfg, layer, spe, autocast, log.info, (ckpt_dir, stamp),
+                 center)
     if cfg.lora:
         model = model.merge_and_unload()
     if cfg.gradient_checkpointing:

@@ -113,15 +113,18 @@ def _autocast(device_type: str, autocast: torch.dtype | None, cache: bool) -> to
 
 
 def _features(model: Any, batch: dict[str, torch.Tensor], layer: int, cfg: Any, autocast: torch.dtype | None,
-              tail: bool, cache: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Pooled, normalised layer-l features (and the head's input when ``tail``). ``cache``: keep autocast's bf16
+              tail: bool, cache: bool = False,
+              center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled layer-l features, minus ``center`` when given (``RefineConfig.center``), normalised (and the head's
+    input when ``tail``). ``cache``: keep autocast's bf16
     copies of the trainable weights for an enclosing autocast context (gradient caching's pass 1, where all
     micro-batches then share one cast of each weight). Off by default: each weight is used once per forward,
     and under activation checkpointing the cache would hold a bf16 copy of every trainable weight until the
     forward ends (1.3 GB at 1.5B) for nothing."""
     with _autocast(batch["input_ids"].device.type, autocast, cache):
         hidden, final = forward_to_head(model, batch, layer, tail)
-    return F.normalize(pool(hidden.float(), batch["attention_mask"], cfg.pooling), dim=-1), final
+    feats = pool(hidden.float(), batch["attention_mask"], cfg.pooling)
+    return F.normalize(feats if center is None else feats - center.to(feats.device), dim=-1), final
 
 
 def _parts(mask: torch.Tensor, size: int | None) -> list[torch.Tensor]:
@@ -147,10 +150,11 @@ def _take(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch
 
 
 def _one_graph(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
-               autocast: torch.dtype | None, tail: bool, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               autocast: torch.dtype | None, tail: bool, scale: torch.Tensor,
+               center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(Circle Loss, NLL sum) of the whole batch: one forward, one backward (the plain path). Running the forward
     in length-sorted 8-row chunks was measured and dropped: 0.98x the tokens/s at 0.5B (BENCHMARKS.md)."""
-    feats, final = _features(model, batch, layer, cfg, autocast, tail)
+    feats, final = _features(model, batch, layer, cfg, autocast, tail, center=center)
     nll = torch.zeros(())
     if cfg.nll_weight > 0:
         nll = head_nll_sum(model, final, batch, getattr(cfg, "nll_chunk", 256), autocast)[0]
@@ -161,7 +165,8 @@ def _one_graph(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor,
 
 
 def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
-            autocast: torch.dtype | None, tail: bool, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            autocast: torch.dtype | None, tail: bool, scale: torch.Tensor,
+            center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(Circle Loss, NLL sum) by gradient caching over ``cfg.micro_batch`` rows (module docstring)."""
     parts = _parts(batch["attention_mask"], cfg.micro_batch)
     states, feats = [], []
@@ -171,7 +176,8 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
     with torch.no_grad(), _autocast(device_type, autocast, True):
         for rows in parts:
             states.append(torch.get_rng_state())
-            feats.append(_features(model, _take(batch, rows), layer, cfg, autocast, False, cache=True)[0])
+            feats.append(_features(model, _take(batch, rows), layer, cfg, autocast, False, cache=True,
+                                   center=center)[0])
     leaf = torch.cat(feats).requires_grad_(True)
     order = torch.cat(parts)  # leaf row j is batch row order[j]; Circle Loss does not depend on row order
     circle = circle_loss(gather_with_grad(leaf), gather_with_grad(labels[order]), cfg.margin, cfg.gamma,
@@ -181,7 +187,7 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
     for i, rows in enumerate(parts):  # pass 2: each micro-batch with its graph and its slice of the gradient
         torch.set_rng_state(states[i])
         sub = _take(batch, rows)
-        feats_i, final = _features(model, sub, layer, cfg, autocast, tail)
+        feats_i, final = _features(model, sub, layer, cfg, autocast, tail, center=center)
         loss = (feats_i * leaf.grad[at:at + len(rows)]).sum()
         at += len(rows)
         if cfg.nll_weight > 0:
@@ -195,15 +201,16 @@ def _cached(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cf
 
 
 def loss_and_backward(model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
-                      autocast: torch.dtype | None) -> dict[str, float]:
-    """Circle Loss (+ lambda x NLL) of the batch; gradients accumulated into ``.grad``. Returns the loss parts."""
+                      autocast: torch.dtype | None, center: torch.Tensor | None = None) -> dict[str, float]:
+    """Circle Loss (+ lambda x NLL) of the batch; gradients accumulated into ``.grad``. Returns the loss parts.
+    ``center``: subtracted from every pooled feature before normalising (``RefineConfig.center``)."""
     nll_on = cfg.nll_weight > 0
     tail = nll_on or not cfg.truncate_forward
     n_tok = sum_all(nll_targets(batch["attention_mask"]).sum())
     scale = cfg.nll_weight / n_tok.clamp_min(1) * world_size()  # global token mean; x world: grads are averaged
     micro = getattr(cfg, "micro_batch", None)
     run = _cached if micro and micro < len(labels) else _one_graph
-    circle, nll_total = run(model, batch, labels, cfg, layer, autocast, tail, scale)
+    circle, nll_total = run(model, batch, labels, cfg, layer, autocast, tail, scale, center)
     nll_value = float(sum_all(nll_total) / n_tok.clamp_min(1)) if nll_on else float("nan")
     total = circle.item() + cfg.nll_weight * nll_value if nll_on else circle.item()
     return {"loss": total, "circle": circle.item(), "nll": nll_value}

@@ -96,22 +96,23 @@ def make_optimizer(model: Any, lr: float, weight_decay: float, warmup_steps: int
 
 def train_step(
     model: Any, batch: dict[str, torch.Tensor], labels: torch.Tensor, cfg: Any, layer: int,
-    autocast: torch.dtype | None,
+    autocast: torch.dtype | None, center: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Forward (stopping after ``layer`` when the NLL term is off), loss, backward (``dcr.refine.step``: the
     NLL from the LM head in token chunks, gradient caching over ``cfg.micro_batch``). Returns the loss parts."""
-    return loss_and_backward(model, batch, labels, cfg, layer, autocast)
+    return loss_and_backward(model, batch, labels, cfg, layer, autocast, center)
 
 
 def train(
     model: Any, tok: Any, prompts: list[str], labels: list[int], batches: list[list[int]], cfg: Any, layer: int,
     steps_per_epoch: int, autocast: torch.dtype | None = None, log: Callable[[str], None] | None = None,
-    ckpt: tuple[Path, str] | None = None,
+    ckpt: tuple[Path, str] | None = None, center: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """Run the optimisation over ``batches`` (lists of indices into ``prompts``); returns one row per step.
 
     With ``ckpt = (dir, stamp)`` the state is saved every ``cfg.save_every`` steps and a run with the same
-    stamp resumes from it: the remaining steps and rows are those of an uninterrupted run.
+    stamp resumes from it: the remaining steps and rows are those of an uninterrupted run. ``center``: the fixed
+    vector subtracted from every feature (``RefineConfig.center``; computed from the base model by the caller).
     """
     device = next(model.parameters()).device
     opt, sched = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, getattr(cfg, "fused_adamw", False))
@@ -128,7 +129,7 @@ def train(
         batch = encode_prompts(tok, [prompts[i] for i in idx], cfg.template, cfg.max_length)
         batch = {k: v.to(device) for k, v in batch.items()}
         y = torch.tensor([labels[i] for i in idx], device=device)
-        parts = train_step(model, batch, y, cfg, layer, autocast)
+        parts = train_step(model, batch, y, cfg, layer, autocast, center)
         average_gradients(trainable)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)

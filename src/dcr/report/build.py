@@ -72,6 +72,7 @@ def build(run_dir: Path) -> list[Block]:
     blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
     t1 = tables.table1(rows, heldout)
     blocks.extend(t1 if t1 else [Para("No evaluation records yet.")])
+    blocks.extend(tables.degenerate_table(rows, heldout))
     gaps = tables.missing(rows, plan.get("benchmarks"), heldout)
     if gaps:
         blocks.append(Heading("Missing benchmarks", 3))

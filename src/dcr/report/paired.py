@@ -2,9 +2,10 @@
 
 For every evaluated prompt the refusal judge's verdict is read back from each evaluate stage
 (``judgements/<bench>__<judge>.jsonl``). A prompt contributes, per seed, the difference of the two methods'
-outcomes (compliance on safe prompts, defense success = refusal on unsafe ones). The table gives the mean
-difference over all (prompt, seed) pairs, a 95 % bootstrap interval that resamples prompts (all seeds of a
-resampled prompt move together), the per-seed means, and each method's rate with its Wilson interval.
+outcomes (compliance on safe prompts: neither a refusal nor degenerate text; defense success = refusal on unsafe
+ones). The table gives the mean difference over all (prompt, seed) pairs, a 95 % bootstrap interval that
+resamples prompts (all seeds of a resampled prompt move together), the per-seed means, and each method's rate
+with its Wilson interval.
 """
 
 from __future__ import annotations
@@ -82,12 +83,22 @@ def seed_prompt_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, bool]:
+def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, tuple[bool, bool]]:
+    """{prompt id: (refused, degenerate)} from a stage's cached judgements."""
     from dcr.evaluate.judged import slug
+    from dcr.evaluate.metrics import DEGENERATE
     from dcr.judges.record import judge_identity
 
     path = stage / "judgements" / f"{bench}__{slug(judge_identity(judge) or judge)}.jsonl"
-    return {str(r["id"]): bool(r["value"]) for r in read_jsonl(path)} if path.exists() else {}
+    if not path.exists():
+        return {}
+    return {str(r["id"]): (bool(r["value"]), r.get("label") == DEGENERATE) for r in read_jsonl(path)}
+
+
+def outcome(verdict: tuple[bool, bool], safe: bool) -> bool:
+    """Compliance on a safe prompt (neither refused nor degenerate), defense success (a refusal) on an unsafe one."""
+    refused, degenerate = verdict
+    return not refused and not degenerate if safe else refused
 
 
 def _groups(bench: str, cfg: dict[str, Any]) -> dict[str, str]:
@@ -126,7 +137,7 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
             for pid, group in _groups(bench, cfg).items():
                 if pid in va and pid in vb:
                     safe = " safe" in group
-                    out[group][pid][seed] = (va[pid] != safe, vb[pid] != safe)  # compliance / defense success
+                    out[group][pid][seed] = (outcome(va[pid], safe), outcome(vb[pid], safe))
     return out
 
 

@@ -186,6 +186,30 @@ def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
     return tables
 
 
+def degenerate_table(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
+    """Per model, the share of answers the refusal judge read as degenerate text (loops, fence or number runs:
+    ``dcr.judges.degenerate``), in Table 1's over-refusal and safety columns; none when no record has one."""
+    if not any(r.get("metric") == "degenerate_rate" for r in rows):
+        return []
+    columns = tuple(Column(c.label, c.group, c.benchmarks, c.split, "degenerate_rate", optional=c.optional)
+                    for c in (*OVER_REFUSAL, *SAFETY) if heldout or c != HELDOUT)
+    present = {(r.get("benchmark"), r.get("split", "all")) for r in rows if r.get("metric") == "degenerate_rate"}
+    columns = tuple(c for c in columns if any((b, c.split) in present for b in c.benchmarks))
+    data = per_seed(rows, columns)
+    out = []
+    for model in sorted({m for m, _ in data}):
+        body = [[METHOD_NAMES.get(method, method), str(len(data[(model, method)])),
+                 *[fmt([v[c.key] for v in data[(model, method)].values() if c.key in v]) for c in columns]]
+                for method in _sort_methods(meth for m, meth in data if m == model)]
+        out.append(Table(
+            title=f"Degenerate answers: {model}", header=["method", "seeds", *[c.label for c in columns]], rows=body,
+            notes=["Share of answers that are neither compliance nor refusal (a loop, a fence or number run, letter "
+                   "soup, chat-role lines: dcr.judges.degenerate), mean ± std over seeds. Table 1 counts them as "
+                   "neither: they lower compliance and, on unsafe prompts, are no defense. Text that is fluent but "
+                   "unrelated to the prompt is not detected."]))
+    return out
+
+
 def column_judge(rows: list[dict[str, Any]], col: Column) -> str:
     """The judge(s) of a column's records with their measured agreement; blank for judge-free columns."""
     from dcr.report.judging import agreement_short
