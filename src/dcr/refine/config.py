@@ -42,6 +42,15 @@ class RefineConfig(StageConfig):
     margin: float = field(0.25, help="Circle loss margin m (A.2: 0.25).")
     gamma: float = field(16.0, help="Circle loss scale gamma (A.2: 16).")
     nll_weight: float = field(0.001, help="Weight lambda of the NLL regulariser on the prompts (A.2: 0.001); 0 = off.")
+    anchor_weight: float = field(
+        0.0, legacy=0.0, help=(
+        "Weight of a response-side regulariser: the mean per-token NLL of the base model's own greedy answers to "
+        "anchor_n seeded Alpaca instructions, anchor_batch of them added at every step (dcr.refine.anchor); "
+        "0 = off (the paper has only the prompt NLL)."
+        ))
+    anchor_n: int = field(64, legacy=64, help="Alpaca instructions the base model answers for the anchor term.")
+    anchor_batch: int = field(8, legacy=8, help="Anchor pairs per step.")
+    anchor_max_new_tokens: int = field(64, legacy=64, help="Greedy tokens per anchor answer.")
     batch_size: int = field(32, help="Prompts per batch, both classes in every batch (A.2: 32).")
     lr: float = field(1e-4, help="AdamW learning rate (A.2: 1e-4).")
     epochs: int = field(3, help="Training epochs (A.2: 3 for Qwen2.5-1.5B and Llama-3-8B).")
@@ -140,6 +149,9 @@ class RefineConfig(StageConfig):
         check(0.0 < self.margin < 1.0, f"margin must be in (0, 1), got {self.margin}")
         check(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
         check(self.nll_weight >= 0, f"nll_weight must be >= 0, got {self.nll_weight}")
+        check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        check(self.anchor_n >= 1 and self.anchor_batch >= 1 and self.anchor_max_new_tokens >= 1,
+              "anchor_n, anchor_batch and anchor_max_new_tokens must be >= 1. Fix: raise them")
         check(self.batch_size >= 4, f"batch_size must be >= 4 (two of each class for positives), got {self.batch_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")

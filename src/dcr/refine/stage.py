@@ -33,6 +33,7 @@ from dcr.models import (
     saved_dtype,
     training_attention,
 )
+from dcr.refine.anchor import build_anchor
 from dcr.refine.config import RefineConfig
 from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
 from dcr.refine.features import check_layer, class_mean_center, default_layer, extract_features
@@ -143,7 +144,11 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     if cfg.center == "base":  # from the base model, before any update (a resumed run computes the same vector)
         center = class_mean_center(model, tok, prompts, labels, layer, cfg.pooling, cfg.template, cfg.max_length,
                                    cfg.eval_batch_size, autocast)
+    # the base model's own answers for the anchor term, before any update
+    anchor = build_anchor(model, tok, cfg, autocast, ckpt_dir.parent if is_main() else None)
     model, info = prepare_trainable(model, cfg, layer)
+    if anchor is not None:
+        info["anchor_pairs"] = len(anchor.pairs)
     if center is not None:
         info["center_norm"] = round(float(center.norm()), 4)
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
@@ -151,7 +156,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     torch.manual_seed(cfg.seed)
     stamp = short_hash({"config": dataclasses.asdict(cfg), "layer": layer, "batches": batches})
     rows = train(model, tok, prompts, labels, batches, cfg, layer, spe, autocast, log.info, (ckpt_dir, stamp),
-                 center)
+                 center, anchor)
     if cfg.lora:
         model = model.merge_and_unload()
     if cfg.gradient_checkpointing:

@@ -21,6 +21,7 @@ import torch
 
 from dcr.dist import average_gradients, is_main, rank, sum_all, world_size
 from dcr.models import get_layers
+from dcr.refine.anchor import Anchor, anchor_backward
 from dcr.refine.checkpoint import load_checkpoint, save_checkpoint
 from dcr.refine.features import encode_prompts
 from dcr.refine.step import loss_and_backward
@@ -106,13 +107,14 @@ def train_step(
 def train(
     model: Any, tok: Any, prompts: list[str], labels: list[int], batches: list[list[int]], cfg: Any, layer: int,
     steps_per_epoch: int, autocast: torch.dtype | None = None, log: Callable[[str], None] | None = None,
-    ckpt: tuple[Path, str] | None = None, center: torch.Tensor | None = None,
+    ckpt: tuple[Path, str] | None = None, center: torch.Tensor | None = None, anchor: Anchor | None = None,
 ) -> list[dict[str, float]]:
     """Run the optimisation over ``batches`` (lists of indices into ``prompts``); returns one row per step.
 
     With ``ckpt = (dir, stamp)`` the state is saved every ``cfg.save_every`` steps and a run with the same
     stamp resumes from it: the remaining steps and rows are those of an uninterrupted run. ``center``: the fixed
     vector subtracted from every feature (``RefineConfig.center``; computed from the base model by the caller).
+    ``anchor``: the general answers of the response-side regulariser (``dcr.refine.anchor``), added every step.
     """
     device = next(model.parameters()).device
     opt, sched = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.warmup_steps, getattr(cfg, "fused_adamw", False))
@@ -130,6 +132,9 @@ def train(
         batch = {k: v.to(device) for k, v in batch.items()}
         y = torch.tensor([labels[i] for i in idx], device=device)
         parts = train_step(model, batch, y, cfg, layer, autocast, center)
+        if anchor is not None:
+            parts["anchor"] = anchor_backward(model, tok, anchor, step, cfg, autocast)
+            parts["loss"] += anchor.weight * parts["anchor"]
         average_gradients(trainable)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -143,7 +148,7 @@ def train(
                      "tokens": tokens, "seconds": round(time.time() - start, 3)})
         if log is not None:
             log(f"step {step + 1}/{len(batches)} loss {parts['loss']:.4f} circle {parts['circle']:.4f} "
-                f"nll {parts['nll']:.4f}")
+                f"nll {parts['nll']:.4f}" + (f" anchor {parts['anchor']:.4f}" if "anchor" in parts else ""))
         if ckpt and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < len(batches) and is_main():
             save_checkpoint(ckpt[0], ckpt[1], step + 1, model, opt, sched, rows)
     model.eval()
