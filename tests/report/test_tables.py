@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dcr.io import write_json
 from dcr.report.tables import cost_table
 
@@ -42,3 +44,30 @@ def test_degenerate_table_shows_each_method_and_only_measured_columns() -> None:
     body = {r[0]: r[1:] for r in table.rows}
     assert body["STL"] == ["1", "0.00", "—"]
     assert body["DCR alone (refined, before STL)"] == ["2", "0.30 ± 0.14", "0.50"]
+
+
+def test_a_stand_in_model_gets_the_papers_rows_beside_its_own() -> None:
+    from dcr.report.paper import paper_values, stand_in
+    from dcr.report.tables import table1
+
+    assert stand_in("qwen2.5-coder-1.5b")["paper_model"] == "Qwen2.5-1.5B"
+    assert stand_in("/some/path/qwen2.5-coder-1.5b/") is not None and stand_in("smollm2-135m") is None
+    dcr = paper_values("Qwen2.5-1.5B", "dcr+stl")  # Table 1: 0.98 0.98 0.83 0.86 0.86, safety 0.81, win 51.8
+    assert dcr["over-refusal:XSTest in-distribution"] == 0.98 and dcr["safety:Safety avg"] == 0.81
+    assert dcr["over-refusal:Over-refusal avg"] == pytest.approx((0.98 + 0.98 + 0.83 + 0.86 + 0.86) / 5)
+    assert dcr["quality:AlpacaEval win rate"] == pytest.approx(0.518)
+
+    def rec(model: str, method: str, bench: str, value: float) -> dict:
+        return {"model": model, "method": method, "seed": 0, "benchmark": bench, "split": "all",
+                "metric": "compliance_rate", "value": value, "n": 100, "judge": "keyword"}
+
+    rows = [rec("qwen2.5-coder-1.5b", "stl", "oktest", 0.5), rec("qwen2.5-coder-1.5b", "dcr+stl", "oktest", 0.6),
+            rec("smollm2-135m", "stl", "oktest", 0.7)]
+    tables = {t.title: t for t in table1(rows)}
+    qwen, smol = tables["Table 1 layout: qwen2.5-coder-1.5b"], tables["Table 1 layout: smollm2-135m"]
+    ok = qwen.header.index("C: OKTest")
+    paper = {r[0]: r for r in qwen.rows if r[0].startswith("paper:")}
+    assert list(paper) == ["paper: STL (Qwen2.5-1.5B, Table 1)", "paper: DCR + STL (ours) (Qwen2.5-1.5B, Table 1)"]
+    assert paper["paper: STL (Qwen2.5-1.5B, Table 1)"][ok] == "0.75"
+    assert any("Qwen2.5-Coder-1.5B-Instruct" in n for n in qwen.notes)
+    assert not any(r[0].startswith("paper:") for r in smol.rows)

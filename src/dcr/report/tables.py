@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcr.report.paper import paper_rows
 from dcr.report.render import Table
 from dcr.stage import read_manifest
 
@@ -172,6 +173,8 @@ def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
             body.append([METHOD_NAMES.get(method, method), str(len(seeds)), *cells])
         model_rows = [r for r in rows if str(r.get("model")) == model]
         body.append(["judge · agreement with people", "", *[column_judge(model_rows, c) for c in columns]])
+        extra, paper_note = paper_rows(model, methods, [c.key for c in columns], METHOD_NAMES)
+        body.extend(extra)
         tables.append(Table(
             title=f"Table 1 layout: {model}", header=header, rows=body,
             notes=["C = compliance rate (1 - refusal rate) on benign, seemingly toxic prompts; D = defense success "
@@ -182,7 +185,7 @@ def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
                    f"{SPLIT_NOTES[heldout]} {AVERAGES_NOTE}",
                    "Last row: the judge behind each column and its agreement with human labels (Cohen's kappa on "
                    "XSTest completions, see `dcr judge --calibrate` and docs/judges.md); uncalibrated = never "
-                   "measured."]))
+                   "measured.", *([paper_note] if paper_note else [])]))
     return tables
 
 
