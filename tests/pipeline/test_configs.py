@@ -92,6 +92,22 @@ def test_quickstart_plans_stl_and_dcr(tmp_path: Path) -> None:
     assert {u["method"] for n in planned["nodes"] for u in n["uses"]} == {"base", "stl", "dcr+stl"}
     assert [n["stage"] for n in planned["nodes"]] == ["refine", "align", "align", "evaluate", "evaluate", "evaluate"]
     assert not (tmp_path / "stages").exists()  # a dry run runs nothing
+    assert "less safe than STL" in planned["reference"]  # the report's first paragraph (issue 28)
+
+
+def test_the_reference_note_is_a_string_and_opens_the_report(tmp_path: Path) -> None:
+    from dcr.errors import ConfigError
+    from dcr.io import write_json
+    from dcr.pipeline import parse_experiment
+    from dcr.report.build import build
+    from dcr.report.render import Para
+
+    with pytest.raises(ConfigError, match="'reference' must be a string"):
+        parse_experiment({"models": ["m"], "reference": ["not", "a", "note"]}, "x.yaml")
+    assert parse_experiment({"models": ["m"], "reference": "  see results/x  "}, "x.yaml").reference == "see results/x"
+    write_json(tmp_path / "plan.json", {"experiment": "x", "nodes": [], "reference": "see results/x"})
+    blocks = build(tmp_path)
+    assert isinstance(blocks[2], Para) and blocks[2].text.endswith("see results/x")
 
 
 def test_quickstart_baselines_reuses_quickstart_stages(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ SIZES: dict[str, tuple[str, str]] = {
 }
 SECTIONS = ("refine", "align", "steer", "surgical", "scans", "evaluate")
 TOP_KEYS = ("name", "models", "methods", "seeds", "benchmarks", "sizes", "exclude_refine_toxic", "stages_dir",
+            "reference",
             *COMMON, *SECTIONS)
 
 @dataclass
@@ -71,6 +72,7 @@ class Experiment:
     exclude_refine_toxic: bool = True
     source: str = ""
     stages_dir: str | None = None  # where stage directories live (default RUN_DIR/stages); shared by ablations
+    reference: str = ""  # a note the report prints first: what a reader should compare this run's numbers with
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -135,12 +137,15 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
             raise ConfigError(f"{source}: sizes.{knob} and {sec}.{fld} both set. Fix: keep one of them")
         sections[sec][fld] = value
     bench = [str(b) for b in _as_list(data.get("benchmarks", ["xstest"]), "benchmarks", source)]
+    reference = data.get("reference") or ""
+    if not isinstance(reference, str):
+        raise ConfigError(f"{source}: 'reference' must be a string (a note for the report), got {reference!r}")
     return Experiment(
         name=str(data.get("name") or Path(source).stem), models=_models(data["models"], source),
         methods=list(dict.fromkeys(methods)), seeds=list(dict.fromkeys(seeds)), benchmarks=bench,
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
         exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source,
-        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None)
+        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None, reference=reference.strip())
 
 
 def apply_sets(data: dict[str, Any], sets: list[str], source: str) -> dict[str, Any]:

@@ -157,4 +157,5 @@ def write_plan(exp: Experiment, nodes: list[Node], run_dir: Path) -> None:
     write_json(run_dir / "plan.json", {
         "experiment": exp.name, "source": exp.source, "models": [m.name for m in exp.models],
         "methods": exp.methods, "seeds": exp.seeds, "benchmarks": exp.benchmarks,
+        **({"reference": exp.reference} if exp.reference else {}),
         "nodes": [node_json(n, run_dir) for n in nodes]})

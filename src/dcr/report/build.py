@@ -43,8 +43,11 @@ def _overview(plan: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -
         items.append(f"XSTest split: xstest_heldout_frac = {frac:g}" + (
             " (nothing held out: XSTest is in-distribution, trained on by refinement and STL-aug)" if frac == 0
             else " (the held-out column's prompts are never trained on)"))
-    return [Heading(f"DCR report: {plan.get('experiment', run_dir.name)}", 1),
-            Para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `dcr report`."), Bullets(items)]
+    blocks: list[Block] = [Heading(f"DCR report: {plan.get('experiment', run_dir.name)}", 1),
+                           Para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by `dcr report`.")]
+    if plan.get("reference"):
+        blocks.append(Para(f"Read this run beside its reference: {plan['reference']}"))
+    return [*blocks, Bullets(items)]
 
 
 def _records(run_dir: Path) -> tuple[list[dict[str, Any]], list[Block]]:
