@@ -192,3 +192,13 @@ def test_repro_ablation_variants_share_stl_and_evaluation(tmp_path: Path) -> Non
     owners = {(n["stage"], n["uses"][0]["method"]): n["id"] for n in nodes}
     assert owners[("align", "stl")] == "align-a16f285b0d53ea24"  # seed 1 of the main run (results/repro-smollm2)
     assert owners[("evaluate", "stl")] == "evaluate-0d673d8236042aca"
+
+
+@pytest.mark.parametrize("name", ["repro-qwen2.5-coder-1.5b.yaml", "repro-smollm2.yaml", "quickstart.yaml"])
+def test_every_planned_config_survives_the_json_trip_to_a_stage_process(name: str, tmp_path: Path) -> None:
+    from dcr.pipeline.child import config_json
+    from dcr.pipeline.planner import default_registry
+
+    registry = default_registry()
+    for node in plan(load_experiment(CONFIGS / name), tmp_path):
+        assert registry[node.stage][0](**config_json(node.cfg)) == node.cfg, node.label

@@ -54,3 +54,30 @@ def test_run_report_and_rerun(tmp_path: Path, tiny_dir: Path, data_dir: Path) ->
     assert again.output.count("skipped (finished, key") == 7
     assert time.time() - start < 60
     assert read_jsonl(run / "results.jsonl") == rows
+
+
+def test_stage_processes_run_each_stage_in_a_child_with_the_same_results(tmp_path: Path, tiny_dir: Path,
+                                                                        data_dir: Path) -> None:
+    """``stage_processes: true``: every stage runs in ``python -m dcr.pipeline.child``; the records equal those
+    of the in-process run (fp32, one thread: deterministic), and a child's error comes back as this one's."""
+    small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base, stl]")
+    records = {}
+    for name, flag in (("inproc", "false"), ("child", "true")):
+        exp = tmp_path / f"{name}.yaml"
+        exp.write_text(small + f"stage_processes: {flag}\n")
+        result = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / name), "--no-report"])
+        assert result.exit_code == 0, result.output
+        records[name] = [{k: v for k, v in r.items() if k not in ("time", "model_path")}
+                         for r in read_jsonl(tmp_path / name / "results.jsonl")]
+    assert records["child"] == records["inproc"] and records["child"]
+
+
+def test_a_childs_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, data_dir: Path) -> None:
+    from dcr.errors import DcrError
+    from dcr.pipeline.child import config_json, run_in_child
+    from dcr.refine import RefineConfig
+
+    cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), layer=999, limit=4)
+    assert RefineConfig(**config_json(cfg)) == cfg
+    with pytest.raises(DcrError, match="layer 999 out of range"):
+        run_in_child("refine", cfg, tmp_path / "out", force=False)

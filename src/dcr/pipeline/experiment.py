@@ -47,7 +47,7 @@ SIZES: dict[str, tuple[str, str]] = {
 }
 SECTIONS = ("refine", "align", "steer", "surgical", "scans", "evaluate")
 TOP_KEYS = ("name", "models", "methods", "seeds", "benchmarks", "sizes", "exclude_refine_toxic", "stages_dir",
-            "reference",
+            "reference", "stage_processes",
             *COMMON, *SECTIONS)
 
 @dataclass
@@ -73,6 +73,7 @@ class Experiment:
     source: str = ""
     stages_dir: str | None = None  # where stage directories live (default RUN_DIR/stages); shared by ablations
     reference: str = ""  # a note the report prints first: what a reader should compare this run's numbers with
+    stage_processes: bool = False  # run each stage in its own process (dcr.pipeline.child)
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -80,6 +81,12 @@ def _as_list(value: Any, key: str, source: str) -> list[Any]:
         return [value]
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{source}: {key!r} must be a non-empty list, got {value!r}")
+    return value
+
+
+def _flag(value: Any, key: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{source}: {key!r} must be true or false, got {value!r}")
     return value
 
 
@@ -145,7 +152,8 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         methods=list(dict.fromkeys(methods)), seeds=list(dict.fromkeys(seeds)), benchmarks=bench,
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
         exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source,
-        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None, reference=reference.strip())
+        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None, reference=reference.strip(),
+        stage_processes=_flag(data.get("stage_processes", False), "stage_processes", source))
 
 
 def apply_sets(data: dict[str, Any], sets: list[str], source: str) -> dict[str, Any]:

@@ -50,7 +50,12 @@ def run_nodes(nodes: list[Node], run_dir: Path, exp: Experiment, registry: Regis
             event(i, node, "running", 0.0)
         start = time.time()
         try:
-            fn(node.cfg, node.dir, force=force)
+            if exp.stage_processes and fn is default_registry()[node.stage][1]:
+                from dcr.pipeline.child import run_in_child
+
+                run_in_child(node.stage, node.cfg, node.dir, force)
+            else:
+                fn(node.cfg, node.dir, force=force)
         except BaseException as exc:
             node.status = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             write_plan(exp, nodes, run_dir)
