@@ -52,7 +52,10 @@ class RefineConfig(StageConfig):
     anchor_batch: int = field(8, legacy=8, help="Anchor pairs per step.")
     anchor_max_new_tokens: int = field(64, legacy=64, help="Greedy tokens per anchor answer.")
     batch_size: int = field(32, help="Prompts per batch, both classes in every batch (A.2: 32).")
-    lr: float = field(1e-4, help="AdamW learning rate (A.2: 1e-4).")
+    lr: float | None = field(None, help=(
+        "AdamW learning rate. None = 1e-5 for full-parameter refine, 1e-4 with lora (A.2's value). A.2's 1e-4 "
+        "on the full blocks made Qwen2.5-Coder-0.5B stop writing; 1e-5 kept it writing and reached a lower "
+        "Circle Loss (results/refine-collapse)."))
     epochs: int = field(3, help="Training epochs (A.2: 3 for Qwen2.5-1.5B and Llama-3-8B).")
     weight_decay: float = field(0.0, help="AdamW weight decay.")
     max_grad_norm: float = field(1.0, help="Gradient clipping norm; 0 = no clipping.")
@@ -136,6 +139,8 @@ class RefineConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.lr is None:  # resolved here, so the stage key names the learning rate that is used
+            self.lr = 1e-4 if self.lora else 1e-5
         if self.layer is None:  # resolved here, so the stage key names the layer that is trained
             from dcr.models import measured_refine_layer
 
