@@ -65,6 +65,7 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(tiny_dir, data_dir, ["oktest"], limit=8)
     out = evaluate(cfg, tmp_path / "ev")
+    records = len(read_jsonl(out / "results.jsonl"))  # compliance and degenerate rates
     gen = out / "generations" / "oktest.jsonl"
     rows = read_jsonl(gen)
     write_jsonl(gen, rows[:5])  # as if killed after five prompts (batches of 4: one and a quarter)
@@ -79,7 +80,7 @@ def test_interrupted_run_resumes_without_regenerating(tiny_dir: Path, data_dir: 
     monkeypatch.setattr(dcr.generate, "generate_decoded", counting)
     evaluate(cfg, out)
     assert sorted(seen) == sorted(r["prompt"] for r in rows[4:])  # the partly written 2nd batch is redone whole
-    assert len(read_jsonl(out / "results.jsonl")) == 1  # results.jsonl is rewritten, not appended to
+    assert len(read_jsonl(out / "results.jsonl")) == records == 2  # results.jsonl is rewritten, not appended to
     monkeypatch.setattr(eval_stage, "_run_evaluate", lambda *a: pytest.fail("a finished stage re-ran"))
     evaluate(cfg, out)
 
