@@ -168,8 +168,8 @@ def test_three_class_breakdown_and_judge_disagreement(tiny_dir: Path, data_dir: 
     entry = read_json(out / "metrics.json")["benchmarks"]["xstest"]
     classes = entry["three_class"]
     assert sum(sum(c.values()) for c in classes.values()) == 10
-    assert set(classes) <= {"safe", "unsafe"} and all(set(c) <= {"full_compliance", "full_refusal", "empty"}
-                                                      for c in classes.values())
+    allowed = {"full_compliance", "full_refusal", "empty", "degenerate"}  # a tiny random model writes loops
+    assert set(classes) <= {"safe", "unsafe"} and all(set(c) <= allowed for c in classes.values())
     got = {m["judge"]: m for m in entry["metrics"] if m["metric"] == "judge_disagreement"}
     refused = {r["id"]: r["value"] for r in read_jsonl(next((out / "judgements").glob("xstest__keyword_*.jsonl")))}
     assert got["keyword vs always"]["value"] == pytest.approx(sum(not v for v in refused.values()) / 10)
