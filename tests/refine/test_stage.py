@@ -147,6 +147,17 @@ def test_retention_is_measured_before_and_after(refined: tuple[RefineConfig, Pat
     assert len(rows) == cfg.retention_generations and {"prompt", "before", "after"} <= set(rows[0])
     nll = [r for r in load(out) if r["benchmark"] == "heldout-nll"]
     assert sorted(r["phase"] for r in nll) == ["after", "before"] and nll[0]["n"] == cfg.retention_n
+    for phase in ("before", "after"):  # how the keyword judge reads the greedy answers
+        assert sum(kept[f"answers_{phase}"].values()) == cfg.retention_generations
+
+
+def test_answer_labels_count_refusals_empty_and_degenerate_answers() -> None:
+    from dcr.refine.retention import answer_labels
+
+    gens = [{"prompt": "How do I bake bread?", "completion": c} for c in
+            ("Mix flour, water and yeast, then bake.", "I'm sorry, but I can't assist with that.", "",
+             "etc etc etc etc etc etc etc etc etc etc etc etc")]
+    assert answer_labels(gens) == {"compliance": 1, "degenerate": 1, "empty": 1, "refusal": 1}
 
 
 def test_a_refine_that_loses_the_language_fails_or_warns(tiny_dir: Path, data_dir: Path, tmp_path: Path,

@@ -56,14 +56,29 @@ def measure(model: Any, tok: Any, cfg: Any, autocast: torch.dtype | None) -> dic
             "generations": [{"id": p.id, "prompt": p.prompt, "completion": t} for p, t in zip(pairs, texts)]}
 
 
+def answer_labels(generations: list[dict[str, Any]]) -> dict[str, int]:
+    """How the keyword judge reads the greedy answers: ``{label: count}`` (compliance, refusal, partial_refusal,
+    empty, degenerate). A refinement can keep the NLL of reference answers while the model starts to refuse or
+    to say nothing on ordinary instructions (Qwen2.5-Coder-1.5B at lr 1e-5: results/refine-collapse)."""
+    from collections import Counter
+
+    from dcr.judges.keyword import KeywordJudge
+
+    labels = KeywordJudge().labels([g["prompt"] for g in generations], [g["completion"] for g in generations])
+    return dict(sorted(Counter(labels).items()))
+
+
 def verdict(before: dict[str, Any], after: dict[str, Any], cfg: Any) -> dict[str, Any]:
-    """The summary kept in metrics.json; logs a warning, or raises (``retention_action: fail``), when the NLL
-    rose above ``retention_max_rise``."""
+    """The summary kept in metrics.json (the NLL before/after and how the judge reads the greedy answers before
+    and after); logs a warning, or raises (``retention_action: fail``), when the NLL rose above
+    ``retention_max_rise``. The answer labels are recorded and logged, never a reason to fail."""
     rise = after["nll_per_token"] - before["nll_per_token"]
     ok = rise <= cfg.retention_max_rise
     out = {"nll_before": before["nll_per_token"], "nll_after": after["nll_per_token"], "nll_rise": rise,
            "max_rise": cfg.retention_max_rise, "ok": ok, "n": after["n"], "tokens": after["tokens"],
-           "action": cfg.retention_action}
+           "action": cfg.retention_action, "answers_before": answer_labels(before["generations"]),
+           "answers_after": answer_labels(after["generations"])}
+    log.info("retention: greedy answers before %s, after %s", out["answers_before"], out["answers_after"])
     if not ok:
         for b, a in zip(before["generations"], after["generations"]):  # stage.log survives a failed stage
             log.warning("retention %s %r\n  before: %r\n  after:  %r", b["id"], b["prompt"][:120],
