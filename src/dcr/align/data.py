@@ -85,13 +85,20 @@ def safety_pairs(cfg: AlignConfig, n: int) -> tuple[list[dict[str, Any]], dict[s
     return rows, {"safety_available": len(pairs), "safety_excluded_overlap": dropped, "n_safety": len(rows)}
 
 
-def _sample_general(cfg: AlignConfig, records: list[Any], n: int) -> list[Any]:
-    """``n`` seeded records (with a ``prompt``), never one of the 805 AlpacaEval prompts."""
-    banned = {normalize_prompt(p.prompt) for p in load_alpaca_eval(cfg.data_dir)}
+def sample_outside_alpaca_eval(records: list[Any], n: int, data_dir: str | None, seed: int,
+                               field_name: str) -> list[Any]:
+    """``n`` records (with a ``prompt``) drawn with ``random.Random(seed)``, never one of the 805 AlpacaEval
+    prompts (which heldout-nll and refine's retention score). ``field_name`` names the setting in the error."""
+    banned = {normalize_prompt(p.prompt) for p in load_alpaca_eval(data_dir)}
     pool = [r for r in records if normalize_prompt(r.prompt) not in banned]
     if n > len(pool):
-        raise ConfigError(f"n_general={n} but only {len(pool)} Alpaca instructions are available. Fix: lower it")
-    return random.Random(cfg.seed + 1).sample(pool, n)
+        raise ConfigError(f"{field_name}={n} but only {len(pool)} Alpaca instructions are available. Fix: lower it")
+    return random.Random(seed).sample(pool, n)
+
+
+def _sample_general(cfg: AlignConfig, records: list[Any], n: int) -> list[Any]:
+    """``n`` seeded records (with a ``prompt``), never one of the 805 AlpacaEval prompts."""
+    return sample_outside_alpaca_eval(records, n, cfg.data_dir, cfg.seed + 1, "n_general")
 
 
 def general_prompts(cfg: AlignConfig, n: int) -> list[PromptRecord]:

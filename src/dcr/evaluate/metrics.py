@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dcr.judges.base import RUBRIC_CLASS
+from dcr.judges.degenerate import DEGENERATE
 
 SPLITS = ("all", "in-distribution", "held-out")
 
@@ -40,9 +41,6 @@ def split_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[st
         if part:
             groups[split] = part
     return groups
-
-
-DEGENERATE = "degenerate"  # the refusal judge's label for text that is neither (dcr.judges.degenerate)
 
 
 def complied(row: Mapping[str, Any]) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+DEGENERATE = "degenerate"  # the refusal judge's label for such text: neither refusal nor compliance
 ROLES = frozenset({"assistant", "user", "system", "human", "model", "<|im_start|>", "<|im_end|>"})
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _RUN = re.compile(r"([^\W_]{1,3}?)\1{3,}", re.UNICODE)

@@ -14,7 +14,6 @@ answer tokens only, in chunks, its gradient taken in the forward (:func:`dcr.chu
 
 from __future__ import annotations
 
-import random
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +43,11 @@ class Anchor:
 
 def anchor_prompts(data_dir: str | None, n: int, seed: int) -> list[str]:
     """``n`` seeded Alpaca instructions (empty input), none of them one of the 805 AlpacaEval prompts."""
-    from dcr.align.data import normalize_prompt
-    from dcr.data import load_alpaca_eval, load_alpaca_instructions
-    from dcr.errors import ConfigError
+    from dcr.align.data import sample_outside_alpaca_eval
+    from dcr.data import load_alpaca_instructions
 
-    banned = {normalize_prompt(r.prompt) for r in load_alpaca_eval(data_dir)}
-    pool = [r.prompt for r in load_alpaca_instructions(data_dir) if normalize_prompt(r.prompt) not in banned]
-    if n > len(pool):
-        raise ConfigError(f"anchor_n={n} but only {len(pool)} Alpaca instructions are available. Fix: lower it")
-    return random.Random(seed + 2).sample(pool, n)
+    records = sample_outside_alpaca_eval(load_alpaca_instructions(data_dir), n, data_dir, seed + 2, "anchor_n")
+    return [r.prompt for r in records]
 
 
 def build_anchor(model: Any, tok: Any, cfg: Any, autocast: torch.dtype | None, out: Path | None) -> Anchor | None:
@@ -91,6 +86,7 @@ def encode_pairs(tok: Any, rows: list[dict[str, str]], template: str, max_length
 def answer_nll(model: Any, batch: dict[str, torch.Tensor], autocast: torch.dtype | None,
                chunk: int = 256) -> torch.Tensor:
     """Mean per-token NLL of the labelled (answer) tokens, with its graph; the LM head in chunks."""
+    from dcr.align.train import IGNORE
     from dcr.refine.step import cast_head, head_frozen
 
     device_type = batch["input_ids"].device.type
@@ -98,7 +94,7 @@ def answer_nll(model: Any, batch: dict[str, torch.Tensor], autocast: torch.dtype
         hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                      use_cache=False)[0]
     labels = batch["labels"][:, 1:]
-    keep = labels != -100
+    keep = labels != IGNORE
     head = cast_head(model, autocast)
 
     def logits_of(h: torch.Tensor) -> torch.Tensor:

@@ -102,12 +102,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "last") 
 
 
 def prompt_features(
-    model: Any, batch: dict[str, torch.Tensor], layer: int, pooling: str = "last", run_tail: bool = False
+    model: Any, batch: dict[str, torch.Tensor], layer: int, pooling: str = "last", run_tail: bool = False,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """L2-normalised pooled features ``[B, d]`` (fp32) at ``layer`` and the logits when ``run_tail``."""
+    """L2-normalised (``normalize=False``: raw) pooled features ``[B, d]`` (fp32) at ``layer`` and the logits
+    when ``run_tail``."""
     hidden, logits = layer_forward(model, batch["input_ids"], batch["attention_mask"], layer, run_tail)
     feats = pool(hidden.float(), batch["attention_mask"], pooling)
-    return F.normalize(feats, dim=-1), logits
+    return (F.normalize(feats, dim=-1) if normalize else feats), logits
 
 
 def nll_targets(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -161,9 +163,7 @@ def extract_features(
         batch = encode_prompts(tok, [prompts[i] for i in idx], template, max_length)
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            hidden, _ = layer_forward(model, batch["input_ids"], batch["attention_mask"], layer)
-            feats = pool(hidden.float(), batch["attention_mask"], pooling)
-            feats = F.normalize(feats, dim=-1) if normalize else feats
+            feats, _ = prompt_features(model, batch, layer, pooling, normalize=normalize)
         for i, f in zip(idx, feats.float().cpu()):
             out[i] = f
     return torch.stack(out)

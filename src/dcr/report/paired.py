@@ -86,7 +86,7 @@ def seed_prompt_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000
 def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, tuple[bool, bool]]:
     """{prompt id: (refused, degenerate)} from a stage's cached judgements."""
     from dcr.evaluate.judged import slug
-    from dcr.evaluate.metrics import DEGENERATE
+    from dcr.judges.degenerate import DEGENERATE
     from dcr.judges.record import judge_identity
 
     path = stage / "judgements" / f"{bench}__{slug(judge_identity(judge) or judge)}.jsonl"
