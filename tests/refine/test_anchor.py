@@ -59,3 +59,17 @@ def test_the_stage_trains_with_the_anchor_term(tiny_dir: Path, data_dir: Path, t
     assert "anchor" in header
     with pytest.raises(Exception, match="anchor_weight"):
         RefineConfig(model=str(tiny_dir), anchor_weight=-1.0)
+
+
+def test_an_anchor_without_answers_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    import dcr.generate
+    from dcr.errors import DcrError
+    from dcr.refine.anchor import build_anchor
+
+    model, tok = tiny_lm("qwen2", seed=0)
+    monkeypatch.setattr(dcr.generate, "generate_texts", lambda m, t, prompts, *a, **k: [""] * len(prompts))
+    cfg = RefineConfig(model="m", data_dir=str(data_dir), anchor_weight=1.0, anchor_n=4)
+    with pytest.raises(DcrError, match="answered none of the 4 anchor instructions"):
+        build_anchor(model, tok, cfg, None, None)
+    with pytest.raises(DcrError, match="no pair keeps an answer token"):
+        encode_pairs(tok, ROWS[:1], "auto", 2)

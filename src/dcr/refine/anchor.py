@@ -67,6 +67,11 @@ def build_anchor(model: Any, tok: Any, cfg: Any, autocast: torch.dtype | None, o
                                       cfg.anchor_max_new_tokens, cfg.template)
     model.train(was_training)
     pairs = [{"prompt": p, "response": a} for p, a in zip(prompts, answers) if a.strip()]
+    if not pairs:
+        from dcr.errors import DcrError
+
+        raise DcrError(f"anchor: the base model answered none of the {len(prompts)} anchor instructions (all "
+                       "empty). Fix: raise anchor_max_new_tokens, or set anchor_weight 0")
     if out is not None:
         write_jsonl(out / ANCHOR_FILE, pairs)
     return Anchor(pairs, cfg.anchor_weight, cfg.anchor_batch)
@@ -79,7 +84,9 @@ def encode_pairs(tok: Any, rows: list[dict[str, str]], template: str, max_length
 
     feats = [f for f in (encode(tok, {**r, "complete": False}, template, max_length) for r in rows) if f]
     if not feats:
-        raise ValueError("no anchor pair keeps an answer token within max_length")
+        from dcr.errors import DcrError
+
+        raise DcrError(f"anchor: no pair keeps an answer token within {max_length} tokens. Fix: raise max_length")
     return Collator(tok.pad_token_id if tok.pad_token_id is not None else 0)(feats)
 
 
