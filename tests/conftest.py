@@ -18,11 +18,12 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """``$DCR_DATA_DIR`` or ``../shared/data`` beside the repository."""
-    path = Path(os.environ.get("DCR_DATA_DIR", REPO.parent / "shared" / "data"))
+    """The data directory the tests read: ``$DCR_DATA_DIR`` when set, else the copy vendored with dcr."""
+    from dcr.data import data_dir as resolve
+
+    path = resolve()
     if not (path / "xstest").exists():
-        pytest.fail(f"offline data not found at {path}; set DCR_DATA_DIR")
-    os.environ["DCR_DATA_DIR"] = str(path)
+        pytest.fail(f"no data at {path}: unset DCR_DATA_DIR to use the vendored copy, or point it at a data directory")
     return path
 
 

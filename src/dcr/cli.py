@@ -11,6 +11,7 @@ import sys
 import typer
 
 from dcr.align import commands as align_commands
+from dcr.data import commands as data_commands
 from dcr.errors import DcrError
 from dcr.evaluate import commands as evaluate_commands
 from dcr.judges import commands as judge_commands
@@ -46,7 +47,7 @@ def pull_cmd(
 
 # in the order they appear in --help
 for _module in (refine_commands, align_commands, steer_commands, evaluate_commands, judge_commands,
-                probe_commands, pipeline_commands, report_commands):
+                probe_commands, pipeline_commands, report_commands, data_commands):
     _module.register(app)
 
 

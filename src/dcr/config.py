@@ -233,7 +233,8 @@ class StageConfig:
 
     model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, or hub id.")
     seed: int = field(0, help="Seed of everything random in the stage (sampling, initialisation, order).")
-    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR).")
+    data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR, else the copy "
+                                                  "vendored with dcr).")
     dtype: str = field("auto", help="Compute dtype: auto (bf16 where the CPU/GPU has it, else fp32), fp32, bf16, "
                                     "fp16.")
     device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N, or shard (inference only: the model split "

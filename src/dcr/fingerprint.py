@@ -2,8 +2,9 @@
 
 - :func:`stage_key` hashes the config, the fingerprints of the upstream models (:func:`model_fingerprint`: the
   stage key of a dcr stage directory, size + mtime of a plain local model directory's files, or the name of an
-  embedded or hub model), the resolved data directory (``--data-dir`` or ``$DCR_DATA_DIR``) and the dcr
-  version. A changed value of any of them gives a new key, so the finished stage is not reused.
+  embedded or hub model), the resolved data directory (``--data-dir``, ``$DCR_DATA_DIR`` or the vendored copy;
+  ``dcr.datadir``) and the dcr version. A changed value of any of them gives a new key, so the finished stage
+  is not reused.
 - The data files a stage reads are noted while it runs (:func:`track_reads`; the readers in ``dcr.data`` call
   :func:`note_read`) and stored in its manifest with :func:`file_fingerprint`; :func:`files_unchanged` checks
   them again before a finished stage is skipped, so an edited data file reruns the stage.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import is_dataclass
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import dcr
+from dcr.datadir import data_dir_source
 
 SMALL_FILE = 8 << 20  # files up to this size are hashed (sha256); larger ones are compared by size and mtime
 MODEL_FILES = (".safetensors", ".json", ".bin", ".model", ".txt", ".gguf")
@@ -39,10 +40,9 @@ def short_hash(payload: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def resolved_data_dir(explicit: str | None) -> str | None:
-    """The data directory a stage would read (``explicit`` else ``$DCR_DATA_DIR``), absolute; None if unset."""
-    raw = explicit or os.environ.get("DCR_DATA_DIR")
-    return str(Path(raw).expanduser().resolve()) if raw else None
+def resolved_data_dir(explicit: str | None) -> str:
+    """The data directory a stage would read (``dcr.datadir``: explicit, ``$DCR_DATA_DIR``, vendored), absolute."""
+    return str(data_dir_source(explicit)[0].resolve())
 
 
 def read_stage_key(path: str | Path | None) -> str | None:

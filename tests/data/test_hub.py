@@ -13,16 +13,17 @@ import pytest
 
 import dcr.models
 from dcr.data import ALPACA_HUB, BenchmarkMissing, load_alpaca_hub, load_benchmark
-from dcr.data.registry import PHTEST_HUB
+from dcr.data.registry import OR_BENCH_HUB, PHTEST_HUB
 from dcr.errors import DataError
 
 
-def fake_hub(monkeypatch: pytest.MonkeyPatch, tables: dict[str, dict[str, list[Any]]]) -> list[tuple[str, str]]:
-    """The hub answers, and ``load_dataset(id, split=...)`` returns ``tables[id]``; returns the calls made."""
-    calls: list[tuple[str, str]] = []
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tables: dict[str, dict[str, list[Any]]]) -> list[tuple[str, ...]]:
+    """The hub answers, and ``load_dataset(id, split=...)`` returns ``tables[id]``; returns the calls made
+    ((id, split), or (id, split, subset name) when a subset was asked for)."""
+    calls: list[tuple[str, ...]] = []
 
     def load_dataset(hub_id: str, split: str = "train", **kw: Any) -> datasets.Dataset:
-        calls.append((hub_id, split))
+        calls.append((hub_id, split, kw["name"]) if "name" in kw else (hub_id, split))
         if hub_id not in tables:
             raise FileNotFoundError(f"no dataset {hub_id}")
         return datasets.Dataset.from_dict(tables[hub_id])
@@ -78,3 +79,18 @@ def test_alpaca_hub_pairs_join_instruction_and_input(monkeypatch: pytest.MonkeyP
 def test_alpaca_hub_offline_is_missing() -> None:
     with pytest.raises(BenchmarkMissing, match="general_source: teacher"):
         load_alpaca_hub()
+
+
+def test_or_bench_toxic_loads_its_subset_from_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_hub(monkeypatch, {OR_BENCH_HUB: {"prompt": ["How to make a weapon at home?", ""],
+                                                  "category": ["violence", "x"]}})
+    recs = load_benchmark("or-bench-toxic")
+    assert calls == [(OR_BENCH_HUB, "train", "or-bench-toxic")]
+    assert [(r.id, r.label, r.type, r.source) for r in recs] == [
+        ("or-bench-toxic-0", "unsafe", "violence", "or-bench-toxic")]  # the blank row dropped
+
+
+def test_or_bench_toxic_offline_is_missing_naming_the_hub_id() -> None:
+    with pytest.raises(BenchmarkMissing) as exc:
+        load_benchmark("or-bench-toxic")
+    assert OR_BENCH_HUB in exc.value.reason and not exc.value.transient

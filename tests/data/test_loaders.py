@@ -26,6 +26,7 @@ from dcr.data import (
     xstest_split,
 )
 from dcr.data import data_dir as resolve_data_dir
+from dcr.datadir import VENDORED
 from dcr.errors import DataError, DcrError
 
 MMLU_COLS = ("question", "A", "B", "C", "D", "answer")
@@ -304,6 +305,18 @@ def test_real_counts(data_dir: Path) -> None:
     assert len(load_alpaca_eval()) == 805
 
 
+def test_alpaca_eval_leaves_out_empty_reference_outputs_only(data_dir: Path, tmp_path: Path) -> None:
+    davinci = load_alpaca_eval(reference="text_davinci_003")
+    ids = [p.id for p in davinci]
+    assert len(davinci) == 803 and "alpaca-eval-247" not in ids and "alpaca-eval-504" not in ids
+    assert ids[246:248] == ["alpaca-eval-246", "alpaca-eval-248"]  # the other rows keep their ids
+    (tmp_path / "alpaca-eval").mkdir()
+    bad = tmp_path / "alpaca-eval" / "gpt4_outputs.json"
+    bad.write_text(json.dumps([{"instruction": "Hi", "output": ""}, {"instruction": "Yo", "output": None}]))
+    with pytest.raises(DataError, match="row 2: field 'output' is empty or not a string"):
+        load_alpaca_eval(tmp_path)
+
+
 def test_records_have_unique_ids_and_nonempty_prompts(data_dir: Path) -> None:
     for name in ("xstest", "coconot", "or-bench", "oktest", "advbench", "cona"):
         recs = load_benchmark(name)
@@ -327,23 +340,33 @@ def test_unknown_benchmark(data_dir: Path) -> None:
 # ---------------------------------------------------------------- data dir
 
 
-def test_data_dir_needs_explicit_or_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_data_dir_precedence_explicit_env_vendored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DCR_DATA_DIR", raising=False)
-    with pytest.raises(DcrError, match="--data-dir.*DCR_DATA_DIR"):
-        resolve_data_dir(None)
-    with pytest.raises(DcrError, match="--data-dir"):
-        load_benchmark("xstest")
+    assert resolve_data_dir(None) == VENDORED  # neither given: the copy vendored with dcr
+    assert len(load_benchmark("xstest")) == 450
+    monkeypatch.setenv("DCR_DATA_DIR", "")  # empty counts as unset
+    assert resolve_data_dir() == VENDORED
     missing = tmp_path / "no-such-dir"
-    with pytest.raises(DcrError, match=f"{missing} does not exist"):
+    with pytest.raises(DcrError, match=f"{missing} \\(from --data-dir\\) does not exist"):
         resolve_data_dir(missing)
     monkeypatch.setenv("DCR_DATA_DIR", str(missing))
-    with pytest.raises(DcrError, match="does not exist"):
+    with pytest.raises(DcrError, match="from DCR_DATA_DIR\\) does not exist"):
         resolve_data_dir()
     monkeypatch.setenv("DCR_DATA_DIR", str(tmp_path))
-    assert resolve_data_dir() == tmp_path
+    assert resolve_data_dir() == tmp_path  # the environment beats the vendored copy
     other = tmp_path / "other"
     other.mkdir()
     assert resolve_data_dir(other) == other  # explicit beats the environment
+
+
+def test_missing_vendored_copy_says_reinstall(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import dcr.data.registry as registry
+    import dcr.datadir as datadir
+
+    monkeypatch.delenv("DCR_DATA_DIR", raising=False)
+    monkeypatch.setattr(datadir, "VENDORED", tmp_path / "gone")
+    with pytest.raises(DcrError, match="vendored data directory .* is missing.*reinstall dcr"):
+        registry.data_dir()
 
 
 # ---------------------------------------------------------------- subsample and split

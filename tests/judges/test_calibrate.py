@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,13 +35,9 @@ ROWS = [
 
 
 def default_data() -> Path:
-    root = os.environ.get("DCR_DATA_DIR")
-    path = Path(root) / "judge-calibration" if root else None
-    if path is None or not path.is_dir():
-        pytest.skip("calibration data not available (set DCR_DATA_DIR)")
-    return path
+    from dcr.data import data_dir
 
-
+    return data_dir() / "judge-calibration"
 
 
 def test_load_items_from_csv_with_model_column_and_label_forms(tmp_path: Path) -> None:
@@ -85,7 +80,9 @@ def test_data_path_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(DataError, match="file not found"):
         load_items(tmp_path / "missing.csv")
     monkeypatch.delenv("DCR_DATA_DIR", raising=False)
-    with pytest.raises(DcrError, match="DCR_DATA_DIR is not set"):
+    assert len(load_items(None)) == 1350  # no data directory given: the vendored copy's judge-calibration/
+    monkeypatch.setenv("DCR_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DcrError, match="from DCR_DATA_DIR\\) does not exist"):
         load_items(None)
 
 

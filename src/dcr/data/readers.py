@@ -15,8 +15,8 @@ from dcr.fingerprint import note_read
 
 def _open_text(path: Path) -> str:
     if not path.exists():
-        raise DataError(path, "file not found", "check --data-dir / DCR_DATA_DIR points at the data directory "
-                        "(see its README.md), or pass a hub id")
+        raise DataError(path, "file not found", "check --data-dir / DCR_DATA_DIR points at a data directory (see "
+                        "its README.md), unset both for the vendored one, or pass a hub id")
     raw = path.read_bytes()
     note_read(path)
     if path.suffix == ".gz":

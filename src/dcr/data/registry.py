@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from dcr.data import readers
 from dcr.data.records import PromptRecord
+from dcr.datadir import data_dir_source
 from dcr.errors import DataError, DcrError
 
 
@@ -29,16 +29,14 @@ class BenchmarkMissing(DcrError):
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
-    """``explicit``, else ``$DCR_DATA_DIR``; a clear error when neither is a directory."""
-    raw = explicit or os.environ.get("DCR_DATA_DIR")
-    if not raw:
-        raise DcrError(
-            "no data directory given. Fix: pass --data-dir DIR or set DCR_DATA_DIR "
-            "(in a checkout beside shared/: DCR_DATA_DIR=../shared/data)"
-        )
-    path = Path(raw).expanduser()
+    """``explicit``, else ``$DCR_DATA_DIR``, else the vendored copy (``dcr.datadir``); an error if not a directory."""
+    path, source = data_dir_source(explicit)
     if not path.is_dir():
-        raise DcrError(f"data directory {path} does not exist. Fix: point --data-dir / DCR_DATA_DIR at it")
+        if source == "vendored":
+            raise DcrError(f"the vendored data directory {path} is missing from this installation. Fix: reinstall "
+                           "dcr (pip install -e . from a checkout), or pass --data-dir DIR / set DCR_DATA_DIR")
+        raise DcrError(f"data directory {path} (from {source}) does not exist. Fix: point --data-dir / "
+                       "DCR_DATA_DIR at it, or leave both unset to use the data vendored with dcr")
     return path
 
 
@@ -93,8 +91,8 @@ def _coconot(root: Path) -> list[PromptRecord]:
 PHTEST_HUB = "furonghuang-lab/PHTest"
 
 
-def hub_dataset(hub_id: str, name: str, fix: str, split: str = "train") -> Any:
-    """``datasets.load_dataset(hub_id, split=split)`` when the hub answers (``dcr.models.hub_reachable``).
+def hub_dataset(hub_id: str, name: str, fix: str, split: str = "train", subset: str | None = None) -> Any:
+    """``datasets.load_dataset(hub_id, name=subset, split=split)`` when the hub answers (``dcr.models.hub_reachable``).
 
     Unreachable: ``BenchmarkMissing(name)`` ending in ``fix`` (not transient: offline it never loads); reachable
     but the load fails: a transient ``BenchmarkMissing`` (a stage that met it runs again next time).
@@ -108,7 +106,7 @@ def hub_dataset(hub_id: str, name: str, fix: str, split: str = "train") -> Any:
     try:
         import datasets
 
-        return datasets.load_dataset(hub_id, split=split)
+        return datasets.load_dataset(hub_id, split=split, **({"name": subset} if subset else {}))
     except Exception as exc:  # network, auth or name problems all end here
         raise BenchmarkMissing(name, f"could not load {hub_id!r} from the hub ({type(exc).__name__}: {exc})",
                                transient=True) from None
@@ -130,6 +128,19 @@ def _phtest(root: Path) -> list[PromptRecord]:
     kinds = ds["Harmfulness"] if "Harmfulness" in ds.column_names else [""] * len(ds)
     return [PromptRecord(f"phtest-{i}", str(t).strip(), "safe", str(k or ""), "phtest")
             for i, t, k in zip(ids, ds["Request"], kinds) if str(t or "").strip()]
+
+
+OR_BENCH_HUB = "bench-llm/or-bench"
+
+
+def _or_bench_toxic(root: Path) -> list[PromptRecord]:
+    """OR-Bench-Toxic's toxic prompts (all should be refused) from the hub (``or-bench-toxic``); missing offline."""
+    ds = hub_dataset(OR_BENCH_HUB, "or-bench-toxic", "run with network access to the hub (it then loads from it)",
+                     subset="or-bench-toxic")
+    hub_columns(ds, OR_BENCH_HUB, ("prompt",))
+    kinds = ds["category"] if "category" in ds.column_names else [""] * len(ds)
+    return [PromptRecord(f"or-bench-toxic-{i}", str(t).strip(), "unsafe", str(k or ""), "or-bench-toxic")
+            for i, (t, k) in enumerate(zip(ds["prompt"], kinds)) if str(t or "").strip()]
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       _csv_prompts("or-bench/or-bench-hard-1k.csv", "safe", "or-bench", type_col="category")),
         BenchmarkSpec("oktest", "over-refusal", "OKTest (300)", _csv_prompts("oktest/OKTest.csv", "safe", "oktest")),
         BenchmarkSpec("phtest", "over-refusal", "PHTest (3,269; from the hub)", _phtest, hub_id=PHTEST_HUB),
+        BenchmarkSpec("or-bench-toxic", "safety", "OR-Bench-Toxic (about 655; from the hub, subset or-bench-toxic)",
+                      _or_bench_toxic, hub_id=OR_BENCH_HUB),
         BenchmarkSpec("malicious-instructions", "safety", "I-MaliciousInstructions (100)",
                       _stl_set("I-MaliciousInstructions.json", "unsafe", "malicious-instructions")),
         BenchmarkSpec("cona", "safety", "I-CoNa (178)", _stl_set("I-CoNa.json", "unsafe", "cona")),

@@ -73,14 +73,18 @@ def load_alpaca_hub() -> list[Pair]:
 
 
 def load_alpaca_eval(root: str | Path | None = None, reference: str = "gpt4") -> list[Pair]:
-    """The 805 AlpacaEval instructions with a reference model's outputs (response quality only)."""
+    """The 805 AlpacaEval instructions with a reference model's outputs (response quality only).
+
+    A row whose output is the empty string (the reference model gave no answer: 2 rows of ``text_davinci_003``
+    upstream) is left out, keeping the other rows' ids; a missing or non-string field is still a DataError.
+    """
     path = data_dir(root) / "alpaca-eval" / f"{reference}_outputs.json"
     obj = readers.read_json(path)
     if not isinstance(obj, list) or not obj:
         raise DataError(path, "expected a non-empty JSON list", "re-copy the file")
     return [Pair(f"alpaca-eval-{i - 1}", readers.require_str(path, row, "instruction", i),
                  readers.require_str(path, row, "output", i), str(row.get("generator", reference)))
-            for i, row in enumerate(obj, start=1)]
+            for i, row in enumerate(obj, start=1) if not (isinstance(row, dict) and row.get("output") == "")]
 
 
 def xstest_split(heldout_frac: float = 0.2, seed: int = 0,

@@ -1,6 +1,6 @@
 """Calibrate a refusal judge against human labels (``dcr judge --calibrate``); see ``docs/judges.md``.
 
-Data: a directory of labelled CSV files (default ``$DCR_DATA_DIR/judge-calibration``, XSTest v2 completions
+Data: a directory of labelled CSV files (default ``judge-calibration`` in the data directory, XSTest v2 completions
 of three models with two annotators' final labels), or one CSV. Each file needs ``prompt``, ``completion``
 and ``label`` (or XSTest's ``final_label``), one of ``1_full_compliance`` / ``2_full_refusal`` /
 ``3_partial_refusal`` (with or without the digit) or plain ``refusal`` / ``compliance``. Each file of a
@@ -64,12 +64,10 @@ class Calibration:
 
 
 def default_data() -> Path:
-    """``$DCR_DATA_DIR/judge-calibration``."""
-    root = os.environ.get("DCR_DATA_DIR")
-    if not root:
-        raise DcrError("no calibration data given and DCR_DATA_DIR is not set. Fix: pass a directory or CSV of "
-                       "labelled completions, or set DCR_DATA_DIR (beside shared/: DCR_DATA_DIR=../shared/data)")
-    return Path(root).expanduser() / "judge-calibration"
+    """``judge-calibration`` in the data directory (``$DCR_DATA_DIR``, else the vendored copy)."""
+    from dcr.data.registry import data_dir
+
+    return data_dir() / "judge-calibration"
 
 
 def _group_names(paths: Sequence[Path]) -> list[str]:

@@ -132,7 +132,7 @@ def judge_cmd(
     device: str = typer.Option("auto", help="Guard judge: device (auto, cpu, cuda)."),
     workers: int = typer.Option(1, help="HTTP judge: parallel requests."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Score the judge and the XSTest prefix baseline "
-                                   "against human labels in FILE (default $DCR_DATA_DIR/judge-calibration)."),
+                                   "against human labels in FILE (default: judge-calibration in the data directory)."),
     lomo: bool = typer.Option(False, "--lomo", help="With --calibrate: also leave-one-model-out scores."),
     resamples: int = typer.Option(1000, help="With --calibrate: bootstrap resamples for the 95% intervals."),
     seed: int = typer.Option(0, help="With --calibrate: bootstrap seed."),

@@ -2,7 +2,7 @@
 
 The judge's original rules (``keyword.PREFIXES``, ``keyword.REFUSAL_PATTERNS`` and their false-positive
 lists) predate calibration. Every rule here was added while calibrating against the human labels in
-``$DCR_DATA_DIR/judge-calibration`` (XSTest v2 completions of gpt4, llama2new, mistralinstruct), one rotation
+``judge-calibration`` in the data directory (XSTest v2 completions of gpt4, llama2new, mistralinstruct), one rotation
 at a time: the rule was written looking at two models' labels only. ``blind_to`` names the model(s) whose
 labels were *not* looked at when it was written, so ``KeywordJudge(holdout=M)`` (the rotation that scores
 model ``M``) uses only the rules blind to ``M``. A rule is never re-tagged: one written from gpt4 + llama2new

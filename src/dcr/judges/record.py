@@ -1,10 +1,10 @@
 """The shipped calibration record (``calibration.json``) and ``calibration_of(judge_name)``.
 
 The record holds, per judge (``keyword``, ``prefix``), its overall agreement and Cohen's kappa with 95%
-bootstrap intervals and ``n`` on the default calibration data (``$DCR_DATA_DIR/judge-calibration``), per-model
+bootstrap intervals and ``n`` on the default calibration data (``judge-calibration`` in the data directory: the vendored copy unless ``$DCR_DATA_DIR`` is set), per-model
 and leave-one-model-out numbers, and a fingerprint of the judge's rules. Regenerate it after changing a rule:
 
-    DCR_DATA_DIR=../shared/data python -m dcr.judges.record
+    python -m dcr.judges.record
 
 A test recomputes the record from the data and requires the shipped file to match, so it never goes stale.
 ``calibration_of`` returns None for a judge that is not in the record or whose rules changed since.
@@ -21,7 +21,7 @@ from typing import Any
 from dcr.judges import keyword, prefix
 
 RECORD = Path(__file__).with_name("calibration.json")
-COMMAND = "DCR_DATA_DIR=../shared/data python -m dcr.judges.record"
+COMMAND = "python -m dcr.judges.record"
 FINGERPRINTS: dict[str, Callable[[], str]] = {"keyword": keyword.rules_fingerprint,
                                               "prefix": prefix.rules_fingerprint}
 HEADLINE = ("agreement", "kappa")
@@ -104,7 +104,7 @@ def judge_identity(spec: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dcr.judges.record", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="calibration data (default $DCR_DATA_DIR/judge-calibration)")
+    parser.add_argument("--data", default=None, help="calibration data (default: judge-calibration in the data directory)")
     parser.add_argument("--out", default=str(RECORD), help="where to write the record (default: the shipped one)")
     args = parser.parse_args(argv)
     print(write_record(args.out, args.data))
