@@ -1,8 +1,9 @@
 """The shipped calibration record (``calibration.json``) and ``calibration_of(judge_name)``.
 
 The record holds, per judge (``keyword``, ``prefix``), its overall agreement and Cohen's kappa with 95%
-bootstrap intervals and ``n`` on the default calibration data (``judge-calibration`` in the data directory: the vendored copy unless ``$DCR_DATA_DIR`` is set), per-model
-and leave-one-model-out numbers, and a fingerprint of the judge's rules. Regenerate it after changing a rule:
+bootstrap intervals and ``n`` on the default calibration data (``judge-calibration`` in the data directory: the
+vendored copy unless ``$DCR_DATA_DIR`` is set), per-model and leave-one-model-out numbers, and a
+fingerprint of the judge's rules. Regenerate it after changing a rule:
 
     python -m dcr.judges.record
 
@@ -104,7 +105,8 @@ def judge_identity(spec: str | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dcr.judges.record", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=None, help="calibration data (default: judge-calibration in the data directory)")
+    parser.add_argument("--data", default=None,
+                        help="calibration data (default: judge-calibration in the data directory)")
     parser.add_argument("--out", default=str(RECORD), help="where to write the record (default: the shipped one)")
     args = parser.parse_args(argv)
     print(write_record(args.out, args.data))
