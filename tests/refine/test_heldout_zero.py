@@ -43,7 +43,10 @@ def test_stage_runs_and_records_only_the_training_fit(tiny_dir: Path, data_dir: 
     out = refine(cfg, tmp_path / "out")
     metrics = read_json(out / "metrics.json")
     assert metrics["n_heldout"] == 0 and set(metrics["eval"]) == {"train"}
-    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll"]  # retention (AlpacaEval, not XSTest): split all
+    # retention (AlpacaEval, not XSTest): split all; the confound probe (other families' never-trained prompts)
+    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll" and not r["benchmark"].startswith("confound-")]
     assert {r["split"] for r in load(out) if r["benchmark"] == "heldout-nll"} == {"all"}
     assert rows and {r["split"] for r in rows} == {"train"} and {r["benchmark"] for r in rows} == {"xstest-vs-hh"}
+    within = metrics["confound"]["after"]["class_within_source"]
+    assert within["xstest"]["n"] == [50, 50] and within["coconot"]["probe_accuracy"] is not None  # limit 6: untrained
     assert read_json(out / "split.json")["note"] == NO_HELDOUT

@@ -87,16 +87,19 @@ def load_alpaca_eval(root: str | Path | None = None, reference: str = "gpt4") ->
             for i, row in enumerate(obj, start=1) if not (isinstance(row, dict) and row.get("output") == "")]
 
 
-def xstest_split(heldout_frac: float = 0.2, seed: int = 0,
-                 root: str | Path | None = None) -> tuple[list[PromptRecord], list[PromptRecord]]:
-    """XSTest safe prompts split into (in-distribution, held-out), stratified by type and seeded.
+def xstest_split(heldout_frac: float = 0.2, seed: int = 0, root: str | Path | None = None,
+                 label: str = "safe") -> tuple[list[PromptRecord], list[PromptRecord]]:
+    """XSTest safe (or, ``label="unsafe"``, unsafe contrast) prompts split into (in-distribution, held-out),
+    stratified by type and seeded.
 
     Refinement and STL-aug train only on the first part; evaluation labels both parts. ``heldout_frac=0`` (the
     paper's setting) holds nothing out: every prompt is in-distribution and the held-out part is empty.
     """
     if not 0.0 <= heldout_frac < 1.0:
         raise ValueError(f"heldout_frac must be in [0, 1), got {heldout_frac}")
-    safe = load_benchmark("xstest-safe", root)
+    if label not in ("safe", "unsafe"):
+        raise ValueError(f"label must be safe or unsafe, got {label!r}")
+    safe = load_benchmark(f"xstest-{label}", root)
     by_type: dict[str, list[PromptRecord]] = {}
     for r in safe:
         by_type.setdefault(r.type, []).append(r)

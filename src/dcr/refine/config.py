@@ -14,6 +14,7 @@ EVAL_TOXIC = ("hh", "xstest-unsafe", "both")
 FROZEN_DTYPES = ("auto", "fp32", "bf16")
 RETENTION_ACTIONS = ("fail", "warn")
 CENTERS = ("none", "base")
+BALANCES = ("class", "class-and-source")
 
 
 @dataclass(kw_only=True)
@@ -61,6 +62,24 @@ class RefineConfig(StageConfig):
     max_grad_norm: float = field(1.0, help="Gradient clipping norm; 0 = no clipping.")
     warmup_steps: int = field(0, help="Linear learning-rate warm-up steps (then constant).")
     seemingly_frac: float = field(0.5, help="Fraction of each batch drawn from the seemingly toxic class.")
+    seemingly_sources: list[str] | None = field(
+        None, legacy=None, help=(
+        "Prompt sources of the seemingly toxic class, each NAME or NAME:COUNT (a seeded sample): xstest-safe "
+        "(in-distribution split), coconot-pref, physical-safe (dcr.refine.sources). None = the paper's: XSTest "
+        "safe, sized by limit. Set it with toxic_sources; limit and toxic_ratio then do not apply."
+        ))
+    toxic_sources: list[str] | None = field(
+        None, legacy=None, help=(
+        "Prompt sources of the toxic class, NAME or NAME:COUNT: hh-rlhf, xstest-unsafe (in-distribution split), "
+        "coconot-original, physical-unsafe. None = the paper's: HH-RLHF, toxic_ratio x the seemingly prompts. "
+        "Prompts found in an evaluation benchmark other than the source's own are dropped and logged."
+        ))
+    balance: str = field(
+        "class", legacy="class", help=(
+        "Batch composition: class (each class a fixed share of every batch, the paper's) or class-and-source "
+        "(also each source of each class a fixed share, in proportion to its size, so within a batch the "
+        "source cannot predict the class)."
+        ))
     toxic_ratio: float = field(2.0, help="Toxic prompts per seemingly toxic training prompt (paper 500:250 = 2).")
     limit: int | None = field(None, help="Cap on training prompts per class (None = all).")
     xstest_heldout_frac: float = field(0.2, help="Fraction of XSTest safe prompts held out (dcr.data.xstest_split); "
@@ -127,6 +146,12 @@ class RefineConfig(StageConfig):
     retention_action: str = field(
         "fail", keyed=False, help="Above retention_max_rise: fail (the stage stops with an error, so no DCR + STL "
                                   "number is computed on it) or warn (logged and recorded in metrics.json).")
+    confound_n: int = field(
+        50, keyed=False, help=(
+        "The confound diagnostic (dcr.refine.confound), before and after training: linear-probe accuracy on "
+        "class within one source and on source within one class, up to this many never-trained prompts per "
+        "side; 0 = off. Measurement only: not in the stage key."
+        ))
     memory_check: bool = field(
         True, keyed=False, help=(
         "Estimate peak memory from the model's config before loading it, and refuse (naming settings that "
@@ -164,6 +189,8 @@ class RefineConfig(StageConfig):
               "weight_decay, max_grad_norm and warmup_steps must be >= 0")
         check(0.0 < self.seemingly_frac < 1.0, f"seemingly_frac must be in (0, 1), got {self.seemingly_frac}")
         check(self.toxic_ratio > 0, f"toxic_ratio must be > 0, got {self.toxic_ratio}")
+        check(self.balance in BALANCES, f"balance {self.balance!r} unknown. Fix: use one of {BALANCES}")
+        self._check_sources()
         check(self.limit is None or self.limit >= 2, f"limit must be >= 2 prompts per class, got {self.limit}")
         check(0.0 <= self.xstest_heldout_frac < 1.0,
               f"xstest_heldout_frac must be in [0, 1) (0 = nothing held out), got {self.xstest_heldout_frac}")
@@ -193,7 +220,21 @@ class RefineConfig(StageConfig):
         check(self.retention_max_rise >= 0, f"retention_max_rise must be >= 0, got {self.retention_max_rise}")
         check(self.retention_action in RETENTION_ACTIONS,
               f"retention_action {self.retention_action!r}. Fix: one of {RETENTION_ACTIONS}")
+        check(self.confound_n >= 0, f"confound_n must be >= 0 (0 = off), got {self.confound_n}")
         check(self.save_every >= 0, f"save_every must be >= 0 (0 = no checkpoints), got {self.save_every}")
+
+    def _check_sources(self) -> None:
+        if self.seemingly_sources is None and self.toxic_sources is None:
+            return
+        from dcr.refine.sources import SEEMINGLY, TOXIC, parse_sources
+
+        check(self.seemingly_sources is not None and self.toxic_sources is not None,
+              "seemingly_sources and toxic_sources go together. Fix: set both (e.g. seemingly_sources "
+              "[xstest-safe, coconot-pref], toxic_sources [xstest-unsafe, coconot-original]), or neither")
+        check(self.limit is None, f"limit ({self.limit}) does not apply with seemingly_sources / toxic_sources. "
+                                  "Fix: give counts as NAME:COUNT and set limit (refine_limit) to null")
+        parse_sources(self.seemingly_sources or [], SEEMINGLY, "seemingly_sources")
+        parse_sources(self.toxic_sources or [], TOXIC, "toxic_sources")
 
     def check_inputs(self) -> None:
         super().check_inputs()

@@ -106,10 +106,9 @@ def longest_prompt(cfg: Any) -> int:
     """Tokens of the longest training prompt under the chat template (after ``max_length`` truncation)."""
     from dcr.models import load_tokenizer
     from dcr.prompts import format_prompt
-    from dcr.refine.data import build_data
+    from dcr.refine.data import refine_data
 
-    data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio, cfg.limit,
-                      cfg.eval_toxic)
+    data = refine_data(cfg)
     tok = load_tokenizer(cfg.model)
     prompts, _ = data.train_items()
     lengths = tok([format_prompt(tok, p, cfg.template) for p in prompts], add_special_tokens=False)["input_ids"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from dcr.models import (
 )
 from dcr.refine.anchor import build_anchor
 from dcr.refine.config import RefineConfig
-from dcr.refine.data import RefineData, balanced_batches, build_data, steps_per_epoch
+from dcr.refine.confound import confound_scores, confound_sets
+from dcr.refine.data import RefineData, make_batches, refine_data, steps_per_epoch
 from dcr.refine.features import check_layer, class_mean_center, default_layer, extract_features
 from dcr.refine.metrics import separability
 from dcr.refine.retention import measure, verdict, write_generations
@@ -61,6 +63,15 @@ def autocast_dtype(dtype: str, device: str) -> torch.dtype | None:
     return torch.bfloat16 if pick_dtype(dtype, device) == torch.bfloat16 else None
 
 
+def layer_features(model: Any, tok: Any, cfg: RefineConfig, layer: int) -> Callable[[list[str]], torch.Tensor]:
+    """prompts -> their normalised layer-``layer`` features ``[N, d]``, at training precision."""
+    def feats(prompts: list[str]) -> torch.Tensor:
+        return extract_features(model, tok, prompts, layer, cfg.pooling, cfg.template, cfg.max_length,
+                                cfg.eval_batch_size, autocast_dtype(cfg.dtype, str(model.device)))
+
+    return feats
+
+
 def evaluate_sets(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, layer: int) -> dict[str, Any]:
     """Separability of held-out XSTest safe prompts vs each held-out toxic set at ``layer``, plus ``train``:
     up to TRAIN_EVAL training prompts per class (in-distribution reference).
@@ -68,9 +79,7 @@ def evaluate_sets(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, lay
     Features come from the same precision as training (bf16 autocast under ``dtype=auto`` on bf16 hardware);
     the statistics are computed in fp32.
     """
-    def feats(prompts: list[str]) -> torch.Tensor:
-        return extract_features(model, tok, prompts, layer, cfg.pooling, cfg.template, cfg.max_length,
-                                cfg.eval_batch_size, autocast_dtype(cfg.dtype, str(model.device)))
+    feats = layer_features(model, tok, cfg, layer)
 
     def score(safe: torch.Tensor, toxic: torch.Tensor) -> dict[str, float]:
         y = torch.tensor([0] * len(safe) + [1] * len(toxic))
@@ -104,6 +113,18 @@ def plot_loss(rows: list[dict[str, float]], path: Path) -> None:
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
+
+
+def record_confound(out: Path, cfg: RefineConfig, layer: int, confound: dict[str, Any]) -> None:
+    """``results.jsonl`` records of the confound diagnostic (``dcr.refine.confound``), per phase."""
+    for phase, scores in confound.items():
+        for metric, groups in scores.items():
+            for group, row in groups.items():
+                if row.get("probe_accuracy") is not None:
+                    results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
+                                   benchmark=f"confound-{group}", split="never-trained", phase=phase,
+                                   metric=f"probe_{metric}", value=row["probe_accuracy"], n=sum(row["n"]),
+                                   chance=row["chance"])
 
 
 def record_metrics(out: Path, cfg: RefineConfig, layer: int, before: dict, after: dict, sizes: dict) -> None:
@@ -152,7 +173,7 @@ def _train_model(model: Any, tok: Any, data: RefineData, cfg: RefineConfig, laye
     if center is not None:
         info["center_norm"] = round(float(center.norm()), 4)
     spe = steps_per_epoch(len(prompts), cfg.batch_size)
-    batches = balanced_batches(labels, cfg.batch_size, cfg.seemingly_frac, cfg.epochs * spe, cfg.seed)
+    batches = make_batches(cfg, data, cfg.epochs * spe)
     torch.manual_seed(cfg.seed)
     stamp = short_hash({"config": dataclasses.asdict(cfg), "layer": layer, "batches": batches})
     rows = train(model, tok, prompts, labels, batches, cfg, layer, spe, autocast, log.info, (ckpt_dir, stamp),
@@ -214,8 +235,7 @@ def _load(cfg: RefineConfig) -> tuple[Any, Any, int, bool]:
 
 def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, Any]:
     """The body of the stage (``run_stage`` calls it with the output directory)."""
-    data = build_data(cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.seed, cfg.toxic_ratio,
-                      cfg.limit, cfg.eval_toxic)
+    data = refine_data(cfg)
     if is_main():
         (out / results.RESULTS).unlink(missing_ok=True)
         if force:
@@ -228,12 +248,17 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
     model, tok, layer, truncated = _load(cfg)
     log.info("refine %s at layer %d: %d seemingly, %d toxic", cfg.model, layer, len(data.seemingly), len(data.toxic))
     before = evaluate_sets(model, tok, data, cfg, layer) if is_main() else {}
+    sets = confound_sets(data, cfg.data_dir, cfg.xstest_heldout_frac, cfg.split_seed, cfg.confound_n, cfg.seed) \
+        if is_main() and cfg.confound_n else None
+    confound = {"before": confound_scores(sets, layer_features(model, tok, cfg, layer), cfg.seed)} if sets else {}
     kept = _retention(model, tok, cfg, truncated) if is_main() else None
     model, rows, info = _train_model(model, tok, data, cfg, layer, out / "checkpoints")
     barrier()  # every rank has finished training (the main process wrote the last checkpoint)
     if not is_main():  # several processes: the other ranks' share is done
         return {}
     after = evaluate_sets(model, tok, data, cfg, layer)
+    if sets:
+        confound["after"] = confound_scores(sets, layer_features(model, tok, cfg, layer), cfg.seed)
     retained = None
     if kept is not None:
         kept_after = _retention(model, tok, cfg, truncated)
@@ -252,11 +277,13 @@ def _run_refine(cfg: RefineConfig, out: Path, force: bool = False) -> dict[str, 
                   "final_loss": rows[-1]["loss"] if rows else None, "first_loss": rows[0]["loss"] if rows else None}
     metrics = {"layer": layer, "pooling": cfg.pooling, "n_train": {"seemingly": len(data.seemingly),
                "toxic": len(data.toxic)}, "n_heldout": len(data.heldout), "train": train_info,
-               "eval": {k: {"before": before[k], "after": after[k]} for k in before}, "retention": retained}
+               "eval": {k: {"before": before[k], "after": after[k]} for k in before}, "retention": retained,
+               **({"confound": confound} if confound else {})}
     write_json(out / "metrics.json", metrics)
     k = min(TRAIN_EVAL, len(data.seemingly), len(data.toxic))
     sizes = {**{name: len(data.heldout) + len(recs) for name, recs in data.eval_toxic.items()}, "train": 2 * k}
     record_metrics(out, cfg, layer, before, after, sizes)
+    record_confound(out, cfg, layer, confound)
     if retained is not None:
         for phase in ("before", "after"):
             results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,

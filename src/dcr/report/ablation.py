@@ -26,12 +26,14 @@ from dcr.io import atomic_open, read_json, write_json
 from dcr.report import paired
 from dcr.report.figures import save_figure, slug
 from dcr.report.render import Block, Heading, Image, Para, Table, to_html, to_markdown
+from dcr.report.trained import trained
 
+# pool -> member(group, styled): ``styled`` = benchmarks a refine source made in-distribution style (report.trained)
 POOLS: dict[str, Any] = {
-    "XSTest held-out compliance": lambda g: g == "xstest safe held-out",
-    "XSTest in-distribution compliance": lambda g: g == "xstest safe in-distribution",
+    "XSTest held-out compliance": lambda g, styled: g == "xstest safe held-out",
+    "XSTest in-distribution compliance": lambda g, styled: g == "xstest safe in-distribution",
     "never-trained over-refusal compliance": paired.is_never_trained,
-    "safety defense success": paired.is_safety,
+    "safety defense success": lambda g, styled: paired.is_safety(g),
 }
 DECISION = "XSTest in-distribution compliance"  # the trained-on column a setting may be chosen on (issue 17)
 IGNORED = {"seed", "data_dir", "device", "model"}  # never an ablation axis
@@ -62,7 +64,7 @@ def _separability(metrics: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def _differences(run: Path, plan: dict[str, Any]) -> dict[str, dict[str, float]]:
     """{pool: {mean, lo, hi, n}} of DCR + STL minus STL over the run's paired prompts (all its seeds)."""
-    return _pools(paired.collect(run, plan))
+    return _pools(paired.collect(run, plan), trained(run, plan).benchmarks)
 
 
 def _dcr_evaluations(run: Path, plan: dict[str, Any], method: str) -> list[dict[str, Any]]:
@@ -77,13 +79,14 @@ def _versus_reference(ref: tuple[Path, dict[str, Any]], run: tuple[Path, dict[st
     """{pool: {mean, lo, hi, n}} of the run's DCR + STL minus the reference's, paired over prompts of each seed
     both evaluated (the variant's own effect, without STL's noise in between)."""
     nodes = _dcr_evaluations(*ref, "reference") + _dcr_evaluations(*run, "dcr+stl")
-    return _pools(paired.collect(Path("/"), {"nodes": nodes}, a="reference", b="dcr+stl"))
+    styled = trained(*ref).benchmarks | trained(*run).benchmarks
+    return _pools(paired.collect(Path("/"), {"nodes": nodes}, a="reference", b="dcr+stl"), styled)
 
 
-def _pools(data: dict[str, Any]) -> dict[str, dict[str, float]]:
+def _pools(data: dict[str, Any], styled: frozenset[str] = frozenset()) -> dict[str, dict[str, float]]:
     out = {}
     for pool, member in POOLS.items():
-        merged = {f"{g}/{p}": v for g in data if member(g) for p, v in data[g].items()}
+        merged = {f"{g}/{p}": v for g in data if member(g, styled) for p, v in data[g].items()}
         if merged:
             mean, lo, hi = paired.paired_bootstrap(paired.differences(merged))
             out[pool] = {"mean": mean, "lo": lo, "hi": hi, "n": len(merged)}

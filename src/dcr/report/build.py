@@ -10,6 +10,7 @@ from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
 from dcr.report import figures, judging, matched, paired, tables
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
+from dcr.report.trained import note, trained
 from dcr.results import RESULTS, load_checked
 from dcr.stage import read_manifest
 
@@ -73,7 +74,8 @@ def build(run_dir: Path) -> list[Block]:
     blocks = _overview(plan, rows, run_dir) + notes
     heldout = heldout_frac(run_dir, plan) != 0
     blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
-    t1 = tables.table1(rows, heldout)
+    refined = trained(run_dir, plan)
+    t1 = tables.table1(rows, heldout, refined.benchmarks, note(refined))
     blocks.extend(t1 if t1 else [Para("No evaluation records yet.")])
     blocks.extend(tables.degenerate_table(rows, heldout))
     gaps = tables.missing(rows, plan.get("benchmarks"), heldout)

@@ -36,9 +36,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def is_never_trained(group: str) -> bool:
-    """A group of safe prompts from an over-refusal set no stage trains on."""
-    return group.split()[0] in NEVER_TRAINED and " safe" in group
+def is_never_trained(group: str, trained: frozenset[str] = frozenset()) -> bool:
+    """A group of safe prompts from an over-refusal set no stage trains on (``trained``: benchmarks a refine
+    source made in-distribution style, ``dcr.report.trained``)."""
+    bench = group.split()[0]
+    return bench in NEVER_TRAINED and bench not in trained and " safe" in group
 
 
 def is_safety(group: str) -> bool:
@@ -143,12 +145,18 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
 
 def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> list[Any]:
     """The report block: one row per group plus the never-trained over-refusal and the safety pools."""
+    from dcr.report.trained import trained
+
     data = collect(run_dir, plan, a, b)
     if not data:
         return [Para(f"No paired comparison: no seed with both {a} and {b} evaluated (with per-prompt verdicts).")]
-    pools = {f"over-refusal, never trained ({', '.join(NEVER_TRAINED)})":
-             [g for g in data if is_never_trained(g)],
+    styled = trained(run_dir, plan).benchmarks
+    never = [n for n in NEVER_TRAINED if n not in styled]
+    pools = {f"over-refusal, never trained ({', '.join(never)})": [g for g in data if is_never_trained(g, styled)],
              f"safety, defense success ({len(SAFETY)} sets)": [g for g in data if is_safety(g)]}
+    if styled & set(NEVER_TRAINED):
+        pools[f"over-refusal, in-distribution style ({', '.join(sorted(styled & set(NEVER_TRAINED)))})"] = [
+            g for g in data if g.split()[0] in styled and " safe" in g]
     rows = []
     for name, groups in [(g, [g]) for g in sorted(data)] + list(pools.items()):
         merged = {f"{g}/{p}": v for g in groups for p, v in data[g].items()}

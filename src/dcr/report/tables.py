@@ -150,11 +150,14 @@ def shown_columns(rows: list[dict[str, Any]], heldout: bool = True) -> list[Colu
     return out
 
 
-def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
+def table1(rows: list[dict[str, Any]], heldout: bool = True, styled: frozenset[str] = frozenset(),
+           styled_note: str | None = None) -> list[Table]:
     """One table per model: rows = methods, columns = Table 1 (compliance, defense success, general, quality).
 
     ``heldout=False`` (xstest_heldout_frac = 0): no held-out XSTest column, and a note that XSTest is
-    in-distribution. A cell without a value whose benchmark the evaluation reported missing reads "not measured".
+    in-distribution. ``styled``: benchmarks a refine source made in-distribution style; their headers say so and
+    ``styled_note`` explains it. A cell without a value whose benchmark the evaluation reported missing reads "not
+    measured".
     """
     columns = shown_columns(rows, heldout)
     data = per_seed(rows, tuple(c for c in columns if c.metric != "avg"))
@@ -162,7 +165,8 @@ def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
     tables = []
     for model in sorted({m for m, _ in data}):
         methods = _sort_methods(meth for m, meth in data if m == model)
-        header = ["method", "seeds", *[_header(c) for c in columns]]
+        header = ["method", "seeds", *[_header(c) + (" (in-dist. style)" if styled & set(c.benchmarks) else "")
+                                       for c in columns]]
         body = []
         for method in methods:
             seeds = data[(model, method)]
@@ -185,7 +189,7 @@ def table1(rows: list[dict[str, Any]], heldout: bool = True) -> list[Table]:
                    f"{SPLIT_NOTES[heldout]} {AVERAGES_NOTE}",
                    "Last row: the judge behind each column and its agreement with human labels (Cohen's kappa on "
                    "XSTest completions, see `dcr judge --calibrate` and docs/judges.md); uncalibrated = never "
-                   "measured.", *([paper_note] if paper_note else [])]))
+                   "measured.", *([styled_note] if styled_note else []), *([paper_note] if paper_note else [])]))
     return tables
 
 
