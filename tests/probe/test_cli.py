@@ -34,7 +34,9 @@ def test_ntk_before_after(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> Non
     assert metrics["before"]["order"] == ["s-toxic", "toxic", "normal"]
     assert (out / "ntk.png").stat().st_size > 1000
     rows = read_jsonl(out / "results.jsonl")
-    assert len(rows) == 18 and {r["metric"] for r in rows} == {"ntk_norm"}
+    assert len(rows) == 20 and {r["metric"] for r in rows} == {"ntk_norm", "ntk_ratio_stoxic_toxic"}
+    ratios = [r["value"] for r in rows if r["metric"] == "ntk_ratio_stoxic_toxic"]
+    assert ratios[0] == metrics["before"]["ratio_stoxic_toxic"] == ratios[1] > 0  # the same model twice
     norms = np.array(read_json(out / "ntk_norms.json")["before"]["norms"])
     assert np.allclose(np.diag(norms), 1.0)
 

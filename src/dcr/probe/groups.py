@@ -40,6 +40,13 @@ def pair_means(matrix: np.ndarray, order: list[str]) -> dict[str, float]:
     return out
 
 
+def confound_ratio(matrix: np.ndarray, order: list[str]) -> float:
+    """K(seemingly toxic, toxic) / K(toxic, toxic): the mean of the two cross blocks over the toxic block
+    (issue 29). Near 1, an update on toxic prompts moves seemingly toxic ones as much as toxic ones."""
+    s, t = order.index("s-toxic"), order.index("toxic")
+    return float((matrix[s, t] + matrix[t, s]) / 2 / matrix[t, t])
+
+
 def model_group_matrix(model: Any, tok: Any, records: dict[str, list[Any]], cfg: Any,
                        log: Callable[[str], None] = print) -> dict[str, Any]:
     """Compute the ``[G, G]`` group matrix of one model; returns matrix, per-prompt norms and the subset size."""

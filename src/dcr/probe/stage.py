@@ -20,7 +20,7 @@ from dcr.errors import ConfigError
 from dcr.io import read_json, write_json, write_table
 from dcr.models import load_model, num_layers
 from dcr.probe.config import MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
-from dcr.probe.groups import model_group_matrix, pair_means, plot_matrices, plot_tracking
+from dcr.probe.groups import confound_ratio, model_group_matrix, pair_means, plot_matrices, plot_tracking
 from dcr.probe.inputs import expand_checkpoints, load_checkpoint, load_groups
 from dcr.probe.mds import default_layers, embed, plot_grid
 from dcr.probe.separability import last_token_states, layer_scores, plot_scores, suggest_layer
@@ -65,7 +65,12 @@ def _run_ntk(cfg: NtkConfig, out: Path) -> dict[str, Any]:
     titles = [f"{role}: {Path(results[role]['model']).name}" for role in results]
     plot_matrices([np.asarray(r["matrix"]) for r in results.values()], titles, order, out / "ntk.png")
     summary = {role: {"model": r["model"], "order": order, "matrix": r["matrix"], "seconds": r["seconds"],
-                      "subset_parameters": r["subset_parameters"]} for role, r in results.items()}
+                      "subset_parameters": r["subset_parameters"],
+                      "ratio_stoxic_toxic": confound_ratio(np.asarray(r["matrix"]), order)}
+               for role, r in results.items()}
+    for role, r in summary.items():
+        record(out, stage="probe-ntk", model=r["model"], role=role, metric="ntk_ratio_stoxic_toxic",
+               value=r["ratio_stoxic_toxic"], n=len(results[role]["groups"]), method=cfg.method)
     write_json(out / "metrics.json", {"config": asdict(cfg), **summary})
     write_json(out / "ntk_norms.json", results)
     return {role: r["matrix"] for role, r in summary.items()}
