@@ -164,11 +164,12 @@ def test_resumed_stage_counts_the_wall_time_of_earlier_attempts(tmp_path: Path) 
         run_stage("toy", StageCfg(), out, flaky)
     failed = read_json(out / MANIFEST)
     assert failed["status"] == "failed"
-    assert [a["status"] for a in failed["attempts"]] == ["running"]
+    assert [a["status"] for a in failed["attempts"]] == ["killed"]  # left "running": its process is gone
     assert failed["attempts"][0]["wall_time_s"] == pytest.approx(40, abs=0.01)
+    assert failed["attempts"][0]["last_log_line"] == "last line" and failed["attempts"][0]["peak_rss_mb"] is None
     run_stage("toy", StageCfg(), out, flaky)
     m = read_json(out / MANIFEST)
-    assert [a["status"] for a in m["attempts"]] == ["running", "failed"]
+    assert [a["status"] for a in m["attempts"]] == ["killed", "failed"]
     assert m["wall_time_total_s"] == pytest.approx(40 + failed["wall_time_s"] + m["wall_time_s"], abs=0.01)
     run_stage("toy", StageCfg(), out, flaky, force=True)
     again = read_json(out / MANIFEST)

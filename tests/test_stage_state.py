@@ -180,3 +180,56 @@ def test_out_is_an_existing_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(dcr.errors.DcrError, match="is an existing file"):
         run_stage("toy", Cfg(), tmp_path / "f", Body())
+
+
+KILLED_STAGE = """
+import logging, sys, time
+from pathlib import Path
+from dcr.stage import run_stage
+
+def body(out: Path) -> dict:
+    (out / "ckpt").write_text("step 3")  # a resumable checkpoint
+    logging.getLogger("dcr.toy").info("step 3 of 10 done")
+    hold = bytearray(64 << 20)  # 64 MB the heartbeat must see
+    hold[::4096] = b"x" * len(hold[::4096])
+    time.sleep(120)
+    return {}
+
+run_stage("toy", {"lr": 0.1}, Path(sys.argv[1]), body, keep=("ckpt",))
+"""
+
+
+def test_a_killed_stage_is_reported_with_its_last_log_line_and_peak_memory(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from dcr.stage import HEARTBEAT
+
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_STAGE, str(out)])
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:  # the body has logged and the heartbeat has seen the 64 MB
+            beat = read_json(out / HEARTBEAT) if (out / HEARTBEAT).is_file() else {}
+            if beat.get("peak_rss_mb", 0) > 64 and "step 3 of 10" in (out / "stage.log").read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the stage never reached its sleep")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert read_json(out / MANIFEST)["status"] == "running"  # what a killed process leaves
+    seen = []
+    with caplog.at_level(logging.WARNING, logger="dcr.stage"):
+        run_stage("toy", {"lr": 0.1}, out, lambda o: seen.append((o / "ckpt").read_text()) or {}, keep=("ckpt",))
+    assert seen == ["step 3"]  # it resumed from what the killed run kept
+    manifest = read_json(out / MANIFEST)
+    killed = manifest["attempts"][-1]
+    assert manifest["status"] == "done" and killed["status"] == "killed" and killed["pid"] == proc.pid
+    assert killed["peak_rss_mb"] > 64 and "step 3 of 10 done" in killed["last_log_line"]
+    warning = next(r.getMessage() for r in caplog.records if "was killed" in r.getMessage())
+    assert f"pid {proc.pid}" in warning and "step 3 of 10 done" in warning and "ckpt" in warning
+    assert not (out / HEARTBEAT).exists()

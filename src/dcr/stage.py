@@ -42,7 +42,8 @@ from dcr.io import read_json, write_json
 MANIFEST = "manifest.json"
 LOG = "stage.log"
 LOCK = ".dcr.lock"
-BOOKKEEPING = (MANIFEST, LOG, LOCK)
+HEARTBEAT = ".dcr.heartbeat.json"  # the running stage's peak memory so far (what a killed run leaves behind)
+BOOKKEEPING = (MANIFEST, LOG, LOCK, HEARTBEAT)
 log = logging.getLogger("dcr.stage")
 
 
@@ -71,18 +72,25 @@ def rss_bytes() -> int:
 
 
 class PeakMemory:
-    """Peak resident memory (sampled) and peak CUDA memory over a block."""
+    """Peak resident memory (sampled) and peak CUDA memory over a block. With ``heartbeat``, the peak so far is
+    also written there every ``every`` seconds, so a run that is killed (out of memory, SIGKILL) leaves it for
+    the next run to report."""
 
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 0.05, heartbeat: Path | None = None, every: float = 5.0) -> None:
+        self.interval, self.heartbeat, self.every = interval, heartbeat, every
         self.peak_rss = 0
         self.peak_cuda = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        beat = 0.0
         while not self._stop.is_set():
             self.peak_rss = max(self.peak_rss, rss_bytes())
+            if self.heartbeat is not None and time.time() - beat >= self.every:
+                beat = time.time()
+                write_json(self.heartbeat, {"pid": os.getpid(), "time": beat,
+                                            "peak_rss_mb": round(self.peak_rss / 2**20, 1)})
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
@@ -247,7 +255,24 @@ def _earlier_attempts(out: Path, key: str) -> list[dict[str, Any]]:
         begun = float(old.get("started", (out / MANIFEST).stat().st_mtime))
         last = (out / LOG if (out / LOG).is_file() else out / MANIFEST).stat().st_mtime
         wall = max(0.0, last - begun)
-    return [*old.get("attempts", []), {"status": old.get("status", "unknown"), "wall_time_s": round(wall, 3)}]
+    attempt: dict[str, Any] = {"status": old.get("status", "unknown"), "wall_time_s": round(wall, 3)}
+    if attempt["status"] == "running":  # we hold the lock, so that process is gone: killed, never told us
+        attempt.update(_killed(out, old))
+    return [*old.get("attempts", []), attempt]
+
+
+def _killed(out: Path, old: dict[str, Any]) -> dict[str, Any]:
+    """What a killed attempt left: its pid, peak memory (heartbeat) and last log line; logged as a warning."""
+    beat = read_json(out / HEARTBEAT) if (out / HEARTBEAT).is_file() else {}
+    peak = beat.get("peak_rss_mb") if beat.get("pid") == old.get("pid") else None
+    lines = [ln for ln in (out / LOG).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()] \
+        if (out / LOG).is_file() else []
+    last = lines[-1][:300] if lines else ""
+    log.warning("%s: an earlier attempt (pid %s) was killed without finishing (out of memory, or a signal); "
+                "peak memory %s; its last log line: %s. Resuming from what it kept (%s)", out.name, old.get("pid"),
+                f"{peak:.0f} MB" if peak is not None else "not recorded", last or "(none)",
+                ", ".join(sorted(p.name for p in out.iterdir() if p.name not in BOOKKEEPING)) or "nothing")
+    return {"status": "killed", "pid": old.get("pid"), "peak_rss_mb": peak, "last_log_line": last}
 
 
 def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], mem: PeakMemory,
@@ -262,6 +287,32 @@ def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set
         "wall_time_s": wall, "wall_time_total_s": round(wall + sum(a["wall_time_s"] for a in head["attempts"]), 3),
         "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
         "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1), "summary": summary})
+    return status
+
+
+def _run_body(name: str, key: str, out: Path, fn: Callable[[Path], dict[str, Any] | None], head: dict[str, Any],
+              keep: Iterable[str], start: float) -> str:
+    """Run ``fn`` under the stage log and the memory sampler; record failure or success; returns the status."""
+    try:
+        with track_reads() as reads, PeakMemory(heartbeat=out / HEARTBEAT) as mem, stage_log(out, name) as slog:
+            slog.info("stage %s started, key %s", name, key)
+            try:
+                summary = dict(fn(out) or {})
+            except BaseException as exc:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                slog.error("stage %s %s: %s: %s (traceback in %s)", name, status, type(exc).__name__, exc, out / LOG)
+                with open(out / LOG, "a", encoding="utf-8") as fh:  # the traceback goes to the file only
+                    fh.write(traceback.format_exc())
+                removed = _clean_failed(out, keep)
+                write_json(out / MANIFEST, {**head, "status": status, "error_type": type(exc).__name__,
+                                            "error": str(exc), "removed": removed,
+                                            "wall_time_s": round(time.time() - start, 3)})
+                raise
+            status = _finish(out, head, summary, reads, mem, start)
+            release_memory()
+            slog.info("stage %s finished (%s) in %.1fs", name, status, time.time() - start)
+    finally:  # PeakMemory has stopped, so nothing writes it again; only a killed process leaves it behind
+        (out / HEARTBEAT).unlink(missing_ok=True)
     return status
 
 
@@ -303,23 +354,7 @@ def run_stage(
         start = time.time()
         head.update(attempts=_earlier_attempts(out, key), started=start)
         write_json(out / MANIFEST, {**head, "status": "running"})
-        with track_reads() as reads, PeakMemory() as mem, stage_log(out, name) as slog:
-            slog.info("stage %s started, key %s", name, key)
-            try:
-                summary = dict(fn(out) or {})
-            except BaseException as exc:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                slog.error("stage %s %s: %s: %s (traceback in %s)", name, status, type(exc).__name__, exc, out / LOG)
-                with open(out / LOG, "a", encoding="utf-8") as fh:  # the traceback goes to the file only
-                    fh.write(traceback.format_exc())
-                removed = _clean_failed(out, keep)
-                write_json(out / MANIFEST, {**head, "status": status, "error_type": type(exc).__name__,
-                                            "error": str(exc), "removed": removed,
-                                            "wall_time_s": round(time.time() - start, 3)})
-                raise
-            status = _finish(out, head, summary, reads, mem, start)
-            release_memory()
-            slog.info("stage %s finished (%s) in %.1fs", name, status, time.time() - start)
+        status = _run_body(name, key, out, fn, head, keep, start)
     if status == "incomplete":
         log.warning("%s: finished without %s; not cached as done, the next run retries", name,
                     ", ".join(sorted(read_manifest(out)["transient"])))  # type: ignore[index]
