@@ -25,15 +25,24 @@ _NO_LEGACY = object()
 
 
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
-          keyed: bool = True, legacy: Any = _NO_LEGACY) -> Any:
+          keyed: bool = True, legacy: Any = _NO_LEGACY, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
+          nonempty: bool = False) -> Any:
     """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs). ``keyed=False`` marks a
     field that only says *where* something is kept (a cache location), never *what* is computed: it is left
     out of config hashes and stage keys, so moving that location never re-runs a stage.
 
     ``legacy``: for a field added after stages were already keyed, the value that reproduces the behaviour from
     before the field existed. At that value the field is left out of the key, so finished stages keep their
-    keys (and are reused) when set to it; every other value, the new default included, is keyed."""
-    kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed, "legacy": legacy}}
+    keys (and are reused) when set to it; every other value, the new default included, is keyed.
+
+    What the field accepts, declared once beside it and checked by :func:`dcr.validate.validate_fields` before a
+    stage loads anything: ``ge``/``gt``/``le``/``lt`` bounds of a number (every number must also be finite),
+    ``choices`` of a string, ``nonempty`` for a string or list (a list's items are checked against the bounds
+    and choices too). None (for an optional field) is always accepted."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed, "legacy": legacy, "bounds": bounds,
+                                       "choices": choices, "nonempty": nonempty}}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, **kw)
     return dataclasses.field(default=default, **kw)
@@ -232,16 +241,19 @@ class StageConfig:
     model_required: ClassVar[bool] = True
 
     model: str = field("", help="Model: embedded name (smollm2-135m), HF directory, dcr stage dir, or hub id.")
-    seed: int = field(0, help="Seed of everything random in the stage (sampling, initialisation, order).")
+    seed: int = field(0, help="Seed of everything random in the stage (sampling, initialisation, order).", ge=0)
     data_dir: str | None = field(None, help="Offline data directory (else $DCR_DATA_DIR, else the copy "
-                                                  "vendored with dcr).")
+                                                  "vendored with dcr).", nonempty=True)
     dtype: str = field("auto", help="Compute dtype: auto (bf16 where the CPU/GPU has it, else fp32), fp32, bf16, "
                                     "fp16.")
     device: str = field("auto", help="Device: auto, cpu, cuda, cuda:N, or shard (inference only: the model split "
                                       "over every visible GPU with device_map=auto, for models larger than one).")
-    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.")
+    template: str = field("auto", help=f"Prompt template: {', '.join(TEMPLATES)}.", choices=TEMPLATES)
 
     def __post_init__(self) -> None:
+        from dcr.validate import validate_fields
+
+        validate_fields(self)
         name = type(self).__name__
         check(bool(self.model) or not self.model_required,
               f"{name}.model is empty. Fix: pass --model NAME_OR_DIR (e.g. smollm2-135m)")

@@ -14,63 +14,76 @@ GENERAL_SOURCES = ("teacher", "alpaca-hub")
 class AlignConfig(StageConfig):
     """LoRA SFT on general instruction pairs + toxic prompts with safe responses (+ XSTest for STL-aug)."""
 
-    method: str = field("stl", help="stl (general + safety pairs) or stl-aug (adds in-distribution XSTest safe)")
+    method: str = field("stl", help="stl (general + safety pairs) or stl-aug (adds in-distribution XSTest safe)",
+        choices=METHODS)
     # data mix
-    n_general: int = field(20000, help="general instruction pairs (paper: 20k Alpaca)")
-    n_safety: int = field(1000, help="toxic prompts paired with safe responses (paper: 1k)")
-    n_aug: int | None = field(None, help="STL-aug: XSTest in-distribution safe prompts to add (None = all)")
-    limit: int | None = field(None, help="cap the total number of training pairs, scaling each part proportionally")
-    exclude_from: str | None = field(None, help="a dcr refine output dir; its split.json toxic_prompts are dropped")
-    general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher")
+    n_general: int = field(20000, help="general instruction pairs (paper: 20k Alpaca)", ge=0)
+    n_safety: int = field(1000, help="toxic prompts paired with safe responses (paper: 1k)", ge=0)
+    n_aug: int | None = field(None, help="STL-aug: XSTest in-distribution safe prompts to add (None = all)", ge=0)
+    limit: int | None = field(None, help="cap the total number of training pairs, scaling each part proportionally",
+        ge=1)
+    exclude_from: str | None = field(None, help="a dcr refine output dir; its split.json toxic_prompts are dropped",
+        nonempty=True)
+    general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher",
+        nonempty=True)
     general_source: str = field("teacher", help="answers of the general pairs: teacher (greedy answers of "
                                 "--teacher) or alpaca-hub (tatsu-lab/alpaca's own outputs, as in the paper; "
-                                "falls back to the teacher, with a warning, when the hub cannot be reached)")
-    teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model")
-    teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)")
-    teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)")
+                                "falls back to the teacher, with a warning, when the hub cannot be reached)",
+                                    choices=GENERAL_SOURCES)
+    teacher: str = field("self", help="model answering the Alpaca (and STL-aug XSTest) prompts; 'self' = --model",
+        nonempty=True)
+    teacher_max_new_tokens: int = field(128, help="max new tokens of teacher answers (greedy)", ge=1)
+    teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)", ge=1)
     teacher_cache: str | None = field(None, keyed=False, help="directory of teacher answers shared by align "
                                       "stages (one subdirectory per teacher and generation settings; `dcr run` "
-                                      "uses RUN_DIR/teacher-cache); None = OUT/teacher of this stage")
-    xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)")
-    split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split")
+                                      "uses RUN_DIR/teacher-cache); None = OUT/teacher of this stage", nonempty=True)
+    xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)",
+        ge=0, lt=1)
+    split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split", ge=0)
     # optimisation (A.3)
-    epochs: float = field(3.0, help="training epochs (paper: 3 for Qwen2.5-1.5B, 4 for 7B/8B)")
-    lr: float = field(1e-4, help="peak learning rate (AdamW)")
-    warmup_ratio: float = field(0.03, help="fraction of steps with linear warmup")
-    micro_batch: int = field(4, help="per-device micro-batch size")
-    grad_accum: int = field(32, help="gradient accumulation steps (paper: 4 x 32 = 128)")
+    epochs: float = field(3.0, help="training epochs (paper: 3 for Qwen2.5-1.5B, 4 for 7B/8B)", gt=0)
+    lr: float = field(1e-4, help="peak learning rate (AdamW)", gt=0)
+    warmup_ratio: float = field(0.03, help="fraction of steps with linear warmup", ge=0, lt=1)
+    micro_batch: int = field(4, help="per-device micro-batch size", ge=1)
+    grad_accum: int = field(32, help="gradient accumulation steps (paper: 4 x 32 = 128)", ge=1)
     sampling: str = field("rebalance", legacy="random", help="how examples form micro-batches: rebalance = each "
                           "optimizer step takes a seeded random set of micro_batch x grad_accum x processes "
                           "examples (as a shuffle does) and splits it into micro-batches of similar length, sized "
                           "to balance their cost (transformers' BatchRebalanceSampler; the step's loss and "
                           "gradient are unchanged, padding shrinks); random = the Trainer's shuffled "
                           "micro-batches of micro_batch examples (the only order before this field existed; stages "
-                          "trained then keep their keys under it)")
-    max_length: int = field(512, help="max tokens per training example (prompt + response), longer ones truncated")
+                          "trained then keep their keys under it)", choices=("rebalance", "random"))
+    max_length: int = field(512, help="max tokens per training example (prompt + response), longer ones truncated",
+        ge=8)
     loss_on_prompt: bool = field(False, help="also train on prompt tokens (default: loss on response tokens only)")
-    lora_r: int = field(8, help="LoRA rank")
-    lora_alpha: int = field(32, help="LoRA alpha")
-    lora_dropout: float = field(0.05, help="LoRA dropout")
-    lora_targets: str = field("all-linear", help="peft target_modules: all-linear (every attention+MLP projection)")
-    weight_decay: float = field(0.0, help="AdamW weight decay")
-    save_every: int = field(50, help="checkpoint every N optimizer steps (for resume)")
-    log_every: int = field(1, help="log loss / lr every N optimizer steps to train_log.csv")
+    lora_r: int = field(8, help="LoRA rank", ge=1)
+    lora_alpha: int = field(32, help="LoRA alpha", gt=0)
+    lora_dropout: float = field(0.05, help="LoRA dropout", ge=0, lt=1)
+    lora_targets: str = field("all-linear", help="peft target_modules: all-linear (every attention+MLP projection)",
+        nonempty=True)
+    weight_decay: float = field(0.0, help="AdamW weight decay", ge=0)
+    save_every: int = field(50, help="checkpoint every N optimizer steps (for resume)", ge=1)
+    log_every: int = field(1, help="log loss / lr every N optimizer steps to train_log.csv", ge=1)
     base_dtype: str = field("auto", help="dtype of the frozen base weights while training: auto = bf16 when "
                                          "training computes in bf16 (no per-step weight casts), fp32 = keep fp32. "
-                                         "LoRA adapters and optimizer state stay fp32; the merge uses the fp32 base.")
+                                         "LoRA adapters and optimizer state stay fp32; the merge uses the fp32 base.",
+                                             choices=("auto", "fp32"))
     save_dtype: str = field("auto", help="dtype of the merged OUT/model (the merge itself is done in fp32): auto = "
-                                         "the training compute dtype (bf16 on bf16 hardware), fp32 or bf16")
+                                         "the training compute dtype (bf16 on bf16 hardware), fp32 or bf16",
+                                             choices=SAVE_DTYPES)
     gradient_checkpointing: bool = field(False, help="recompute block activations in the backward pass instead of "
                                                      "storing them (less memory, about 1.3x the compute)")
     # tracking (A.5)
-    track_every: int = field(10, help="track refusal every N optimizer steps (also at step 0 and at the end); 0 = off")
-    track_n: int = field(32, help="prompts per probe group")
-    track_toxic: str = field("advbench", help="benchmark of held-out harmful probe prompts")
-    track_normal: str = field("i-alpaca", help="benchmark of normal probe prompts")
-    track_max_new_tokens: int = field(32, help="greedy tokens generated for the keyword refusal rate")
-    track_batch_size: int = field(32, help="generation batch size of tracking (all probe groups batched together)")
+    track_every: int = field(10, help="track refusal every N optimizer steps (also at step 0 and at the end); 0 = off",
+        ge=0)
+    track_n: int = field(32, help="prompts per probe group", ge=1)
+    track_toxic: str = field("advbench", help="benchmark of held-out harmful probe prompts", nonempty=True)
+    track_normal: str = field("i-alpaca", help="benchmark of normal probe prompts", nonempty=True)
+    track_max_new_tokens: int = field(32, help="greedy tokens generated for the keyword refusal rate", ge=1)
+    track_batch_size: int = field(32, help="generation batch size of tracking (all probe groups batched together)",
+        ge=1)
     track_prefix_cache: bool = field(True, help="share the prompt's KV cache across the refusal phrases (faster)")
-    judge: str = field("keyword", help="judge spec for the tracked refusal rate (dcr.judges.get_judge)")
+    judge: str = field("keyword", help="judge spec for the tracked refusal rate (dcr.judges.get_judge)", nonempty=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,8 +17,8 @@ GROUPS = ("s-toxic", "toxic", "normal")
 class ProbeConfig(StageConfig):
     """Fields and checks shared by the probe configs."""
 
-    batch_size: int = field(16, help="Prompts per forward pass.")
-    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).")
+    batch_size: int = field(16, help="Prompts per forward pass.", ge=1)
+    max_length: int = field(256, help="Maximum prompt length in tokens (longer prompts keep their end).", ge=8)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -28,17 +28,19 @@ class ProbeConfig(StageConfig):
 class NtkConfig(ProbeConfig):
     """``dcr probe ntk``: mean normalised ||K_t(x', x)||_F between prompt groups (paper 4.2, 7.3, A.6)."""
 
-    model_after: str | None = field(None, help="Optional second model (e.g. after DCR) shown beside the first.")
-    n_per_group: int = field(25, help="Prompts per group (paper: 25): S-toxic, toxic (XSTest), normal (I-Alpaca).")
-    top_k: int = field(5, help="Size of the top-k token sets S_u, S_o at the last prompt position.")
-    ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).")
+    model_after: str | None = field(None, help="Optional second model (e.g. after DCR) shown beside the first.",
+        nonempty=True)
+    n_per_group: int = field(25, help="Prompts per group (paper: 25): S-toxic, toxic (XSTest), normal (I-Alpaca).",
+        ge=2)
+    top_k: int = field(5, help="Size of the top-k token sets S_u, S_o at the last prompt position.", ge=1)
+    ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).", ge=0)
     include_head: bool = field(True, help="Include the LM head in the parameter subset (tied embeddings once).")
     method: str = field("gram", help="How K = J J^T is computed: gram (each prompt's top-k gradients once, every pair "
                                      "a dot product; exact, fast), jvp (exact forward-mode JVPs) or fd (central "
-                                     "finite differences, the paper's A.6 scheme).")
-    fd_eps: float = field(1e-3, help="Finite-difference step epsilon (A.6: 1e-3).")
+                                     "finite differences, the paper's A.6 scheme).", choices=METHODS)
+    fd_eps: float = field(1e-3, help="Finite-difference step epsilon (A.6: 1e-3).", gt=0)
     fd_unit_step: bool = field(False, help="Step along w/||w|| (then rescale) instead of the raw gradient w.")
-    batch_size: int = field(32, help="Prompts x' per forward on the JVP side.")
+    batch_size: int = field(32, help="Prompts x' per forward on the JVP side.", ge=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,9 +67,10 @@ class NtkTrackConfig(NtkConfig):
     """``dcr probe ntk-track``: the group means of ||K_t|| across alignment checkpoints (paper Fig. 3)."""
 
     checkpoints: list[str] = field(default_factory=list, help="Checkpoint dirs (HF or PEFT adapter), or one "
-                                                               "dir of checkpoint subdirs; sorted by step.")
+                                                               "dir of checkpoint subdirs; sorted by step.",
+                                                                   nonempty=True)
     base_model: str | None = field(None, help="Base model of PEFT adapter checkpoints (default: the base named "
-                                              "in adapter_config.json).")
+                                              "in adapter_config.json).", nonempty=True)
 
     def __post_init__(self) -> None:
         check(bool(self.checkpoints), "NtkTrackConfig.checkpoints is empty. Fix: pass --checkpoints DIR [DIR ...]")
@@ -87,10 +90,13 @@ class NtkTrackConfig(NtkConfig):
 class TwoSetConfig(ProbeConfig):
     """Last-token features of two prompt sets at chosen layers (separability and MDS)."""
 
-    set_a: str = field("xstest-safe", help="First prompt set (a dcr.data benchmark name; seemingly toxic), label 0.")
-    set_b: str = field("xstest-unsafe", help="Second prompt set (a dcr.data benchmark name; toxic), label 1.")
-    n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.")
-    layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = the verb's default.")
+    set_a: str = field("xstest-safe", help="First prompt set (a dcr.data benchmark name; seemingly toxic), label 0.",
+        nonempty=True)
+    set_b: str = field("xstest-unsafe", help="Second prompt set (a dcr.data benchmark name; toxic), label 1.",
+        nonempty=True)
+    n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.", ge=2)
+    layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = the verb's default.",
+        ge=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,11 +117,12 @@ class TwoSetConfig(ProbeConfig):
 class SeparabilityConfig(TwoSetConfig):
     """``dcr probe separability``: per-layer k-means and linear-probe accuracy (paper A.9, Fig. 7)."""
 
-    cv_folds: int = field(5, help="Cross-validation folds of the logistic-regression probe.")
-    kmeans_init: int = field(10, help="k-means restarts (n_init).")
-    middle_band: list[float] = field(default_factory=lambda: [0.25, 0.75],
+    cv_folds: int = field(5, help="Cross-validation folds of the logistic-regression probe.", ge=2)
+    kmeans_init: int = field(10, help="k-means restarts (n_init).", ge=1)
+    middle_band: list[float] = field(default_factory=lambda: [0.25, 0.75], nonempty=True, ge=0, le=1,
                                      help="Relative depth band [lo, hi] where the DCR layer is suggested.")
-    saturation_tol: float = field(0.02, help="Probe accuracy within this of the band's best counts as saturated.")
+    saturation_tol: float = field(0.02, help="Probe accuracy within this of the band's best counts as saturated.",
+        ge=0, lt=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,7 +144,8 @@ class SeparabilityConfig(TwoSetConfig):
 class MdsConfig(TwoSetConfig):
     """``dcr probe mds``: 2-D MDS maps of last-token activations at chosen layers (paper A.9, Fig. 8)."""
 
-    mds_method: str = field("smacof", help="smacof (sklearn.manifold.MDS) or classical (Torgerson).")
+    mds_method: str = field("smacof", help="smacof (sklearn.manifold.MDS) or classical (Torgerson).",
+        choices=("smacof", "classical"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

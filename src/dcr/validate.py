@@ -1,0 +1,96 @@
+"""One validation layer for every stage config: each field checked by its type and by what it declares beside
+itself (``dcr.config.field``: bounds, choices, non-empty), before any model or data is loaded.
+
+``StageConfig.__post_init__`` calls :func:`validate_fields` first, so every verb, ``dcr run`` stage and Python
+caller passes through it; a config's own ``__post_init__`` then checks what involves several fields. Errors are
+one line: ``RefineConfig.batch_size must be >= 4, got 2. Fix: ...`` with the field's help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import types
+import typing
+from typing import Any
+
+from dcr.errors import ConfigError
+
+BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="), "lt": (operator.lt, "<")}
+
+
+def _base(tp: Any) -> tuple[Any, bool]:
+    """(the type without None, whether None is allowed)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Any), type(None) in typing.get_args(tp)
+    return tp, False
+
+
+def describe_bounds(bounds: dict[str, float]) -> str:
+    """``{"gt": 0, "lt": 1}`` -> ``"a number in (0, 1)"``; one bound -> ``">= 1"``."""
+    lo = next(((k, v) for k, v in bounds.items() if k in ("ge", "gt")), None)
+    hi = next(((k, v) for k, v in bounds.items() if k in ("le", "lt")), None)
+    if lo and hi:
+        return f"a number in {'[' if lo[0] == 'ge' else '('}{lo[1]:g}, {hi[1]:g}{']' if hi[0] == 'le' else ')'}"
+    key, value = lo or hi  # type: ignore[misc]
+    return f"{BOUNDS[key][1]} {value:g}"
+
+
+def _fail(cfg: Any, f: dataclasses.Field, got: Any, need: str) -> None:
+    help_text = f.metadata.get("help", "").split(". ")[0].rstrip(".")
+    raise ConfigError(f"{type(cfg).__name__}.{f.name} must be {need}, got {got!r}. Fix: give {f.name} "
+                      f"{need}" + (f" ({help_text})" if help_text else ""))
+
+
+def _check_scalar(cfg: Any, f: dataclasses.Field, tp: Any, value: Any) -> None:
+    """Type, finiteness, bounds and choices of one value (a field, or one item of a list field)."""
+    meta = f.metadata
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(cfg, f, value, "true or false")
+        return
+    if tp in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (tp is float or
+                                                                                isinstance(value, int))
+        if not ok:
+            _fail(cfg, f, value, "an integer" if tp is int else "a number")
+        if not math.isfinite(value):
+            _fail(cfg, f, value, "a finite number")
+        bounds = meta.get("bounds") or {}
+        if not all(BOUNDS[key][0](value, bound) for key, bound in bounds.items()):
+            _fail(cfg, f, value, describe_bounds(bounds))
+    elif tp is str and not isinstance(value, str):
+        _fail(cfg, f, value, "a string")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        _fail(cfg, f, value, "one of " + ", ".join(map(str, choices)))
+
+
+def validate_fields(cfg: Any) -> None:
+    """Check every field of ``cfg`` by its annotated type and its declared bounds, choices and non-emptiness."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        tp, optional = _base(hints[f.name])
+        if value is None:
+            if not optional:
+                _fail(cfg, f, value, "a value (it cannot be null)")
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                _fail(cfg, f, value, "a list")
+            if f.metadata.get("nonempty") and not value:
+                _fail(cfg, f, value, "a non-empty list")
+            inner = (typing.get_args(tp) or (Any,))[0]
+            for item in value:
+                _check_scalar(cfg, f, inner, item)
+        elif origin is dict or tp is dict:
+            if not isinstance(value, dict):
+                _fail(cfg, f, value, "a mapping")
+        else:
+            if f.metadata.get("nonempty") and isinstance(value, str) and not value.strip():
+                _fail(cfg, f, value, "a non-empty string")
+            _check_scalar(cfg, f, tp, value)
