@@ -208,3 +208,49 @@ def test_stage_config_subclasses_are_all_covered() -> None:
     known = {*CONFIGS, *(b for c in CONFIGS for b in c.__mro__)}
     stray = {c.__name__ for c in subclasses(StageConfig) if c not in known and c.__module__.startswith("dcr.")}
     assert not stray, stray
+
+
+# ------------------------------------------------------------------ path fields
+
+PATH_VERBS = {**VERBS, ("probe", "ntk-track"): NtkTrackConfig}
+
+
+def path_cases() -> list[tuple[tuple[str, ...], str, str, str]]:
+    """(verb, field, case, kind) for every path field: missing, and the wrong kind of thing."""
+    out = []
+    for verb, cls in PATH_VERBS.items():
+        for f, _ in _fields(cls):
+            kind = f.metadata.get("path")
+            if kind:
+                wrong = "dir-for-file" if kind == "file" else "file-for-dir"
+                missing = [] if kind == "cache-dir" else [(verb, f.name, "missing", kind)]  # a cache is created
+                out += [*missing, (verb, f.name, wrong, kind)]
+    return out
+
+
+def test_the_path_fields_are_enumerated() -> None:
+    fields = {(c[0][-1], c[1]) for c in path_cases()}
+    assert {("align", "exclude_from"), ("align", "general_file"), ("align", "teacher_cache"),
+            ("evaluate", "steer"), ("ntk-track", "checkpoints")} <= fields
+
+
+@pytest.mark.parametrize("verb,name,case,kind", path_cases(), ids=[f"{' '.join(c[0])}:{c[1]}:{c[2]}"
+                                                                    for c in path_cases()])
+def test_a_bad_path_is_refused_before_anything_runs(verb: tuple[str, ...], name: str, case: str, kind: str,
+                                                    tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from dcr.cli import main
+
+    a_file, a_dir = tmp_path / "a.jsonl", tmp_path / "adir"
+    a_file.write_text("{}\n")
+    a_dir.mkdir()
+    value = {"missing": tmp_path / "nowhere", "dir-for-file": a_dir, "file-for-dir": a_file}[case]
+    out = tmp_path / "out"
+    head = [] if verb == ("probe", "ntk-track") else ["--model", str(tiny_dir)]
+    monkeypatch.setattr(sys, "argv", ["dcr", *verb, *head, "--out", str(out), "--set", f"{name}={value}"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert f".{name}: {value}" in err and "Fix: give" in err, err
+    assert not out.exists()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from dcr.errors import ConfigError
@@ -94,3 +96,36 @@ def validate_fields(cfg: Any) -> None:
             if f.metadata.get("nonempty") and isinstance(value, str) and not value.strip():
                 _fail(cfg, f, value, "a non-empty string")
             _check_scalar(cfg, f, tp, value)
+
+
+PATH_KINDS = ("file", "dir", "cache-dir")
+
+
+def _path_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` cannot serve as ``kind``, or None."""
+    if kind == "cache-dir":
+        if path.exists() and not path.is_dir():
+            return "is a file, not a directory"
+        probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
+        return None if os.access(probe, os.W_OK) else f"cannot be written ({probe} is not writable)"
+    if not path.exists():
+        return "does not exist"
+    if kind == "file" and not path.is_file():
+        return "is a directory, not a file" if path.is_dir() else "is not a regular file"
+    if kind == "dir" and not path.is_dir():
+        return "is a file, not a directory"
+    return None if os.access(path, os.R_OK) else "cannot be read"
+
+
+def validate_paths(cfg: Any) -> None:
+    """Check every path field (``field(path=...)``) for existence, kind and access; ConfigError naming it."""
+    for f in dataclasses.fields(cfg):
+        kind, value = f.metadata.get("path"), getattr(cfg, f.name)
+        if kind is None or value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            problem = _path_problem(Path(str(item)).expanduser(), kind)
+            if problem:
+                need = {"file": "an existing, readable file", "dir": "an existing, readable directory",
+                        "cache-dir": "a writable directory (or one that can be created)"}[kind]
+                raise ConfigError(f"{type(cfg).__name__}.{f.name}: {item} {problem}. Fix: give {f.name} {need}")

@@ -23,9 +23,9 @@ class AlignConfig(StageConfig):
     limit: int | None = field(None, help="cap the total number of training pairs, scaling each part proportionally",
         ge=1)
     exclude_from: str | None = field(None, help="a dcr refine output dir; its split.json toxic_prompts are dropped",
-        nonempty=True)
+        nonempty=True, path="dir")
     general_file: str | None = field(None, help="JSONL with prompt/response general pairs, instead of the teacher",
-        nonempty=True)
+        nonempty=True, path="file")
     general_source: str = field("teacher", help="answers of the general pairs: teacher (greedy answers of "
                                 "--teacher) or alpaca-hub (tatsu-lab/alpaca's own outputs, as in the paper; "
                                 "falls back to the teacher, with a warning, when the hub cannot be reached)",
@@ -36,7 +36,8 @@ class AlignConfig(StageConfig):
     teacher_batch_size: int = field(64, help="generation batch size of the teacher (length-sorted)", ge=1)
     teacher_cache: str | None = field(None, keyed=False, help="directory of teacher answers shared by align "
                                       "stages (one subdirectory per teacher and generation settings; `dcr run` "
-                                      "uses RUN_DIR/teacher-cache); None = OUT/teacher of this stage", nonempty=True)
+                                      "uses RUN_DIR/teacher-cache); None = OUT/teacher of this stage", nonempty=True,
+                                          path="cache-dir")
     xstest_heldout_frac: float = field(0.2, help="fraction of XSTest safe prompts held out (never trained on)",
         ge=0, lt=1)
     split_seed: int = field(0, help="seed of the XSTest in-distribution / held-out split", ge=0)

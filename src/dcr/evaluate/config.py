@@ -33,7 +33,7 @@ class EvaluateConfig(StageConfig):
                                     "(e.g. prefix, http:URL); each one's disagreement rate with --judge is "
                                     "reported per benchmark (judge_disagreement).")
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.",
-        nonempty=True)
+        nonempty=True, path="dir")
     max_new_tokens: int = field(64, help="Greedy tokens generated per prompt; 64 covers the opening sentences the "
                                          "keyword judge reads (raise it for guard/LLM judges).", ge=1)
     stop_at_judge_window: bool = field(True, legacy=False, help=(

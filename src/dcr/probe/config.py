@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from dcr.config import StageConfig, check, field
 from dcr.data import BENCHMARKS, data_dir
@@ -68,7 +67,7 @@ class NtkTrackConfig(NtkConfig):
 
     checkpoints: list[str] = field(default_factory=list, help="Checkpoint dirs (HF or PEFT adapter), or one "
                                                                "dir of checkpoint subdirs; sorted by step.",
-                                                                   nonempty=True)
+                                                                   nonempty=True, path="dir")
     base_model: str | None = field(None, help="Base model of PEFT adapter checkpoints (default: the base named "
                                               "in adapter_config.json).", nonempty=True)
 
@@ -79,8 +78,9 @@ class NtkTrackConfig(NtkConfig):
         super().__post_init__()
 
     def check_inputs(self) -> None:
-        missing = [c for c in self.checkpoints if not Path(c).expanduser().exists()]
-        check(not missing, f"checkpoints {missing} do not exist. Fix: pass existing checkpoint directories")
+        from dcr.validate import validate_paths
+
+        validate_paths(self)  # every checkpoint an existing, readable directory
         if self.base_model is not None:
             resolve_model(self.base_model)
         data_dir(self.data_dir)
