@@ -203,7 +203,7 @@ def test_general_source_alpaca_hub_falls_back_to_the_teacher_loudly(data_dir: Pa
 
 
 def test_general_source_is_checked() -> None:
-    with pytest.raises(ConfigError, match="general_source 'gpt4' unknown"):
+    with pytest.raises(ConfigError, match="general_source must be one of teacher, alpaca-hub, got 'gpt4'"):
         AlignConfig(model=M, general_source="gpt4")
     with pytest.raises(ConfigError, match="general_file and general_source alpaca-hub"):
         AlignConfig(model=M, general_source="alpaca-hub", general_file="g.jsonl")

@@ -72,7 +72,7 @@ def test_legacy_value_keeps_old_keys() -> None:
     old = AlignConfig(model="m", sampling="random")
     assert "sampling" not in keyed_dict(old) and keyed_dict(new)["sampling"] == "rebalance"
     assert config_hash(old) != config_hash(new)
-    with pytest.raises(Exception, match="sampling must be rebalance or random"):
+    with pytest.raises(Exception, match="sampling must be one of rebalance, random"):
         AlignConfig(model="m", sampling="sorted")
 
 

@@ -16,7 +16,7 @@ from dcr.results import load
 
 def test_config_accepts_zero_and_rejects_one() -> None:
     assert RefineConfig(model="m", xstest_heldout_frac=0).xstest_heldout_frac == 0
-    with pytest.raises(ConfigError, match=r"xstest_heldout_frac must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"xstest_heldout_frac must be a number in \[0, 1\)"):
         RefineConfig(model="m", xstest_heldout_frac=1.0)
 
 

@@ -54,7 +54,7 @@ def test_config_checks_sources_together_without_limit() -> None:
         RefineConfig(model="m", layer=1, seemingly_sources=["xstest-safe"])
     with pytest.raises(ConfigError, match="limit \\(64\\) does not apply"):
         RefineConfig(model="m", layer=1, seemingly_sources=["xstest-safe"], toxic_sources=["hh-rlhf:400"], limit=64)
-    with pytest.raises(ConfigError, match="balance 'source' unknown"):
+    with pytest.raises(ConfigError, match="balance must be one of class, class-and-source, got 'source'"):
         RefineConfig(model="m", layer=1, balance="source")
     with pytest.raises(ConfigError, match="not a toxic source"):
         RefineConfig(model="m", layer=1, seemingly_sources=["xstest-safe"], toxic_sources=["coconot-pref"])

@@ -36,8 +36,13 @@ def test_outputs_are_written(refined: tuple[RefineConfig, Path]) -> None:
                                                      "kmeans_accuracy", "probe_accuracy"}
     split = read_json(out / "split.json")
     assert len(split["toxic_prompts"]) == len(split["toxic_ids"]) == 6
-    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll"]  # retention: its own test
+    # retention and the confound diagnostic: their own tests
+    rows = [r for r in load(out) if r["benchmark"] != "heldout-nll" and not r["benchmark"].startswith("confound-")]
     assert len(rows) == 2 * 2 * 4 and {r["phase"] for r in rows} == {"before", "after"}
+    confound = [r for r in load(out) if r["benchmark"].startswith("confound-")]
+    assert {r["phase"] for r in confound} == {"before", "after"}
+    assert all(r["split"] == "never-trained" for r in confound)
+    assert set(metrics["confound"]) == {"before", "after"}
     assert {r["split"] for r in rows} == {"held-out", "train"} and set(metrics["eval"]) == {"hh", "train"}
     assert (out / "loss.csv").read_text().splitlines()[0].startswith("step,epoch,loss,circle,nll")
 
