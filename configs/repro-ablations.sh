@@ -15,6 +15,11 @@
 #   dcr report results/ablations-smollm2/reference results/ablations-smollm2/<variant> ... \
 #     --out results/ablations-smollm2 --ablation
 #
+# Since the keyword judge gained the degenerate outcome (issue 28), the archived evaluate stages were judged by
+# an older rule set: their keys no longer match today's, so `dcr run` re-evaluates them, which needs the STL
+# weights the archive never kept. Reusing the archive therefore no longer works; run the reference afresh into
+# the same stages directory first (as configs/refine-sources.sh does). The paragraph below describes the reuse as
+# it worked before.
 # On a new machine (runs/ gone) the finished stages of the archived reference are copied back into the stages
 # directory first (same checkout path: keys hold absolute paths): their manifests say "done" with the same keys,
 # so `dcr run` skips them and the variant only trains and evaluates its own refinement (the copies have no
