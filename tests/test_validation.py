@@ -254,3 +254,45 @@ def test_a_bad_path_is_refused_before_anything_runs(verb: tuple[str, ...], name:
     assert exc.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert f".{name}: {value}" in err and "Fix: give" in err, err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ layer indices against the model
+
+def layer_cases() -> list[tuple[tuple[str, ...], str, str]]:
+    """(verb, field, value) for every layer field: one past the tiny model's 4 blocks (index 4, count 5)."""
+    out = []
+    for verb, cls in VERBS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = f.metadata.get("layer")
+            if kind:
+                value = "5" if kind == "count" else "4"
+                out.append((verb, f.name, f"[{value}]" if typing.get_origin(_base(hints[f.name])) is list else value))
+    return out
+
+
+def test_the_layer_fields_are_enumerated() -> None:
+    assert {(c[0][-1], c[1]) for c in layer_cases()} >= {("refine", "layer"), ("surgical", "layer"),
+                                                         ("surgical", "layers"), ("surgical", "classify_layers"),
+                                                         ("ntk", "ntk_layers"), ("separability", "layers"),
+                                                         ("mds", "layers")}
+
+
+@pytest.mark.parametrize("verb,name,value", layer_cases(), ids=[f"{' '.join(c[0])}:{c[1]}" for c in layer_cases()])
+def test_a_layer_beyond_the_model_is_refused_before_weights_load(verb: tuple[str, ...], name: str, value: str,
+                                                                 tmp_path: Path, tiny_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import dcr.models
+    from dcr.cli import main
+
+    monkeypatch.setattr(dcr.models, "load_model", lambda *a, **k: pytest.fail("weights loaded before the check"))
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["dcr", *verb, "--model", str(tiny_dir), "--out", str(out), "--set",
+                                      f"{name}={value}"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert f".{name} " in err and "out of range" in err and "has blocks 0..3" in err, err
+    assert not out.exists()

@@ -27,7 +27,7 @@ _NO_LEGACY = object()
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,
           keyed: bool = True, legacy: Any = _NO_LEGACY, ge: float | None = None, gt: float | None = None,
           le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
-          nonempty: bool = False, path: str | None = None) -> Any:
+          nonempty: bool = False, path: str | None = None, layer: str | None = None) -> Any:
     """A dataclass field with a help string (shown by ``dcr ... --help`` and the docs). ``keyed=False`` marks a
     field that only says *where* something is kept (a cache location), never *what* is computed: it is left
     out of config hashes and stage keys, so moving that location never re-runs a stage.
@@ -41,10 +41,13 @@ def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any
     ``choices`` of a string, ``nonempty`` for a string or list (a list's items are checked against the bounds
     and choices too). None (for an optional field) is always accepted. ``path``: what a path field names, checked
     by :func:`dcr.validate.validate_paths` before a stage runs: ``file`` / ``dir`` (must exist, be that kind and
-    be readable) or ``cache-dir`` (a directory, or creatable, and writable)."""
+    be readable) or ``cache-dir`` (a directory, or creatable, and writable). ``layer``: ``index`` (a block index,
+    or a list of them) or ``count`` (a number of blocks), checked against the model's config by
+    :func:`dcr.validate.validate_layers` before weights load."""
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     kw: dict[str, Any] = {"metadata": {"help": help, "keyed": keyed, "legacy": legacy, "bounds": bounds,
-                                       "choices": choices, "nonempty": nonempty, "path": path}}
+                                       "choices": choices, "nonempty": nonempty, "path": path,
+                                       "layer": layer}}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, **kw)
     return dataclasses.field(default=default, **kw)
@@ -272,8 +275,9 @@ class StageConfig:
         written. ``run_stage`` calls it; stages with more inputs extend it."""
         from dcr.data import data_dir
         from dcr.models import resolve_model
-        from dcr.validate import validate_paths
+        from dcr.validate import validate_layers, validate_paths
 
         validate_paths(self)
         resolve_model(self.model)
+        validate_layers(self)
         data_dir(self.data_dir)

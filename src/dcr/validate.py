@@ -129,3 +129,24 @@ def validate_paths(cfg: Any) -> None:
                 need = {"file": "an existing, readable file", "dir": "an existing, readable directory",
                         "cache-dir": "a writable directory (or one that can be created)"}[kind]
                 raise ConfigError(f"{type(cfg).__name__}.{f.name}: {item} {problem}. Fix: give {f.name} {need}")
+
+
+def validate_layers(cfg: Any) -> None:
+    """Check every layer field (``field(layer="index" | "count")``) against the model's config, before weights
+    load: block indices in ``0..n-1``, counts of blocks at most ``n``."""
+    fields = [(f, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.metadata.get("layer")]
+    fields = [(f, v) for f, v in fields if v not in (None, [], ())]
+    if not fields:
+        return
+    from dcr.models import model_config, num_layers
+
+    n = num_layers(model_config(cfg.model))
+    for f, value in fields:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        count = f.metadata["layer"] == "count"
+        bad = [i for i in items if (i > n if count else i >= n)]
+        if bad:
+            shown = bad[0] if not isinstance(value, (list, tuple)) else bad
+            what = f"at most {n}" if count else f"between 0 and {n - 1}"
+            raise ConfigError(f"{type(cfg).__name__}.{f.name} {shown} out of range: {cfg.model} has blocks "
+                              f"0..{n - 1}. Fix: pass --{f.name.replace('_', '-')} {what}")

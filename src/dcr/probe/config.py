@@ -32,7 +32,8 @@ class NtkConfig(ProbeConfig):
     n_per_group: int = field(25, help="Prompts per group (paper: 25): S-toxic, toxic (XSTest), normal (I-Alpaca).",
         ge=2)
     top_k: int = field(5, help="Size of the top-k token sets S_u, S_o at the last prompt position.", ge=1)
-    ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).", ge=0)
+    ntk_layers: int = field(2, help="Parameter subset: the last N decoder layers (plus the LM head).", ge=0,
+        layer="count")
     include_head: bool = field(True, help="Include the LM head in the parameter subset (tied embeddings once).")
     method: str = field("gram", help="How K = J J^T is computed: gram (each prompt's top-k gradients once, every pair "
                                      "a dot product; exact, fast), jvp (exact forward-mode JVPs) or fd (central "
@@ -96,7 +97,7 @@ class TwoSetConfig(ProbeConfig):
         nonempty=True)
     n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.", ge=2)
     layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = the verb's default.",
-        ge=0)
+        ge=0, layer="index")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -29,7 +29,8 @@ class RefineConfig(StageConfig):
     layer: int | None = field(None, help="Target layer l = output of decoder block l (0-based). None = the layer "
                                          "dcr measured for an embedded model (smollm2-135m: 22, "
                                          "results/ablations-smollm2), else the middle block, layers // 2 (the "
-                                         "paper's rule; pass it explicitly to get it on smollm2-135m: 15).", ge=0)
+                                         "paper's rule; pass it explicitly to get it on smollm2-135m: 15).", ge=0,
+                                             layer="index")
     pooling: str = field("last", help="Feature pooling over the prompt: last (last prompt token) or mean.",
         choices=POOLINGS)
     center: str = field(
@@ -244,13 +245,7 @@ class RefineConfig(StageConfig):
         parse_sources(self.toxic_sources or [], TOXIC, "toxic_sources")
 
     def check_inputs(self) -> None:
-        super().check_inputs()
-        if self.layer is not None:
-            from dcr.models import model_config, num_layers
-
-            n = num_layers(model_config(self.model))
-            check(self.layer < n, f"layer {self.layer} out of range: {self.model} has blocks 0..{n - 1}. "
-                                  f"Fix: pass --layer between 0 and {n - 1}")
+        super().check_inputs()  # the layer against the model's config too (field(layer="index"))
         if self.memory_check:
             from dcr.refine.memory import check_fits
 

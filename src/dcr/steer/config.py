@@ -22,15 +22,16 @@ class SteerConfig(StageConfig):
                                             "harmful first turns).", choices=HARMFUL_SOURCES)
     layer: int | None = field(None, help="Surgical: block whose output gives the directions and receives +w_h r_h; "
                                          "None = the block in the middle half that best separates harmful from "
-                                         "harmless along r_h.", ge=0)
+                                         "harmless along r_h.", ge=0, layer="index")
     w_f: float = field(0.5, help="Surgical: ablation weight of the false-refusal direction (A.4 Qwen2.5-1.5B: 0.5).",
         ge=0, le=1)
     w_h: float = field(0.1, help="Surgical: weight of the added harmful-refusal direction (A.4 Qwen2.5-1.5B: 0.1).",
         ge=0)
     layers: list[int] | None = field(None, help="SCANS: steered blocks; None = the middle blocks "
-                                                "[round(0.3 n), round(0.6 n)).", nonempty=True, ge=0)
+                                                "[round(0.3 n), round(0.6 n)).", nonempty=True, ge=0, layer="index")
     classify_layers: list[int] | None = field(None, help="SCANS: blocks whose last-prompt-token states classify the "
-                                                         "query; None = the steered blocks.", nonempty=True, ge=0)
+                                                         "query; None = the steered blocks.", nonempty=True, ge=0,
+                                                             layer="index")
     multiplier: float = field(1.0, help="SCANS: steering multiplier on the unit refusal vectors (A.4 Qwen2.5-1.5B: 1).",
         ge=0)
     threshold: float | None = field(None, help="SCANS: harmful if the mean cosine score >= threshold; None = "
