@@ -296,3 +296,38 @@ def test_a_layer_beyond_the_model_is_refused_before_weights_load(verb: tuple[str
     assert exc.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert f".{name} " in err and "out of range" in err and "has blocks 0..3" in err, err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ spec strings, each part empty
+
+def _blank_each_part(template: list[str], sep: str) -> list[str]:
+    """``["hf:o/n", "s", "c", "unsafe"]`` -> the spec with each part in turn left empty."""
+    return [sep.join(p if j != i else "" for j, p in enumerate(template)) for i in range(len(template))]
+
+
+SPEC_CASES = [
+    *[("benchmarks", f"[{s}]") for s in ["hf:", "hf:/name", "hf:owner/", "hf:owner/name/x",
+                                         "hf:o/n:train:prompt:safe:extra", "hf:o/n:train:prompt:maybe",
+                                         *_blank_each_part(["hf:o/n", "train", "prompt", "unsafe"], ":")[1:]]],
+    *[(f, s) for f in ("judge", "safety_judge") for s in ["guard:", "http:", "http:#model", "http:http://h#",
+                                                         "keyword:x", "nope"]],
+    *[("annotator", s) for s in ["http:", "http:#m", "http:http://h#", "local:", "ftp:x"]],
+]
+
+
+@pytest.mark.parametrize("name,value", SPEC_CASES, ids=[f"{c[0]}={c[1]}" for c in SPEC_CASES])
+def test_a_spec_with_an_empty_or_missing_part_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        _build(EvaluateConfig, name, value)
+    message = str(exc.value)
+    assert "Fix:" in message and "\n" not in message, message
+
+
+def test_a_full_spec_parses() -> None:
+    from dcr.specs import HubSpec, parse_annotator, parse_hub
+
+    assert parse_hub("hf:o/n:test:text:unsafe") == HubSpec("o/n", "test", "text", "unsafe")
+    assert parse_hub("hf:o/n") == HubSpec("o/n")
+    assert parse_annotator("http:http://h:8000/v1#m") == ("http", "http://h:8000/v1", "m")
+    cfg = _build(EvaluateConfig, "judge", "http:http://h:8000/v1#m")
+    assert cfg.judge == "http:http://h:8000/v1#m"

@@ -76,6 +76,13 @@ def config_hash(cfg: Any, extra: dict[str, Any] | None = None) -> str:
     return short_hash({"config": keyed_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, "extra": extra or {}})
 
 
+def _fix(name: str, value: Any) -> str:
+    """The fix for a value of the wrong type: a YAML mapping where text was meant is a colon left unquoted."""
+    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, dict) for v in value)):
+        return f"quote the value of {name} (YAML reads 'a:' or 'a: b' as a mapping), e.g. '[\"hf:OWNER/NAME\"]'"
+    return f"give {name} a value of that type (dcr ... --help lists each field)"
+
+
 def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
     """Coerce a YAML/CLI value to the annotated field type, or raise a clear ConfigError."""
     origin = typing.get_origin(tp)
@@ -92,34 +99,36 @@ def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
                 continue
         names = " or ".join(getattr(a, "__name__", str(a)) for a in inner)
         null = " (or null)" if type(None) in args else ""
-        raise ConfigError(f"{source}: field {name!r} must be {names}{null}, got {value!r}")
+        raise ConfigError(f"{source}: field {name!r} must be {names}{null}, got {value!r}. Fix: {_fix(name, value)}")
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: field {name!r} must be a list, got {value!r}")
+            raise ConfigError(f"{source}: field {name!r} must be a list, got {value!r}. Fix: {_fix(name, value)}")
         inner = args[0] if args else Any
         return [_coerce(v, inner, name, source) for v in value]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: field {name!r} must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: field {name!r} must be a mapping, got {value!r}. Fix: {_fix(name, value)}")
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{source}: field {name!r} must be true/false, got {value!r}")
+        raise ConfigError(f"{source}: field {name!r} must be true/false, got {value!r}. Fix: {_fix(name, value)}")
     if tp in (int, float, str):
         if isinstance(value, (bool, list, tuple, dict)) and not (tp is str and isinstance(value, bool)):
             # int(True) == 1 and str([1, 2]) == "[1, 2]" would silently accept a wrong YAML value
-            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}")
+            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}. "
+                              f"Fix: {_fix(name, value)}")
         try:
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}") from None
+            raise ConfigError(f"{source}: field {name!r} must be {tp.__name__}, got {value!r}. "
+                              f"Fix: {_fix(name, value)}") from None
     return value
 
 

@@ -161,9 +161,9 @@ class AlwaysRefuses:
 def test_three_class_breakdown_and_judge_disagreement(tiny_dir: Path, data_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     real = suite.get_judge
-    fakes = {"guard:x": FakeGuard(), "always": AlwaysRefuses()}
+    fakes = {"guard:x": FakeGuard(), "prefix": AlwaysRefuses()}  # specs must parse; the judges behind are fakes
     monkeypatch.setattr(suite, "get_judge", lambda spec: fakes.get(spec) or real(spec))
-    cfg = _cfg(tiny_dir, data_dir, ["xstest"], limit=10, safety_judge="guard:x", extra_judges=["always"])
+    cfg = _cfg(tiny_dir, data_dir, ["xstest"], limit=10, safety_judge="guard:x", extra_judges=["prefix"])
     out = evaluate(cfg, tmp_path / "ev")
     entry = read_json(out / "metrics.json")["benchmarks"]["xstest"]
     classes = entry["three_class"]

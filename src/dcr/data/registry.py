@@ -225,9 +225,10 @@ def subsample(records: list[PromptRecord], limit: int | None, seed: int = 0) -> 
 
 def load_hub(spec: str) -> list[PromptRecord]:
     """``hf:OWNER/NAME[:SPLIT[:COLUMN[:LABEL]]]`` through ``datasets`` (needs network)."""
-    parts = spec.removeprefix("hf:").split(":")
-    hub_id, split = parts[0], parts[1] if len(parts) > 1 else "train"
-    col, label = (parts[2] if len(parts) > 2 else "prompt"), (parts[3] if len(parts) > 3 else "safe")
+    from dcr.specs import parse_hub
+
+    parsed = parse_hub(spec)
+    hub_id, split, col, label = parsed.hub_id, parsed.split, parsed.column, parsed.label
     try:
         import datasets
 

@@ -75,24 +75,21 @@ class EvaluateConfig(StageConfig):
                                                             "(the pipeline sets method and seed).")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        check(len(self.benchmarks) > 0 and all(b.strip() for b in self.benchmarks),
-              "benchmarks is empty. Fix: pass --benchmark NAME[,NAME...] (e.g. xstest, or all)")
-        check(self.limit is None or self.limit >= 1, f"limit must be >= 1 (or None for all), got {self.limit}")
-        check(bool(self.judge.strip()), "judge is empty. Fix: use keyword, guard:MODEL or http:URL")
+        from dcr.judges.base import parse_spec
+        from dcr.specs import parse_annotator, parse_hub
+
+        super().__post_init__()  # bounds, choices and non-empty fields (dcr.validate)
+        check(all(b.strip() for b in self.benchmarks),
+              "benchmarks holds an empty name. Fix: pass --benchmark NAME[,NAME...] (e.g. xstest, or all)")
+        for name in (n.strip() for b in self.benchmarks for n in b.split(",")):
+            if name.startswith("hf:"):
+                parse_hub(name)
+        for spec in (self.judge, self.safety_judge, *self.extra_judges):
+            if spec is not None:
+                parse_spec(spec)
         check(self.judge not in self.extra_judges, f"extra_judges repeats --judge {self.judge!r}. Fix: drop it")
-        for name in ("max_new_tokens", "batch_size", "score_batch_size", "nll_n", "nll_max_tokens", "quality_n",
-                     "quality_max_new_tokens", "answer_chars"):
-            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        check(0.0 <= self.xstest_heldout_frac < 1.0,
-              f"xstest_heldout_frac must be in [0, 1), got {self.xstest_heldout_frac}")
-        check(0 <= self.mmlu_shots <= 5, f"mmlu_shots must be in 0..5 (the dev split has 5 per subject), "
-                                         f"got {self.mmlu_shots}")
-        check(self.nll_reference in ALPACA_REFERENCES,
-              f"nll_reference {self.nll_reference!r} unknown. Fix: use one of {ALPACA_REFERENCES}")
-        check(self.annotator is None or self.annotator.startswith(("local:", "http:")),
-              f"annotator {self.annotator!r} not understood. Fix: use http:BASE_URL[#MODEL_NAME] or local:MODEL")
-        check(bool(self.reference.strip()), "reference is empty. Fix: use gpt4 or a model name")
+        if self.annotator is not None:
+            parse_annotator(self.annotator)
         self.tags = {str(k): str(v) for k, v in (self.tags or {}).items()}
         clash = sorted(set(self.tags) & RESERVED_TAGS)
         check(not clash, f"tags {clash} clash with result fields. Fix: rename them (reserved: {sorted(RESERVED_TAGS)})")

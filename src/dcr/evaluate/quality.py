@@ -124,8 +124,10 @@ class HttpAnnotator:
                 return {"model": self.model, "messages": [{"role": "user", "content": question}],
                         "temperature": 0, "max_tokens": 4}
 
-        base_url, _, model_name = arg.partition("#")
-        self.client = _Pairwise(base_url, model=model_name or None)
+        from dcr.specs import parse_http
+
+        base_url, model_name = parse_http(arg, "annotator")
+        self.client = _Pairwise(base_url, model=model_name)
         self.name = f"http:{arg}"
 
     def p_first(self, questions: Sequence[str]) -> list[float]:

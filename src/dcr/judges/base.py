@@ -89,6 +89,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
         raise ConfigError(f"judge spec {spec!r}: the {kind} judge takes no argument. Fix: use {kind!r}")
     if kind in ("guard", "http") and not arg.strip():
         raise ConfigError(f"judge spec {spec!r}: {kind} needs an argument. Fix: use {SPECS}")
+    if kind == "http":
+        from dcr.specs import parse_http
+
+        parse_http(arg, "judge spec")
     return kind, arg.strip()
 
 
@@ -116,6 +120,7 @@ def get_judge(spec: str = "keyword", **kw: Any) -> Judge:
 
         return GuardJudge.load(arg, **kw)
     from dcr.judges.http import HttpJudge
+    from dcr.specs import parse_http
 
-    base_url, _, model_name = arg.partition("#")
-    return HttpJudge(base_url, model=model_name or None, **kw)
+    base_url, model_name = parse_http(arg, "judge spec")
+    return HttpJudge(base_url, model=model_name, **kw)
