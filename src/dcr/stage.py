@@ -89,8 +89,11 @@ class PeakMemory:
             self.peak_rss = max(self.peak_rss, rss_bytes())
             if self.heartbeat is not None and time.time() - beat >= self.every:
                 beat = time.time()
-                write_json(self.heartbeat, {"pid": os.getpid(), "time": beat,
-                                            "peak_rss_mb": round(self.peak_rss / 2**20, 1)})
+                try:
+                    write_json(self.heartbeat, {"pid": os.getpid(), "time": beat,
+                                                "peak_rss_mb": round(self.peak_rss / 2**20, 1)})
+                except OSError:  # the directory is being replaced or removed: the next beat tries again
+                    pass
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
@@ -100,9 +103,14 @@ class PeakMemory:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
+        """Stop sampling (and heartbeat writes); idempotent, so ``__exit__`` may follow."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
         self.peak_rss = max(self.peak_rss, rss_bytes())
         if torch.cuda.is_available():
             self.peak_cuda = int(torch.cuda.max_memory_allocated())
@@ -263,7 +271,10 @@ def _earlier_attempts(out: Path, key: str) -> list[dict[str, Any]]:
 
 def _killed(out: Path, old: dict[str, Any]) -> dict[str, Any]:
     """What a killed attempt left: its pid, peak memory (heartbeat) and last log line; logged as a warning."""
-    beat = read_json(out / HEARTBEAT) if (out / HEARTBEAT).is_file() else {}
+    try:
+        beat = read_json(out / HEARTBEAT) if (out / HEARTBEAT).is_file() else {}
+    except (OSError, ValueError):
+        beat = {}
     peak = beat.get("peak_rss_mb") if beat.get("pid") == old.get("pid") else None
     lines = [ln for ln in (out / LOG).read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()] \
         if (out / LOG).is_file() else []
@@ -303,6 +314,7 @@ def _run_body(name: str, key: str, out: Path, fn: Callable[[Path], dict[str, Any
                 slog.error("stage %s %s: %s: %s (traceback in %s)", name, status, type(exc).__name__, exc, out / LOG)
                 with open(out / LOG, "a", encoding="utf-8") as fh:  # the traceback goes to the file only
                     fh.write(traceback.format_exc())
+                mem.stop()  # no heartbeat write (a temporary file, then a rename) while the directory is cleaned
                 removed = _clean_failed(out, keep)
                 write_json(out / MANIFEST, {**head, "status": status, "error_type": type(exc).__name__,
                                             "error": str(exc), "removed": removed,
