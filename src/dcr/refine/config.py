@@ -171,7 +171,7 @@ class RefineConfig(StageConfig):
         ), gt=0)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        super().__post_init__()  # every field's type and declared range / choices (dcr.validate)
         if self.lr is None:  # resolved here, so the stage key names the learning rate that is used
             self.lr = 1e-4 if self.lora else 1e-5
         if self.layer is None:  # resolved here, so the stage key names the layer that is trained
@@ -180,56 +180,13 @@ class RefineConfig(StageConfig):
             self.layer = measured_refine_layer(self.model)
         check(self.device != "shard", "device shard is for inference (evaluate, probe, judges). Fix: train on one "
                                        "device, or data-parallel under torchrun (docs/scale.md)")
-        check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
-        check(self.center in CENTERS, f"center {self.center!r} unknown. Fix: use one of {CENTERS}")
-        check(self.pooling in POOLINGS, f"pooling {self.pooling!r} unknown. Fix: use one of {POOLINGS}")
-        check(self.circle_variant in VARIANTS, f"circle_variant {self.circle_variant!r}. Fix: use one of {VARIANTS}")
-        check(0.0 < self.margin < 1.0, f"margin must be in (0, 1), got {self.margin}")
-        check(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
-        check(self.nll_weight >= 0, f"nll_weight must be >= 0, got {self.nll_weight}")
-        check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
-        check(self.anchor_n >= 1 and self.anchor_batch >= 1 and self.anchor_max_new_tokens >= 1,
-              "anchor_n, anchor_batch and anchor_max_new_tokens must be >= 1. Fix: raise them")
-        check(self.batch_size >= 4, f"batch_size must be >= 4 (two of each class for positives), got {self.batch_size}")
-        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        check(self.weight_decay >= 0 and self.max_grad_norm >= 0 and self.warmup_steps >= 0,
-              "weight_decay, max_grad_norm and warmup_steps must be >= 0")
-        check(0.0 < self.seemingly_frac < 1.0, f"seemingly_frac must be in (0, 1), got {self.seemingly_frac}")
-        check(self.toxic_ratio > 0, f"toxic_ratio must be > 0, got {self.toxic_ratio}")
-        check(self.balance in BALANCES, f"balance {self.balance!r} unknown. Fix: use one of {BALANCES}")
         self._check_sources()
-        check(self.limit is None or self.limit >= 2, f"limit must be >= 2 prompts per class, got {self.limit}")
-        check(0.0 <= self.xstest_heldout_frac < 1.0,
-              f"xstest_heldout_frac must be in [0, 1) (0 = nothing held out), got {self.xstest_heldout_frac}")
-        check(self.eval_toxic in EVAL_TOXIC, f"eval_toxic {self.eval_toxic!r} unknown. Fix: use one of {EVAL_TOXIC}")
-        check(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r and lora_alpha must be >= 1")
-        check(self.save_dtype in SAVE_DTYPES, f"save_dtype {self.save_dtype!r} unknown. Fix: auto, fp32 or bf16")
-        check(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        check(self.tied_embeddings in TIED, f"tied_embeddings {self.tied_embeddings!r}. Fix: use one of {TIED}")
-        check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
-        check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        check(self.micro_batch is None or self.micro_batch >= 1,
-              f"micro_batch must be >= 1 (or None = the whole batch), got {self.micro_batch}")
-        check(self.memory_limit_gb is None or self.memory_limit_gb > 0,
-              f"memory_limit_gb must be > 0 (or None = what is available), got {self.memory_limit_gb}")
-        check(self.nll_chunk >= 1, f"nll_chunk must be >= 1 token, got {self.nll_chunk}")
-        check(self.frozen_dtype in FROZEN_DTYPES, f"frozen_dtype {self.frozen_dtype!r}. Fix: one of {FROZEN_DTYPES}")
         check(self.frozen_dtype != "bf16" or self.lora or self.dtype not in ("fp32", "float32"),
               "frozen_dtype bf16 needs bf16 autocast in full-parameter refine. Fix: --dtype auto/bf16, or "
               "--frozen-dtype fp32")
-        check(self.retention_n >= 0 and self.retention_generations >= 0,
-              "retention_n and retention_generations must be >= 0 (0 = off)")
         check(self.retention_n == 0 or self.retention_generations <= self.retention_n,
               f"retention_generations ({self.retention_generations}) must be <= retention_n ({self.retention_n}): "
               "the answers are to the first of those instructions")
-        check(self.retention_max_new_tokens >= 1, f"retention_max_new_tokens must be >= 1, got "
-                                                  f"{self.retention_max_new_tokens}")
-        check(self.retention_max_rise >= 0, f"retention_max_rise must be >= 0, got {self.retention_max_rise}")
-        check(self.retention_action in RETENTION_ACTIONS,
-              f"retention_action {self.retention_action!r}. Fix: one of {RETENTION_ACTIONS}")
-        check(self.confound_n >= 0, f"confound_n must be >= 0 (0 = off), got {self.confound_n}")
-        check(self.save_every >= 0, f"save_every must be >= 0 (0 = no checkpoints), got {self.save_every}")
 
     def _check_sources(self) -> None:
         if self.seemingly_sources is None and self.toxic_sources is None:
