@@ -49,22 +49,6 @@ class SteerConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.method in METHODS, f"method {self.method!r} unknown. Fix: use one of {METHODS}")
-        check(self.n_directions >= 2, f"n_directions must be >= 2 prompts per set, got {self.n_directions}")
-        check(self.harmful_source in HARMFUL_SOURCES,
-              f"harmful_source {self.harmful_source!r} unknown. Fix: use one of {HARMFUL_SOURCES}")
-        check(self.layer is None or self.layer >= 0, f"layer must be >= 0 (0-based block index), got {self.layer}")
-        check(0.0 <= self.w_f <= 1.0, f"w_f must be in [0, 1] (1 = full ablation), got {self.w_f}")
-        check(self.w_h >= 0.0, f"w_h must be >= 0, got {self.w_h}")
-        for name in ("layers", "classify_layers"):
-            val = getattr(self, name)
-            check(val is None or (len(val) > 0 and min(val) >= 0),
-                  f"{name} must be a non-empty list of block indices >= 0 (or None), got {val}")
-        check(self.multiplier >= 0.0, f"multiplier must be >= 0, got {self.multiplier}")
-        check(0.0 <= self.xstest_heldout_frac < 1.0,
-              f"xstest_heldout_frac must be in [0, 1), got {self.xstest_heldout_frac}")
-        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        check(self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}")
         check(not (self.export and self.method == "scans"),
               "export: true is only possible for surgical; SCANS is conditional on each query and cannot be baked "
               "into weights. Fix: drop --set export=true, or use --method surgical")
