@@ -98,7 +98,8 @@ def validate_fields(cfg: Any) -> None:
             _check_scalar(cfg, f, tp, value)
 
 
-PATH_KINDS = ("file", "dir", "cache-dir")
+PATH_KINDS = {"file": "an existing, readable file", "dir": "an existing, readable directory",
+              "cache-dir": "a writable directory (or one that can be created)"}  # kind -> what the fix asks for
 
 
 def _path_problem(path: Path, kind: str) -> str | None:
@@ -126,9 +127,8 @@ def validate_paths(cfg: Any) -> None:
         for item in value if isinstance(value, (list, tuple)) else [value]:
             problem = _path_problem(Path(str(item)).expanduser(), kind)
             if problem:
-                need = {"file": "an existing, readable file", "dir": "an existing, readable directory",
-                        "cache-dir": "a writable directory (or one that can be created)"}[kind]
-                raise ConfigError(f"{type(cfg).__name__}.{f.name}: {item} {problem}. Fix: give {f.name} {need}")
+                raise ConfigError(f"{type(cfg).__name__}.{f.name}: {item} {problem}. Fix: give {f.name} "
+                                  f"{PATH_KINDS[kind]}")
 
 
 def validate_layers(cfg: Any) -> None:

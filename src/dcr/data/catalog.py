@@ -161,6 +161,8 @@ def verify(root: str | Path | None = None, manifest: Path = VENDORED / MANIFEST)
     """Check every file of the committed manifest in the data directory (sha256)."""
     path = data_dir(root)
     expected = read_manifest(manifest)
+    if not expected:
+        raise DcrError(f"{manifest} lists no files. Fix: reinstall dcr")
     result = Verification(path)
     for rel, digest in expected.items():
         file = path / rel
@@ -171,6 +173,4 @@ def verify(root: str | Path | None = None, manifest: Path = VENDORED / MANIFEST)
         else:
             result.ok.append(rel)
     result.unlisted = [f for f in data_files(path) if f not in expected]
-    if not expected:
-        raise DcrError(f"{manifest} lists no files. Fix: reinstall dcr")
     return result

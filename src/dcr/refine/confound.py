@@ -33,10 +33,9 @@ Features = Callable[[list[str]], torch.Tensor]
 
 def _family_sets(root: str | None, frac: float, split_seed: int, seed: int) -> dict[str, dict[str, list]]:
     """Candidate prompts per family and side (before training prompts are removed)."""
-    held_safe = xstest_split(frac, split_seed, root)[1]
-    held_unsafe = xstest_split(frac, split_seed, root, label="unsafe")[1]
-    if frac == 0:  # nothing held out: the whole sets (their rows are trained on by refine, and left out below)
-        held_safe, held_unsafe = load_benchmark("xstest-safe", root), load_benchmark("xstest-unsafe", root)
+    part = 1 if frac else 0  # nothing held out: the whole sets (the rows refine trains on are left out below)
+    held_safe = xstest_split(frac, split_seed, root)[part]
+    held_unsafe = xstest_split(frac, split_seed, root, label="unsafe")[part]
     original = SOURCES["coconot-original"].load(root, frac, split_seed)
     return {
         "xstest": {"seemingly": held_safe, "toxic": held_unsafe},

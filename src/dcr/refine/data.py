@@ -84,8 +84,8 @@ def build_data(
     limit: int | None, eval_toxic: str,
 ) -> RefineData:
     """Assemble the training and evaluation prompts (see RefineConfig for the meaning of each argument)."""
-    in_dist = xstest_split(heldout_frac, split_seed, data_dir)[0]
-    heldout = _heldout(data_dir, heldout_frac, split_seed)
+    in_dist, heldout = xstest_split(heldout_frac, split_seed, data_dir)
+    _check_heldout(heldout_frac, heldout)
     rng = random.Random(seed)
     seemingly = list(in_dist)
     if limit is not None and len(seemingly) > limit:
@@ -123,8 +123,8 @@ def paper_overlap(data_dir: str | None, seemingly: list[PromptRecord],
     return shared
 
 
-def _heldout(data_dir: str | None, heldout_frac: float, split_seed: int) -> list[PromptRecord]:
-    heldout = xstest_split(heldout_frac, split_seed, data_dir)[1]
+def _check_heldout(heldout_frac: float, heldout: list[PromptRecord]) -> list[PromptRecord]:
+    """``heldout`` (the held-out XSTest safe prompts), or a ConfigError when the fraction holds out too few."""
     if heldout_frac > 0 and len(heldout) < 2:
         raise ConfigError(f"xstest_heldout_frac={heldout_frac} holds out {len(heldout)} XSTest safe prompt(s); the "
                           "held-out separability metrics need at least 2. Fix: raise xstest_heldout_frac (e.g. 0.2), "
@@ -139,7 +139,7 @@ def build_sourced_data(data_dir: str | None, seemingly: list[str], toxic: list[s
     from the back of a seeded shuffle, XSTest unsafe's from its held-out split when it is a training source)."""
     from dcr.refine.sources import drop_overlap, evaluation_prompts, parse_sources, take
 
-    heldout = _heldout(data_dir, heldout_frac, split_seed)
+    heldout = _check_heldout(heldout_frac, xstest_split(heldout_frac, split_seed, data_dir)[1])
     evals_norm, seen = evaluation_prompts(data_dir), set()
     classes: dict[int, list[PromptRecord]] = {SEEMINGLY: [], TOXIC: []}
     item_sources: dict[int, list[str]] = {SEEMINGLY: [], TOXIC: []}
@@ -150,10 +150,10 @@ def build_sourced_data(data_dir: str | None, seemingly: list[str], toxic: list[s
             source = SOURCES[spec.name]
             records = source.load(data_dir, heldout_frac, split_seed)
             if spec.name == "hh-rlhf":  # held-out HH prompts from the back of a seeded shuffle, as build_data
-                records = list(records)
-                random.Random(seed).shuffle(records)
-                if heldout and eval_toxic in ("hh", "both"):
-                    evals["hh"], records = records[len(records) - len(heldout):], records[:len(records) - len(heldout)]
+                n_eval = len(heldout) if heldout and eval_toxic in ("hh", "both") else 0
+                records, back = sample_toxic(records, len(records) - n_eval, n_eval, seed)
+                if n_eval:
+                    evals["hh"] = back
             kept, dropped = drop_overlap(source, records, evals_norm, seen)
             chosen = take(spec, kept, seed, front=spec.name == "hh-rlhf")
             classes[label] += chosen

@@ -153,11 +153,11 @@ def drop_overlap(source: Source, records: list[PromptRecord], evals: dict[str, s
                  seen: set[str]) -> tuple[list[PromptRecord], list[str]]:
     """``records`` without prompts that appear in an evaluation benchmark other than the source's own, or that
     an earlier source already gave (``seen`` is updated); returns (kept, dropped ids)."""
-    protected = set().union(*(p for name, p in evals.items() if name not in source.own))
+    shared = overlap(source, records, evals)
     kept, dropped = [], []
     for r in records:
         key = _norm(r.prompt)
-        if key in protected or key in seen:
+        if r.id in shared or key in seen:
             dropped.append(r.id)
         else:
             seen.add(key)
@@ -193,4 +193,3 @@ def quotas(k: int, sizes: dict[str, int], field: str) -> dict[str, int]:
     for s in sorted(raw, key=lambda s: (out[s] - raw[s], s))[:k - sum(out.values())]:
         out[s] += 1
     return out
-

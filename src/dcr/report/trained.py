@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
+from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
 
 PAPER_FAMILIES = ("hh-rlhf", "xstest")  # split.json files written before families were recorded
 # the evaluation benchmarks of each family (XSTest safe prompts keep their in-distribution / held-out split)
@@ -19,7 +20,6 @@ FAMILY_BENCHMARKS = {
     "xstest": ("xstest-unsafe",),
     "hh-rlhf": ("hh-rlhf",),
 }
-DONE = ("done", "skipped", "incomplete")
 
 
 @dataclass
@@ -43,7 +43,7 @@ def trained(run_dir: Path, plan: dict[str, Any]) -> Trained:
     out = Trained()
     for node in plan.get("nodes", []):
         path = run_dir / str(node.get("dir", "")) / "split.json"
-        if node.get("stage") != "refine" or node.get("status", "done") not in DONE or not path.is_file():
+        if node.get("stage") != "refine" or node.get("status", "done") not in EVALUATED or not path.is_file():
             continue
         split = read_json(path)
         out.families.update(split.get("families") or PAPER_FAMILIES)
