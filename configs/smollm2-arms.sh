@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The SmolLM2-135M arms of issues 28 and 29, one seed per call, in two one-thread processes side by side
+# (BENCHMARKS.md, "Two one-thread processes": 1.2-1.5x the throughput of one two-thread process):
+#
+#   SEED=0 bash configs/smollm2-arms.sh
+#
+# Process A, stages in runs/smollm2-sSEED/stages:
+#   1. the committed protocol (configs/repro-smollm2.yaml: refine layer 15, STL 128 general : 256 safety = 67 %),
+#      methods base, STL, DCR + STL, on the reported sets plus the four validation sets of
+#      results/ablation-stl-mix/RULE.md -> results/ablation-stl-mix/smollm2-67-sSEED. It is at once the STL-mix
+#      ablation's 67 % arm, issue 29's STL and paper DCR + STL arms, and issue 28's rerun of the committed layer-15
+#      seed with completions kept;
+#   2. issue 29's source-matched DCR + STL (results/refine-sources/RULE.md), sharing the stages above (STL and its
+#      evaluation are not redone) -> results/refine-sources/smollm2-sSEED.
+# Process B, stages in runs/smollm2-5-sSEED/stages (a stage directory admits one process at a time):
+#   3. the STL-mix ablation's 5 % arm (608 general : 32 safety), methods STL, DCR + STL, same evaluation
+#      -> results/ablation-stl-mix/smollm2-5-sSEED.
+# Read with: python results/ablation-stl-mix/summarise.py and results/refine-sources/summarise.py.
+set -euo pipefail
+DCR=${DCR:-dcr}
+SEED=${SEED:-0}
+EXP=configs/repro-smollm2.yaml
+export OMP_NUM_THREADS=1
+BENCH='benchmarks=[xstest, oktest, coconot, or-bench, malicious-instructions, cona, controversial, harmfulq, advbench, mmlu, arc-easy, piqa, hh-rlhf, physical-safety-unsafe, i-alpaca, physical-safety-safe]'
+mkdir -p runs
+arm_a() {
+  local stages="runs/smollm2-s$SEED/stages"
+  $DCR run "$EXP" --out "runs/smollm2-67-s$SEED" --set "seeds=[$SEED]" --set "stages_dir=$stages" --set "$BENCH" \
+    --set 'methods=[base, stl, dcr+stl]'
+  $DCR archive "runs/smollm2-67-s$SEED" "results/ablation-stl-mix/smollm2-67-s$SEED" --force
+  $DCR run "$EXP" --out "runs/smollm2-src-s$SEED" --set "seeds=[$SEED]" --set "stages_dir=$stages" --set "$BENCH" \
+    --set 'methods=[stl, dcr+stl]' \
+    --set 'refine.seemingly_sources=[xstest-safe, coconot-pref:300, physical-safe:70]' \
+    --set 'refine.toxic_sources=[xstest-unsafe, coconot-original:300, physical-unsafe:70]' \
+    --set refine.balance=class-and-source
+  $DCR archive "runs/smollm2-src-s$SEED" "results/refine-sources/smollm2-s$SEED" --force
+}
+arm_b() {
+  $DCR run "$EXP" --out "runs/smollm2-5-s$SEED" --set "seeds=[$SEED]" --set "stages_dir=runs/smollm2-5-s$SEED/stages" \
+    --set "$BENCH" --set 'methods=[stl, dcr+stl]' --set sizes.align_general=608 --set sizes.align_safety=32
+  $DCR archive "runs/smollm2-5-s$SEED" "results/ablation-stl-mix/smollm2-5-s$SEED" --force
+}
+arm_a > "runs/smollm2-arms-a-s$SEED.log" 2>&1 &
+pa=$!
+arm_b > "runs/smollm2-arms-b-s$SEED.log" 2>&1 &
+pb=$!
+wait $pa; ra=$?
+wait $pb; rb=$?
+echo "arm A exit $ra, arm B exit $rb"
+exit $(( ra || rb ))
