@@ -331,3 +331,32 @@ def test_a_full_spec_parses() -> None:
     assert parse_annotator("http:http://h:8000/v1#m") == ("http", "http://h:8000/v1", "m")
     cfg = _build(EvaluateConfig, "judge", "http:http://h:8000/v1#m")
     assert cfg.judge == "http:http://h:8000/v1#m"
+
+
+# ------------------------------------------------------------------ the experiment file's own fields
+
+def experiment_cases() -> list[tuple[str, str, str]]:
+    """(field, case, YAML value) for every declared top-level field of an experiment file (``dcr run``)."""
+    from dcr.pipeline.experiment import TOP_KEYS, Experiment
+
+    hints = typing.get_type_hints(Experiment)
+    return [(f.name, case, value) for f in dataclasses.fields(Experiment) if f.name in TOP_KEYS
+            for case, value in bad_values(f, _base(hints[f.name]))]
+
+
+def test_every_experiment_key_declares_what_it_accepts() -> None:
+    names = {c[0] for c in experiment_cases()}
+    assert {"name", "models", "methods", "seeds", "benchmarks", "exclude_refine_toxic", "stages_dir",
+            "stage_processes"} <= names, names
+
+
+@pytest.mark.parametrize("name,case,value", experiment_cases(), ids=[f"{c[0]}:{c[1]}" for c in experiment_cases()])
+def test_a_bad_experiment_value_is_refused_naming_the_key(name: str, case: str, value: str) -> None:
+    import yaml
+
+    from dcr.pipeline.experiment import parse_experiment
+
+    data = {"models": ["m"], name: yaml.safe_load(value) if value else value}
+    with pytest.raises(ConfigError, match=rf"exp\.yaml: .*\b{name}\b") as exc:
+        parse_experiment(data, "exp.yaml")
+    assert "\n" not in str(exc.value) and "Fix:" in str(exc.value)

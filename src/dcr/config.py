@@ -289,4 +289,14 @@ class StageConfig:
         validate_paths(self)
         resolve_model(self.model)
         validate_layers(self)
-        data_dir(self.data_dir)
+        root = data_dir(self.data_dir)
+        if self.data_sets():
+            from dcr.data.catalog import check_sets
+
+            check_sets(self.data_sets(), root)
+
+    def data_sets(self) -> tuple[str, ...]:
+        """The sets (``dcr.data.catalog.set_loaders`` names) this stage reads: ``check_inputs`` reads every row
+        of each before any weights load, so a damaged file fails first. The stage manifest's
+        ``data_files_unchecked`` lists what the stage read beyond them (a test keeps it empty)."""
+        return ()

@@ -286,13 +286,15 @@ def _killed(out: Path, old: dict[str, Any]) -> dict[str, Any]:
     return {"status": "killed", "pid": old.get("pid"), "peak_rss_mb": peak, "last_log_line": last}
 
 
-def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], mem: PeakMemory,
-            start: float) -> str:
+def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], checked: set[str],
+            mem: PeakMemory, start: float) -> str:
     transient = summary.pop("transient", None) or {}
     status = "incomplete" if transient else "done"
     wall = round(time.time() - start, 3)
     write_json(out / MANIFEST, {
         **head, "status": status, "transient": transient, "data_files": fingerprint_files(reads),
+        # read by the stage but not by its validation first (check_inputs; StageConfig.data_sets)
+        "data_files_unchecked": sorted(reads - checked),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "wall_time_s": wall, "wall_time_total_s": round(wall + sum(a["wall_time_s"] for a in head["attempts"]), 3),
@@ -302,7 +304,7 @@ def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set
 
 
 def _run_body(name: str, key: str, out: Path, fn: Callable[[Path], dict[str, Any] | None], head: dict[str, Any],
-              keep: Iterable[str], start: float) -> str:
+              keep: Iterable[str], start: float, checked: set[str]) -> str:
     """Run ``fn`` under the stage log and the memory sampler; record failure or success; returns the status."""
     try:
         with track_reads() as reads, PeakMemory(heartbeat=out / HEARTBEAT) as mem, stage_log(out, name) as slog:
@@ -320,7 +322,7 @@ def _run_body(name: str, key: str, out: Path, fn: Callable[[Path], dict[str, Any
                                             "error": str(exc), "removed": removed,
                                             "wall_time_s": round(time.time() - start, 3)})
                 raise
-            status = _finish(out, head, summary, reads, mem, start)
+            status = _finish(out, head, summary, reads, checked, mem, start)
             release_memory()
             slog.info("stage %s finished (%s) in %.1fs", name, status, time.time() - start)
     finally:  # PeakMemory has stopped, so nothing writes it again; only a killed process leaves it behind
@@ -355,18 +357,21 @@ def run_stage(
     if skip:
         log.info("%s: skipped (finished, key %s) in %s", name, key, out)
         return out, True
+    checked: set[str] = set()
     if isinstance(config, StageConfig):
-        config.check_inputs()
+        with track_reads() as checked:
+            config.check_inputs()
     make_out_dir(out)
     barrier()
     release_memory()  # the peak below is this stage's own
     cfg = asdict(config) if is_dataclass(config) else config
     head = _base_manifest(name, key, cfg, upstream)
+    head["data_files_checked"] = len(checked)
     with stage_lock(out):
         start = time.time()
         head.update(attempts=_earlier_attempts(out, key), started=start)
         write_json(out / MANIFEST, {**head, "status": "running"})
-        status = _run_body(name, key, out, fn, head, keep, start)
+        status = _run_body(name, key, out, fn, head, keep, start, checked)
     if status == "incomplete":
         log.warning("%s: finished without %s; not cached as done, the next run retries", name,
                     ", ".join(sorted(read_manifest(out)["transient"])))  # type: ignore[index]

@@ -72,8 +72,8 @@ def test_list_sets_counts_kinds_licences_and_files(monkeypatch: pytest.MonkeyPat
     hub = {i.name: i.source for i in infos if i.rows is None}
     assert hub == {"phtest": "hub: furonghuang-lab/PHTest", "or-bench-toxic": "hub: bench-llm/or-bench",
                    "alpaca": "hub: tatsu-lab/alpaca"}
-    assert unread == ["coconot/coconot_eval.jsonl", "coconot/coconot_pref.jsonl", "oktest/OKTest_heldout.csv",
-                      "xstest/xstest_v2_prompts.csv"]
+    assert (by["refine-coconot-pref"].rows, by["refine-coconot-original"].rows) == (919, 395)  # unique prompts
+    assert unread == ["oktest/OKTest_heldout.csv", "xstest/xstest_v2_prompts.csv"]
 
 
 def test_list_sets_marks_a_set_it_cannot_read(tmp_path: Path) -> None:

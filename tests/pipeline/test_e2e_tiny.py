@@ -38,7 +38,10 @@ def test_run_report_and_rerun(tmp_path: Path, tiny_dir: Path, data_dir: Path) ->
     assert [n["stage"] for n in plan["nodes"]] == ["refine", "align", "align", "steer", *["evaluate"] * 3]
     assert all(n["status"] == "done" for n in plan["nodes"])
     for node in plan["nodes"]:
-        assert read_json(run / node["dir"] / "manifest.json")["status"] == "done"
+        manifest = read_json(run / node["dir"] / "manifest.json")
+        assert manifest["status"] == "done"
+        # every data file the stage read was read (and checked row by row) before its weights loaded
+        assert manifest["data_files_unchecked"] == [] and manifest["data_files_checked"] > 0, node["dir"]
         assert (run / node["dir"] / "stage.log").exists()
     rows = read_jsonl(run / "results.jsonl")
     methods = {r["method"] for r in rows if r["metric"] == "compliance_rate" and r["split"] == "held-out"}

@@ -103,12 +103,19 @@ class AlignConfig(StageConfig):
         super().check_inputs()
         if self.teacher != "self":
             resolve_model(self.teacher)
-        if self.exclude_from is not None and not (Path(self.exclude_from).expanduser() / "split.json").is_file():
-            raise DataError(Path(self.exclude_from) / "split.json", "not found",
-                            "pass a finished `dcr refine` output directory as exclude_from")
-        if self.general_file is not None and not Path(self.general_file).expanduser().is_file():
-            raise DataError(self.general_file, "general_file not found",
-                            "pass a JSONL file with prompt and response fields")
+        from dcr.align.data import excluded_toxic, general_from_file
+
+        excluded_toxic(self.exclude_from)  # split.json read and checked
+        if self.general_file is not None:
+            if not Path(self.general_file).expanduser().is_file():
+                raise DataError(self.general_file, "general_file not found",
+                                "pass a JSONL file with prompt and response fields")
+            general_from_file(self.general_file, 0, self.seed)  # every row, before any weights load
+
+    def data_sets(self) -> tuple[str, ...]:
+        tracking = [self.track_toxic, self.track_normal] if self.track_every else []
+        return ("refusal-pairs", "alpaca-instructions", "alpaca-eval-gpt4", "xstest",
+                *(s for s in tracking if not s.startswith("hf:")))
 
     @property
     def effective_batch(self) -> int:

@@ -26,10 +26,11 @@ from dcr.data import (
     load_alpaca_hub,
     load_alpaca_instructions,
     load_refusal_pairs,
+    readers,
     xstest_split,
 )
 from dcr.errors import ConfigError, DataError
-from dcr.fingerprint import note_read, short_hash
+from dcr.fingerprint import short_hash
 from dcr.io import file_lock, read_json, read_jsonl, write_json
 
 log = logging.getLogger("dcr.align")
@@ -48,8 +49,7 @@ def excluded_toxic(exclude_from: str | None) -> set[str]:
     path = Path(exclude_from).expanduser() / "split.json"
     if not path.exists():
         raise DataError(path, "not found", "pass a finished `dcr refine` output directory as exclude_from")
-    obj = read_json(path)
-    note_read(path)
+    obj = readers.read_json(path)
     prompts = obj.get("toxic_prompts") if isinstance(obj, dict) else None
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
         raise DataError(path, "field 'toxic_prompts' missing or not a list of strings",
@@ -126,17 +126,17 @@ def aug_prompts(cfg: AlignConfig, n: int | None) -> list[PromptRecord]:
 
 
 def general_from_file(path_str: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` seeded pairs of a user JSONL (string fields prompt and response; optional id)."""
     path = Path(path_str).expanduser()
-    if not path.exists():
-        raise DataError(path, "general_file not found", "pass a JSONL file with prompt and response fields")
-    rows = read_jsonl(path, skip_bad_tail=False)
-    note_read(path)
     out = []
-    for i, row in enumerate(rows, start=1):
-        if not isinstance(row.get("prompt"), str) or not isinstance(row.get("response"), str):
-            raise DataError(path, "each row needs string fields 'prompt' and 'response'", "fix the row", row=i)
-        out.append({"id": str(row.get("id", f"general-{i - 1}")), "prompt": row["prompt"],
-                    "response": row["response"], "kind": "general", "source": str(path), "complete": True})
+    for i, row in enumerate(readers.read_jsonl(path), start=1):
+        prompt, response = readers.require_str(path, row, "prompt", i), readers.require_str(path, row, "response", i)
+        ident = row.get("id", f"general-{i - 1}")
+        if isinstance(ident, bool) or not isinstance(ident, str | int) or not str(ident).strip():
+            raise DataError(path, f"field 'id' is {ident!r}", "give each row a string or integer id, or none",
+                            row=i)
+        out.append({"id": str(ident), "prompt": prompt, "response": response, "kind": "general", "source": str(path),
+                    "complete": True})
     if n > len(out):
         raise ConfigError(f"n_general={n} but {path} has only {len(out)} rows. Fix: lower n_general")
     return random.Random(seed + 1).sample(out, n)

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dcr.data.registry import BENCHMARKS, BenchmarkMissing, data_dir
 from dcr.data.training import ALPACA_HUB, load_alpaca_eval, load_alpaca_instructions, load_refusal_pairs
@@ -52,26 +53,59 @@ class SetInfo:
     note: str = ""
 
 
-def _general() -> dict[str, tuple[str, Callable[[Path], int]]]:
+Loader = Callable[[Path], list[Any]]
+
+
+def _general() -> dict[str, tuple[str, Loader]]:
     from dcr.evaluate.general import GENERAL, load_general
 
     # 5 shots, so MMLU's dev split (the few-shot examples) is read and listed too
-    return {n: ("general", lambda r, n=n: len(load_general(n, r, shots=5 if n == "mmlu" else 0))) for n in GENERAL}
+    return {n: ("general", lambda r, n=n: list(load_general(n, r, shots=5 if n == "mmlu" else 0))) for n in GENERAL}
 
 
-def _extra_sets() -> dict[str, tuple[str, Callable[[Path], int]]]:
+def _extra_sets() -> dict[str, tuple[str, Loader]]:
     """The sets outside the benchmark registry: training data, general ability, judge calibration."""
     from dcr.judges.calibrate import load_items
 
-    sets: dict[str, tuple[str, Callable[[Path], int]]] = {
-        "refusal-pairs": ("training", lambda r: len(load_refusal_pairs(r))),
-        "alpaca-instructions": ("training", lambda r: len(load_alpaca_instructions(r))),
+    sets: dict[str, tuple[str, Loader]] = {
+        "refusal-pairs": ("training", lambda r: list(load_refusal_pairs(r))),
+        "alpaca-instructions": ("training", lambda r: list(load_alpaca_instructions(r))),
     }
     for ref in ("gpt4", "text_davinci_003", "gpt4_1106_preview"):
-        sets[f"alpaca-eval-{ref}"] = ("reference", lambda r, ref=ref: len(load_alpaca_eval(r, ref)))
+        sets[f"alpaca-eval-{ref}"] = ("reference", lambda r, ref=ref: list(load_alpaca_eval(r, ref)))
+    from dcr.refine.sources import SOURCES
+
+    for name in ("coconot-pref", "coconot-original"):  # refine's sources outside the benchmark registry
+        sets[f"refine-{name}"] = ("training", lambda r, s=SOURCES[name]: s.load(str(r), 0.2, 0))
     sets.update(_general())
-    sets["judge-calibration"] = ("calibration", lambda r: len(load_items(r / "judge-calibration")))
+    sets["judge-calibration"] = ("calibration", lambda r: list(load_items(r / "judge-calibration")))
     return sets
+
+
+def set_loaders() -> dict[str, tuple[str, Loader]]:
+    """Every offline set dcr reads: name -> (kind, the loader a stage uses, given a data directory). ``dcr data
+    list`` counts with these, and the generated bad-file test (tests/data/test_input_files.py) corrupts every
+    file they read."""
+    sets: dict[str, tuple[str, Loader]] = {n: (s.kind, s.loader) for n, s in BENCHMARKS.items() if not s.hub_id}
+    sets.update(_extra_sets())
+    return sets
+
+
+def offline_benchmarks() -> tuple[str, ...]:
+    return tuple(n for n, s in BENCHMARKS.items() if not s.hub_id)
+
+
+def check_sets(names: tuple[str, ...] | list[str], root: Path) -> None:
+    """Read every row of each named set (``DataError`` names the file and row); a set whose data is absent here
+    (``BenchmarkMissing``: optional or hub-only data) is left to the stage, which reports it as missing."""
+    loaders = set_loaders()
+    for name in dict.fromkeys(names):
+        if name not in loaders:
+            raise DcrError(f"internal: data set {name!r} is not in dcr.data.catalog.set_loaders")
+        try:
+            loaders[name][1](root)
+        except BenchmarkMissing:
+            pass
 
 
 def _rel(paths: set[str], root: Path) -> list[str]:
@@ -85,10 +119,10 @@ def _rel(paths: set[str], root: Path) -> list[str]:
     return out
 
 
-def _read_set(name: str, kind: str, count: Callable[[Path], int], root: Path) -> tuple[SetInfo, list[str]]:
+def _read_set(name: str, kind: str, load: Loader, root: Path) -> tuple[SetInfo, list[str]]:
     with track_reads() as reads:
         try:
-            rows, note = count(root), ""
+            rows, note = len(load(root)), ""
         except (DataError, BenchmarkMissing) as exc:
             rows, note = None, f"cannot be read here: {exc}"
     files = _rel(reads, root)
@@ -105,10 +139,8 @@ def list_sets(root: str | Path | None = None) -> tuple[Path, str, list[SetInfo],
     source = data_dir_source(root)[1]
     path = data_dir(root)
     infos, read = [], set()
-    sets = {n: (s.kind, lambda r, s=s: len(s.loader(r))) for n, s in BENCHMARKS.items() if not s.hub_id}
-    sets.update(_extra_sets())
-    for name, (kind, count) in sets.items():
-        info, files = _read_set(name, kind, count, path)
+    for name, (kind, load) in set_loaders().items():
+        info, files = _read_set(name, kind, load, path)
         infos.append(info)
         read.update(files)
     for name, spec in BENCHMARKS.items():

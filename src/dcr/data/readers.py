@@ -46,6 +46,9 @@ def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list
             if len(vals) != len(required):
                 raise DataError(path, f"expected {len(required)} columns, found {len(vals)}",
                                 "fix or remove the malformed row", row=i)
+            empty = [c for c, v in zip(required, vals) if not v.strip()]
+            if empty:
+                raise DataError(path, f"empty value in column {empty[0]!r}", "fill it in or remove the row", row=i)
             out.append(dict(zip(required, vals)))
         return out
     rows, cols = read_csv_table(path, text)
@@ -104,6 +107,18 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise DataError(path, "line is not a JSON object", "each line must be {...}", row=i)
         rows.append(obj)
     return rows
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a one-value-per-line text file, stripped."""
+    return [line.strip() for line in _open_text(path).split("\n") if line.strip()]
+
+
+def optional_str(path: Path, obj: Any, key: str, row: int, default: str) -> str:
+    """``obj[key]`` where present (then a non-empty string, not null), else ``default``."""
+    if isinstance(obj, dict) and key not in obj:
+        return default
+    return require_str(path, obj, key, row)
 
 
 def require_str(path: Path, obj: Any, key: str, row: int) -> str:

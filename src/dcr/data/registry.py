@@ -71,9 +71,9 @@ def _stl_set(file: str, label: str, source: str) -> Callable[[Path], list[Prompt
 def _csv_prompts(rel: str, label: str, source: str, col: str = "prompt",
                  type_col: str | None = None) -> Callable[[Path], list[PromptRecord]]:
     def load(root: Path) -> list[PromptRecord]:
-        rows = readers.read_csv(root / rel, (col,))
-        return [PromptRecord(f"{source}-{i}", r[col].strip(), label, (r.get(type_col) or "") if type_col else "",
-                             source) for i, r in enumerate(rows)]
+        rows = readers.read_csv(root / rel, (col, type_col) if type_col else (col,))
+        return [PromptRecord(f"{source}-{i}", r[col].strip(), label, r[type_col] if type_col else "", source)
+                for i, r in enumerate(rows)]
 
     return load
 
@@ -83,8 +83,8 @@ def _coconot(root: Path) -> list[PromptRecord]:
     out = []
     for i, row in enumerate(readers.read_jsonl(path), start=1):
         prompt = readers.require_str(path, row, "prompt", i)
-        out.append(PromptRecord(f"coconot-{row.get('id', i)}", prompt, "safe",
-                                str(row.get("subcategory") or row.get("category") or ""), "coconot"))
+        out.append(PromptRecord(f"coconot-{readers.require_str(path, row, 'id', i)}", prompt, "safe",
+                                readers.require_str(path, row, "subcategory", i), "coconot"))
     return out
 
 

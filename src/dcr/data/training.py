@@ -83,7 +83,8 @@ def load_alpaca_eval(root: str | Path | None = None, reference: str = "gpt4") ->
     if not isinstance(obj, list) or not obj:
         raise DataError(path, "expected a non-empty JSON list", "re-copy the file")
     return [Pair(f"alpaca-eval-{i - 1}", readers.require_str(path, row, "instruction", i),
-                 readers.require_str(path, row, "output", i), str(row.get("generator", reference)))
+                 readers.require_str(path, row, "output", i),
+                 readers.optional_str(path, row, "generator", i, reference))
             for i, row in enumerate(obj, start=1) if not (isinstance(row, dict) and row.get("output") == "")]
 
 

@@ -95,17 +95,26 @@ class EvaluateConfig(StageConfig):
         check(not clash, f"tags {clash} clash with result fields. Fix: rename them (reserved: {sorted(RESERVED_TAGS)})")
 
     def check_benchmarks(self) -> None:
-        """Every benchmark name is known and every offline prompt set parses (absent hub-only data is fine:
-        it is reported as missing)."""
-        from dcr.data import BENCHMARKS, BenchmarkMissing, load_benchmark
+        """Every benchmark name is known (its offline rows are read by ``check_inputs``, :meth:`data_sets`)."""
         from dcr.evaluate.suite import expand_benchmarks
 
+        expand_benchmarks(self.benchmarks)
+
+    def data_sets(self) -> tuple[str, ...]:
+        from dcr.data import BENCHMARKS
+        from dcr.evaluate.general import GENERAL
+        from dcr.evaluate.suite import expand_benchmarks
+
+        out: list[str] = []
         for name in expand_benchmarks(self.benchmarks):
-            if name in BENCHMARKS and not BENCHMARKS[name].hub_id:  # hub-only sets load (or not) when run
-                try:
-                    load_benchmark(name, self.data_dir)
-                except BenchmarkMissing:
-                    pass
+            if name in BENCHMARKS and not BENCHMARKS[name].hub_id or name in GENERAL:
+                out.append(name)  # hub-only sets load (or not) when run
+            elif name == "heldout-nll":
+                out.append(f"alpaca-eval-{self.nll_reference}")
+            elif name == "alpaca-eval":
+                out += ["alpaca-eval-gpt4", *([f"alpaca-eval-{self.reference}"]
+                                              if self.reference in ALPACA_REFERENCES else [])]
+        return tuple(out)
 
     def check_inputs(self) -> None:
         super().check_inputs()

@@ -23,7 +23,6 @@ from typing import Any
 from dcr.data import BenchmarkMissing, load_alpaca_eval, readers, subsample
 from dcr.errors import DataError
 from dcr.evaluate.metrics import Metric, accuracy, argmax, length_normalised, nll_per_token
-from dcr.fingerprint import note_read
 from dcr.io import append_jsonl, read_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt
 from dcr.scoring import continuation_logprobs
@@ -78,7 +77,11 @@ def load_mmlu(root: Path, shots: int = 0) -> list[MCItem]:
         head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         if shots:
             dev = _require(root / "mmlu" / "dev" / f"{subject}_dev.csv", "mmlu", "the MMLU dev split")
-            head += "".join(f"{_mmlu_block(r)} {r['answer'].strip()}\n\n" for r in _mmlu_rows(dev)[:shots])
+            dev_rows = _mmlu_rows(dev)
+            if len(dev_rows) < shots:
+                raise DataError(dev, f"{len(dev_rows)} dev question(s), {shots} shots need {shots}",
+                                "re-copy the dev file, or use fewer shots")
+            head += "".join(f"{_mmlu_block(r)} {r['answer'].strip()}\n\n" for r in dev_rows[:shots])
         for i, row in enumerate(_mmlu_rows(path)):
             items.append(MCItem(f"mmlu-{subject}-{i}", head + _mmlu_block(row), tuple(f" {L}" for L in LETTERS),
                                 LETTERS.index(row["answer"].strip()), subject))
@@ -118,8 +121,7 @@ def load_piqa(root: Path) -> list[MCItem]:
     path = _require(root / "piqa" / "valid.jsonl", "piqa", "ybisk/piqa")
     lab_path = _require(root / "piqa" / "valid-labels.lst", "piqa", "ybisk/piqa labels")
     rows = readers.read_jsonl(path)
-    labels = [x.strip() for x in lab_path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    note_read(lab_path)
+    labels = readers.read_lines(lab_path)
     if len(labels) != len(rows):
         raise DataError(lab_path, f"{len(labels)} labels for {len(rows)} rows of {path.name}",
                         "use the labels file that belongs to the same split")

@@ -51,7 +51,8 @@ def read_table(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def column_values(path: Path, rows: list[dict[str, Any]], cols: list[str], column: str, option: str) -> list[str]:
-    """The column as strings (missing/None -> ''); error naming the columns that exist when it is absent."""
+    """The column as strings (an empty answer is ""); error naming the columns that exist when it is absent, and
+    the row where a value is missing or null."""
     if column not in cols:
         raise DataError(path, f"no column {column!r} (columns: {', '.join(cols)})",
                         f"pass {option} with one of those column names")
@@ -59,7 +60,8 @@ def column_values(path: Path, rows: list[dict[str, Any]], cols: list[str], colum
     for i, row in enumerate(rows, start=1):
         value = row.get(column)
         if value is None:
-            value = ""
+            raise DataError(path, f"column {column!r} is missing or null", 'store the text ("" for an empty answer)',
+                            row=i)
         if not isinstance(value, str):
             raise DataError(path, f"column {column!r} holds a {type(value).__name__}, not text", "store text there",
                             row=i)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcr.config import read_yaml
+from dcr.config import field, read_yaml
 from dcr.errors import ConfigError
+from dcr.validate import validate_fields
 
 STAGES = ("refine", "align", "steer", "evaluate")
 
@@ -60,33 +61,33 @@ class ModelSpec:
 
 @dataclass
 class Experiment:
-    """A parsed experiment file (see docs/pipeline.md)."""
+    """A parsed experiment file (see docs/pipeline.md). The top-level fields declare what they accept beside
+    themselves, as stage configs do (``dcr.config.field``), and :func:`parse_experiment` checks them with
+    :func:`dcr.validate.validate_fields`; the sections become stage configs, checked when the plan is built."""
 
-    name: str
-    models: list[ModelSpec]
-    methods: list[str]
-    seeds: list[int]
-    benchmarks: list[str]
-    common: dict[str, Any]
-    sections: dict[str, dict[str, Any]]
-    exclude_refine_toxic: bool = True
-    source: str = ""
-    stages_dir: str | None = None  # where stage directories live (default RUN_DIR/stages); shared by ablations
-    reference: str = ""  # a note the report prints first: what a reader should compare this run's numbers with
-    stage_processes: bool = False  # run each stage in its own process (dcr.pipeline.child)
+    name: str = field(help="the experiment's name (default: the file's stem)", nonempty=True)
+    models: list[ModelSpec] = field(help="models: embedded names, directories or hub ids, each maybe with "
+                                    "per-model sections", nonempty=True)
+    methods: list[str] = field(help="methods to run", nonempty=True, choices=tuple(METHODS))
+    seeds: list[int] = field(help="training seeds", nonempty=True, ge=0)
+    benchmarks: list[str] = field(help="benchmarks and groups to evaluate", nonempty=True)
+    common: dict[str, Any] = field(help="fields shared by every stage (top-level keys)")
+    sections: dict[str, dict[str, Any]] = field(help="per-stage fields")
+    exclude_refine_toxic: bool = field(True, help="align on a refined model drops refine's toxic prompts")
+    source: str = field("", help="where the experiment came from (the file, with its --set overrides)")
+    stages_dir: str | None = field(None, help="where stage directories live (default RUN_DIR/stages); shared by "
+                                   "ablations", nonempty=True)
+    reference: str = field("", help="a note the report prints first: what a reader should compare this run's "
+                           "numbers with")
+    stage_processes: bool = field(False, help="run each stage in its own process (dcr.pipeline.child)")
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
     if isinstance(value, (str, int)):
         return [value]
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{source}: {key!r} must be a non-empty list, got {value!r}")
-    return value
-
-
-def _flag(value: Any, key: str, source: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{source}: {key!r} must be true or false, got {value!r}")
+        raise ConfigError(f"{source}: {key!r} must be a non-empty list, got {value!r}. Fix: give {key} one value "
+                          f"or more, e.g. {key}: [...]")
     return value
 
 
@@ -128,13 +129,8 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         raise ConfigError(f"{source}: unknown key(s) {unknown}. Allowed: {', '.join(TOP_KEYS)}")
     if "models" not in data:
         raise ConfigError(f"{source}: 'models' is required, e.g. models: [smollm2-135m]")
-    methods = [str(m) for m in _as_list(data.get("methods", ["base", "stl", "dcr+stl"]), "methods", source)]
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"{source}: method {m!r} unknown. Fix: use any of {', '.join(METHODS)}")
+    methods = _as_list(data.get("methods", ["base", "stl", "dcr+stl"]), "methods", source)
     seeds = _as_list(data.get("seeds", [0]), "seeds", source)
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"{source}: seeds must be integers, got {seeds!r}")
     sections = {k: _section(data.get(k), k, source) for k in SECTIONS}
     for knob, value in (data.get("sizes") or {}).items():
         if knob not in SIZES:
@@ -143,17 +139,21 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         if fld in sections[sec]:
             raise ConfigError(f"{source}: sizes.{knob} and {sec}.{fld} both set. Fix: keep one of them")
         sections[sec][fld] = value
-    bench = [str(b) for b in _as_list(data.get("benchmarks", ["xstest"]), "benchmarks", source)]
-    reference = data.get("reference") or ""
-    if not isinstance(reference, str):
-        raise ConfigError(f"{source}: 'reference' must be a string (a note for the report), got {reference!r}")
-    return Experiment(
-        name=str(data.get("name") or Path(source).stem), models=_models(data["models"], source),
-        methods=list(dict.fromkeys(methods)), seeds=list(dict.fromkeys(seeds)), benchmarks=bench,
+    name = data["name"] if data.get("name") is not None else Path(source).stem
+    exp = Experiment(
+        name=name, models=_models(data["models"], source),
+        methods=methods, seeds=seeds, benchmarks=_as_list(data.get("benchmarks", ["xstest"]), "benchmarks", source),
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
-        exclude_refine_toxic=bool(data.get("exclude_refine_toxic", True)), source=source,
-        stages_dir=str(data["stages_dir"]) if data.get("stages_dir") else None, reference=reference.strip(),
-        stage_processes=_flag(data.get("stage_processes", False), "stage_processes", source))
+        exclude_refine_toxic=data.get("exclude_refine_toxic", True), source=source,
+        stages_dir=data.get("stages_dir"), reference=data.get("reference") or "",
+        stage_processes=data.get("stage_processes", False))
+    try:
+        validate_fields(exp)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    exp.methods, exp.seeds = list(dict.fromkeys(exp.methods)), list(dict.fromkeys(exp.seeds))
+    exp.reference = exp.reference.strip()
+    return exp
 
 
 def apply_sets(data: dict[str, Any], sets: list[str], source: str) -> dict[str, Any]:

@@ -50,6 +50,11 @@ class NtkConfig(ProbeConfig):
               f"method fd with dtype {self.dtype}: a 1e-3 step is lost in half precision. Fix: use dtype fp32 "
               "(or auto) or method jvp")
 
+    def data_sets(self) -> tuple[str, ...]:
+        from dcr.probe.inputs import GROUP_SOURCES
+
+        return tuple(GROUP_SOURCES.values())
+
     def check_inputs(self) -> None:
         super().check_inputs()
         if self.model_after is not None:
@@ -78,7 +83,9 @@ class NtkTrackConfig(NtkConfig):
         validate_paths(self)  # every checkpoint an existing, readable directory
         if self.base_model is not None:
             resolve_model(self.base_model)
-        data_dir(self.data_dir)
+        from dcr.data.catalog import check_sets
+
+        check_sets(self.data_sets(), data_dir(self.data_dir))
 
 
 @dataclass(kw_only=True)
@@ -92,6 +99,9 @@ class TwoSetConfig(ProbeConfig):
     n: int | None = field(None, help="Prompts per set (seeded subsample); None = all.", ge=2)
     layers: list[int] = field(default_factory=list, help="Blocks (0-based) to evaluate; empty = the verb's default.",
         ge=0, layer="index")
+
+    def data_sets(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.set_a, self.set_b) if not n.startswith("hf:"))
 
     def __post_init__(self) -> None:
         super().__post_init__()

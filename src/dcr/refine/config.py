@@ -201,6 +201,16 @@ class RefineConfig(StageConfig):
         parse_sources(self.seemingly_sources or [], SEEMINGLY, "seemingly_sources")
         parse_sources(self.toxic_sources or [], TOXIC, "toxic_sources")
 
+    def data_sets(self) -> tuple[str, ...]:
+        from dcr.data.catalog import offline_benchmarks
+
+        sources = {spec.split(":")[0] for spec in [*(self.seemingly_sources or []), *(self.toxic_sources or [])]}
+        return (*offline_benchmarks(),  # the sources, and every evaluation set the overlap scan reads
+                "refine-coconot-original",  # the confound diagnostic's CoCoNot side
+                *(["refine-coconot-pref"] if "coconot-pref" in sources else []),
+                "alpaca-eval-gpt4",  # retention's reference answers
+                *(["alpaca-instructions"] if self.anchor_weight else []))
+
     def check_inputs(self) -> None:
         super().check_inputs()  # the layer against the model's config too (field(layer="index"))
         if self.memory_check:

@@ -42,11 +42,11 @@ def _coconot(file: str, category: str | None, prefix: str, label: str) -> Loader
         out, seen = [], set()
         for i, row in enumerate(readers.read_jsonl(path), start=1):
             prompt = readers.require_str(path, row, "prompt", i).strip()
-            if category is not None and row.get("category") != category or prompt in seen:
+            ident, sub = readers.require_str(path, row, "id", i), readers.require_str(path, row, "subcategory", i)
+            if category is not None and readers.require_str(path, row, "category", i) != category or prompt in seen:
                 continue
             seen.add(prompt)
-            out.append(PromptRecord(f"{prefix}-{row.get('id', i)}", prompt, label, str(row.get("subcategory") or ""),
-                                    prefix))
+            out.append(PromptRecord(f"{prefix}-{ident}", prompt, label, sub, prefix))
         return out
 
     return load

@@ -47,6 +47,9 @@ class SteerConfig(StageConfig):
         ge=8)
     export: bool = field(False, help="Surgical: also write OUT/model/ with the ablation baked into the weights.")
 
+    def data_sets(self) -> tuple[str, ...]:
+        return ("refusal-pairs" if self.harmful_source == "stl" else "hh-rlhf", "alpaca-instructions", "xstest")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check(not (self.export and self.method == "scans"),
