@@ -144,7 +144,7 @@ CASES: list[tuple[str, Args, str]] = [
     ("run-second-model", lambda c: ["run", _exp(c, models=[str(c.tiny), str(c.tmp / "gone")]), "--out",
                                     str(c.out)], "gone"),
     ("run-out-is-file", lambda c: ["run", _exp(c), "--out", c.file("f.txt", "x")], "is an existing file"),
-    ("run-method", lambda c: ["run", _exp(c, methods=["dpo"]), "--out", str(c.out)], "method 'dpo' unknown"),
+    ("run-method", lambda c: ["run", _exp(c, methods=["dpo"]), "--out", str(c.out)], "got 'dpo'"),
     # report
     ("report-missing", lambda c: ["report", str(c.tmp / "norun")], "no results.jsonl or plan.json"),
     ("report-corrupt-middle", lambda c: ["report", _run_dir_with_results(c, f"{ROW}\n{{broken\n{ROW}\n")],

@@ -169,12 +169,12 @@ def test_sections_and_sizes_reach_stage_configs(fakes: Any, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("kw, match", [
     ({"methodz": ["stl"]}, "unknown key"),
-    ({"methods": ["dpo"]}, "method 'dpo' unknown"),
+    ({"methods": ["dpo"]}, "Experiment.methods must be one of .*got 'dpo'"),
     ({"align": {"model": "x"}}, "align.model is set by the pipeline"),
     ({"evaluate": {"split_seed": 1}}, "must agree across stages"),
     ({"sizes": {"eval_limit": 3}, "evaluate": {"limit": 4}}, "both set"),
     ({"sizes": {"epochs": 3}}, "sizes.epochs unknown"),
-    ({"seeds": ["a"]}, "seeds must be integers"),
+    ({"seeds": ["a"]}, "Experiment.seeds must be an integer"),
     ({"models": [{"name": "m", "foo": 1}]}, "unknown keys"),
 ])
 def test_bad_experiment_files(kw: dict[str, Any], match: str) -> None:
