@@ -102,7 +102,7 @@ def test_the_reference_note_is_a_string_and_opens_the_report(tmp_path: Path) -> 
     from dcr.report.build import build
     from dcr.report.render import Para
 
-    with pytest.raises(ConfigError, match="'reference' must be a string"):
+    with pytest.raises(ConfigError, match="Experiment.reference must be a string"):
         parse_experiment({"models": ["m"], "reference": ["not", "a", "note"]}, "x.yaml")
     assert parse_experiment({"models": ["m"], "reference": "  see results/x  "}, "x.yaml").reference == "see results/x"
     write_json(tmp_path / "plan.json", {"experiment": "x", "nodes": [], "reference": "see results/x"})
