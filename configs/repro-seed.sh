@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One seed of a reproduction file in two one-thread processes side by side, then the whole seed's report:
+#
+#   SEED=0 bash configs/repro-seed.sh                                          # Qwen2.5-Coder-0.5B
+#   SEED=0 EXP=configs/repro-qwen2.5-coder-1.5b.yaml NAME=qwen1.5b bash configs/repro-seed.sh
+#
+# A seed's stage directories hold weights and do not survive a change of machine, so a seed must finish in one
+# working session (about 3 h). Two processes with one torch thread each give 1.2-1.5x the throughput of one
+# two-thread process on 2 cores (BENCHMARKS.md, "Two one-thread processes"). They share one stages directory and
+# run disjoint stages (a stage directory admits one process at a time; stage ids are content hashes):
+#   A: base, dcr, dcr+stl (the refine, the align on it, and their evaluations);
+#   B: stl (its align and evaluation).
+# Both use one teacher cache (locked), so the base model answers the general prompts once. Then `dcr run` of the
+# whole file finds every stage finished, writes the seed's report, and `dcr archive` copies what a report needs (no weights) to
+# results/repro-NAME/seedSEED. Not for 1.5B: two 1.5B processes do not fit in 24 GB.
+set -euo pipefail
+DCR=${DCR:-dcr}
+EXP=${EXP:-configs/repro-qwen2.5-coder-0.5b.yaml}
+NAME=${NAME:-qwen0.5b}
+SEED=${SEED:-0}
+case "$EXP" in *1.5b*) echo "repro-seed.sh: two 1.5B processes do not fit in 24 GB; run dcr run $EXP directly" >&2
+                       exit 2;; esac
+STAGES=runs/repro-$NAME-s$SEED/stages
+common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "align.teacher_cache=runs/repro-$NAME-s$SEED/teacher")
+export OMP_NUM_THREADS=1
+mkdir -p runs
+$DCR run "$EXP" --out "runs/repro-$NAME-a-s$SEED" --no-report "${common[@]}" --set 'methods=[base, dcr, dcr+stl]' \
+  > "runs/repro-$NAME-a-s$SEED.log" 2>&1 &
+pa=$!
+$DCR run "$EXP" --out "runs/repro-$NAME-b-s$SEED" --no-report "${common[@]}" --set 'methods=[stl]' \
+  > "runs/repro-$NAME-b-s$SEED.log" 2>&1 &
+pb=$!
+ra=0; rb=0
+wait $pa || ra=$?
+wait $pb || rb=$?
+if (( ra || rb )); then echo "process A exit $ra, B exit $rb (logs: runs/repro-$NAME-[ab]-s$SEED.log)" >&2; exit 1; fi
+$DCR run "$EXP" --out "runs/repro-$NAME-s$SEED" "${common[@]}"
+$DCR archive "runs/repro-$NAME-s$SEED" "results/repro-$NAME/seed$SEED" --force
