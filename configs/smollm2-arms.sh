@@ -13,7 +13,8 @@
 #   2. issue 29's source-matched DCR + STL (results/refine-sources/RULE.md), sharing the stages above (STL and its
 #      evaluation are not redone) -> results/refine-sources/smollm2-sSEED.
 # Process B, stages in runs/smollm2-5-sSEED/stages (a stage directory admits one process at a time):
-#   3. the STL-mix ablation's 5 % arm (608 general : 32 safety), methods STL, DCR + STL, same evaluation
+#   3. the STL-mix ablation's 5 % arm (1216 general : 64 safety since seed 0's 608 : 32 failed the rule's
+#      qualification: results/ablation-stl-mix/README.md), methods STL, DCR + STL, same evaluation
 #      -> results/ablation-stl-mix/smollm2-5-sSEED.
 # Read with: python results/ablation-stl-mix/summarise.py and results/refine-sources/summarise.py.
 set -euo pipefail
@@ -37,7 +38,7 @@ arm_a() {
 }
 arm_b() {
   $DCR run "$EXP" --out "runs/smollm2-5-s$SEED" --set "seeds=[$SEED]" --set "stages_dir=runs/smollm2-5-s$SEED/stages" \
-    --set "$BENCH" --set 'methods=[stl, dcr+stl]' --set sizes.align_general=608 --set sizes.align_safety=32
+    --set "$BENCH" --set 'methods=[stl, dcr+stl]' --set sizes.align_general=1216 --set sizes.align_safety=64
   $DCR archive "runs/smollm2-5-s$SEED" "results/ablation-stl-mix/smollm2-5-s$SEED" --force
 }
 arm_a > "runs/smollm2-arms-a-s$SEED.log" 2>&1 &
