@@ -23,12 +23,10 @@ from typing import Any
 
 from dcr.io import read_json
 from dcr.report.paired import (
-    EVALUATED,
-    _groups,
-    _verdicts,
+    evaluations,
     is_never_trained,
     is_safety,
-    outcome,
+    node_outcomes,
     paired_bootstrap,
     seed_prompt_bootstrap,
 )
@@ -43,19 +41,11 @@ def outcomes(runs: list[Path]) -> dict[tuple[str, int], Outcomes]:
     """{(method, seed): {group: {prompt: outcome}}} over the archived runs."""
     out: dict[tuple[str, int], Outcomes] = {}
     for run in runs:
-        for node in read_json(run / "plan.json").get("nodes", []):
-            if node.get("stage") != "evaluate" or node.get("status", "done") not in EVALUATED:
-                continue
-            cfg, got = node["config"], defaultdict(dict)
-            for bench in cfg.get("benchmarks", []):
-                verdicts = _verdicts(run / node["dir"], bench, cfg.get("judge", "keyword"))
-                if not verdicts:  # general ability, held-out NLL: no refusal verdicts
-                    continue
-                for pid, group in _groups(bench, cfg).items():
-                    if pid in verdicts:
-                        got[group][pid] = outcome(verdicts[pid], " safe" in group)
-            for use in node.get("uses", []):
-                out[(use["method"], use["seed"])] = dict(got)
+        seen: dict[str, Outcomes] = {}  # one evaluate stage may serve several (method, seed)
+        for key, node in evaluations(read_json(run / "plan.json")).items():
+            if node["dir"] not in seen:
+                seen[node["dir"]] = node_outcomes(run, node)
+            out[key] = seen[node["dir"]]
     return out
 
 

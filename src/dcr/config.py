@@ -289,11 +289,11 @@ class StageConfig:
         validate_paths(self)
         resolve_model(self.model)
         validate_layers(self)
-        root = data_dir(self.data_dir)
-        if self.data_sets():
+        root, sets = data_dir(self.data_dir), self.data_sets()
+        if sets:
             from dcr.data.catalog import check_sets
 
-            check_sets(self.data_sets(), root)
+            check_sets(sets, root)
 
     def data_sets(self) -> tuple[str, ...]:
         """The sets (``dcr.data.catalog.set_loaders`` names) this stage reads: ``check_inputs`` reads every row

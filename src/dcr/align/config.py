@@ -95,21 +95,14 @@ class AlignConfig(StageConfig):
               "general_file and general_source alpaca-hub both name the general pairs. Fix: keep one of them")
 
     def check_inputs(self) -> None:
-        from pathlib import Path
-
-        from dcr.errors import DataError
+        from dcr.align.data import excluded_toxic, general_from_file
         from dcr.models import resolve_model
 
         super().check_inputs()
         if self.teacher != "self":
             resolve_model(self.teacher)
-        from dcr.align.data import excluded_toxic, general_from_file
-
         excluded_toxic(self.exclude_from)  # split.json read and checked
-        if self.general_file is not None:
-            if not Path(self.general_file).expanduser().is_file():
-                raise DataError(self.general_file, "general_file not found",
-                                "pass a JSONL file with prompt and response fields")
+        if self.general_file is not None:  # a readable file: validate_paths, in super().check_inputs()
             general_from_file(self.general_file, 0, self.seed)  # every row, before any weights load
 
     def data_sets(self) -> tuple[str, ...]:

@@ -60,7 +60,7 @@ def _general() -> dict[str, tuple[str, Loader]]:
     from dcr.evaluate.general import GENERAL, load_general
 
     # 5 shots, so MMLU's dev split (the few-shot examples) is read and listed too
-    return {n: ("general", lambda r, n=n: list(load_general(n, r, shots=5 if n == "mmlu" else 0))) for n in GENERAL}
+    return {n: ("general", lambda r, n=n: load_general(n, r, shots=5 if n == "mmlu" else 0)) for n in GENERAL}
 
 
 def _extra_sets() -> dict[str, tuple[str, Loader]]:
@@ -68,17 +68,17 @@ def _extra_sets() -> dict[str, tuple[str, Loader]]:
     from dcr.judges.calibrate import load_items
 
     sets: dict[str, tuple[str, Loader]] = {
-        "refusal-pairs": ("training", lambda r: list(load_refusal_pairs(r))),
-        "alpaca-instructions": ("training", lambda r: list(load_alpaca_instructions(r))),
+        "refusal-pairs": ("training", load_refusal_pairs),
+        "alpaca-instructions": ("training", load_alpaca_instructions),
     }
     for ref in ("gpt4", "text_davinci_003", "gpt4_1106_preview"):
-        sets[f"alpaca-eval-{ref}"] = ("reference", lambda r, ref=ref: list(load_alpaca_eval(r, ref)))
+        sets[f"alpaca-eval-{ref}"] = ("reference", lambda r, ref=ref: load_alpaca_eval(r, ref))
     from dcr.refine.sources import SOURCES
 
     for name in ("coconot-pref", "coconot-original"):  # refine's sources outside the benchmark registry
         sets[f"refine-{name}"] = ("training", lambda r, s=SOURCES[name]: s.load(str(r), 0.2, 0))
     sets.update(_general())
-    sets["judge-calibration"] = ("calibration", lambda r: list(load_items(r / "judge-calibration")))
+    sets["judge-calibration"] = ("calibration", lambda r: load_items(r / "judge-calibration"))
     return sets
 
 
@@ -86,7 +86,7 @@ def set_loaders() -> dict[str, tuple[str, Loader]]:
     """Every offline set dcr reads: name -> (kind, the loader a stage uses, given a data directory). ``dcr data
     list`` counts with these, and the generated bad-file test (tests/data/test_input_files.py) corrupts every
     file they read."""
-    sets: dict[str, tuple[str, Loader]] = {n: (s.kind, s.loader) for n, s in BENCHMARKS.items() if not s.hub_id}
+    sets: dict[str, tuple[str, Loader]] = {n: (BENCHMARKS[n].kind, BENCHMARKS[n].loader) for n in offline_benchmarks()}
     sets.update(_extra_sets())
     return sets
 

@@ -46,10 +46,9 @@ def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list
             if len(vals) != len(required):
                 raise DataError(path, f"expected {len(required)} columns, found {len(vals)}",
                                 "fix or remove the malformed row", row=i)
-            empty = [c for c, v in zip(required, vals) if not v.strip()]
-            if empty:
-                raise DataError(path, f"empty value in column {empty[0]!r}", "fill it in or remove the row", row=i)
-            out.append(dict(zip(required, vals)))
+            row = dict(zip(required, vals))
+            require_filled(path, row, required, i)
+            out.append(row)
         return out
     rows, cols = read_csv_table(path, text)
     missing = [c for c in required if c not in cols]
@@ -57,12 +56,17 @@ def read_csv(path: Path, required: tuple[str, ...], header: bool = True) -> list
         raise DataError(path, f"missing column(s) {missing} (found {cols})",
                         f"the file needs a header with {list(required)}")
     for i, row in enumerate(rows, start=2):  # row 1 is the header
-        for c in required:
-            if not (row.get(c) or "").strip():
-                raise DataError(path, f"empty value in column {c!r}", "fill it in or remove the row", row=i)
+        require_filled(path, row, required, i)
     if not rows:
         raise DataError(path, "no data rows after the header", "re-copy the file")
     return rows
+
+
+def require_filled(path: Path, row: dict[str, str], columns: tuple[str, ...] | list[str], i: int) -> None:
+    """Every one of ``columns`` of one CSV row holds more than whitespace, else DataError naming row ``i``."""
+    for c in columns:
+        if not (row.get(c) or "").strip():
+            raise DataError(path, f"empty value in column {c!r}", "fill it in or remove the row", row=i)
 
 
 def read_csv_table(path: Path, text: str | None = None) -> tuple[list[dict[str, str]], list[str]]:

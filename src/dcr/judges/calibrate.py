@@ -98,9 +98,7 @@ def _read_file(path: Path, group: str, by_model: bool) -> list[Item]:
             raise DataError(path, f"label {row[label_col]!r} is not one of {', '.join(CLASSES)}",
                             "fix the label column", row=i)
         name = ((row.get("model") or "").strip() if by_model else "") or group
-        for col in ("prompt", "completion", *(["id"] if "id" in cols else [])):
-            if not (row[col] or "").strip():
-                raise DataError(path, f"empty value in column {col!r}", "fill it in or remove the row", row=i)
+        readers.require_filled(path, row, ("prompt", "completion", *(["id"] if "id" in cols else [])), i)
         items.append(Item(name, row["id"].strip() if "id" in cols else str(i - 1), row["prompt"],
                           row["completion"], CLASSES[raw]))
     return items

@@ -118,13 +118,31 @@ def _groups(bench: str, cfg: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> dict[str, Any]:
-    """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated."""
+def evaluations(plan: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(method, seed): the plan node of its finished evaluate stage}."""
     stages: dict[tuple[str, int], dict[str, Any]] = {}
     for node in plan.get("nodes", []):
         if node.get("stage") == "evaluate" and node.get("status", "done") in EVALUATED:
             for use in node.get("uses", []):
                 stages[(use["method"], use["seed"])] = node
+    return stages
+
+
+def node_outcomes(run_dir: Path, node: dict[str, Any]) -> dict[str, dict[str, bool]]:
+    """{group: {prompt: outcome}} of one evaluate stage (benchmarks without refusal verdicts left out)."""
+    cfg, out = node["config"], defaultdict(dict)
+    for bench in cfg.get("benchmarks", []):
+        verdicts = _verdicts(run_dir / node["dir"], bench, cfg.get("judge", "keyword"))
+        if verdicts:
+            for pid, group in _groups(bench, cfg).items():
+                if pid in verdicts:
+                    out[group][pid] = outcome(verdicts[pid], " safe" in group)
+    return dict(out)
+
+
+def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> dict[str, Any]:
+    """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated."""
+    stages = evaluations(plan)
     out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     for (method, seed), node in sorted(stages.items()):
         other = stages.get((b, seed))
