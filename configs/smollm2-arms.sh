@@ -14,8 +14,9 @@
 #      evaluation are not redone) -> results/refine-sources/smollm2-sSEED.
 # Process B, stages in runs/smollm2-5-sSEED/stages (a stage directory admits one process at a time):
 #   3. the STL-mix ablation's 5 % arm (1216 general : 64 safety since seed 0's 608 : 32 failed the rule's
-#      qualification: results/ablation-stl-mix/README.md), methods STL, DCR + STL, same evaluation
-#      -> results/ablation-stl-mix/smollm2-5-sSEED.
+#      qualification: results/ablation-stl-mix/README.md), STL (evaluated and archived first), then DCR + STL,
+#      same evaluation
+#      -> results/ablation-stl-mix/smollm2-5-1216-sSEED.
 # Read with: python results/ablation-stl-mix/summarise.py and results/refine-sources/summarise.py.
 set -euo pipefail
 DCR=${DCR:-dcr}
@@ -37,9 +38,19 @@ arm_a() {
   $DCR archive "runs/smollm2-src-s$SEED" "results/refine-sources/smollm2-s$SEED" --force
 }
 arm_b() {
-  $DCR run "$EXP" --out "runs/smollm2-5-s$SEED" --set "seeds=[$SEED]" --set "stages_dir=runs/smollm2-5-s$SEED/stages" \
-    --set "$BENCH" --set 'methods=[stl, dcr+stl]' --set sizes.align_general=1216 --set sizes.align_safety=64
-  $DCR archive "runs/smollm2-5-s$SEED" "results/ablation-stl-mix/smollm2-5-s$SEED" --force
+  # STL first, evaluated and archived before DCR + STL is trained: the rule reads STL only, and an arm that does
+  # not finish inside a session still leaves what the rule needs. Tracking every 32 of the 160 steps (6 points,
+  # the 67 % arm has 7 over 48): at every 8 steps the tracking alone would cost about 80 minutes at one thread.
+  # Stages (the refine) and teacher answers are shared with the 608 : 32 run of the trigger; the archive gets its
+  # own name, since results/ablation-stl-mix/smollm2-5-s0 is that run's record.
+  local b=(--set "seeds=[$SEED]" --set "stages_dir=runs/smollm2-5-s$SEED/stages" --set "$BENCH"
+           --set "align.teacher_cache=runs/smollm2-5-s$SEED/teacher-cache"
+           --set sizes.align_general=1216 --set sizes.align_safety=64 --set align.track_every=32)
+  local run="runs/smollm2-5-1216-s$SEED" dest="results/ablation-stl-mix/smollm2-5-1216-s$SEED"
+  $DCR run "$EXP" --out "$run" "${b[@]}" --set 'methods=[stl]'
+  $DCR archive "$run" "$dest" --force
+  $DCR run "$EXP" --out "$run" "${b[@]}" --set 'methods=[stl, dcr+stl]'
+  $DCR archive "$run" "$dest" --force
 }
 arm_a > "runs/smollm2-arms-a-s$SEED.log" 2>&1 &
 pa=$!
