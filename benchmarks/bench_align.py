@@ -40,7 +40,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         model, tok = align_train.load_trainable(cfg)
         items = [x for x in (align_train.encode(tok, r, cfg.template, cfg.max_length) for r in rows) if x]
         make = getattr(align_train, "sft_trainer", Trainer)  # the revision's own Trainer (older ones: plain)
-        trainer = make(model=model, args=align_train.training_args(cfg, Path(tmp)),
+        fused = {"frozen_head": True} if getattr(cfg, "fused_lora", False) else {}  # as dcr.align.stage passes it
+        trainer = make(**fused, model=model, args=align_train.training_args(cfg, Path(tmp)),
                           train_dataset=align_train.ListDataset(items),
                           data_collator=align_train.Collator(tok.pad_token_id))
         trainer.remove_callback(PrinterCallback)

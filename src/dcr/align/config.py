@@ -72,6 +72,12 @@ class AlignConfig(StageConfig):
     save_dtype: str = field("auto", help="dtype of the merged OUT/model (the merge itself is done in fp32): auto = "
                                          "the training compute dtype (bf16 on bf16 hardware), fp32 or bf16",
                                              choices=SAVE_DTYPES)
+    fused_lora: bool = field(True, legacy=False, help=(
+        "cheaper LoRA SFT passes, the same function up to float rounding (so not bit-identical to false): each "
+        "LoRA linear scales its rank-r activations and adds their lora_B product into the base output in place "
+        "(dcr.align.fused), and the SFT loss takes the frozen LM head's gradient in the forward "
+        "(dcr.chunked, frozen=True) instead of recomputing its logits; false = peft's forward and a recomputed "
+        "head"))
     gradient_checkpointing: bool = field(False, help="recompute block activations in the backward pass instead of "
                                                      "storing them (less memory, about 1.3x the compute)")
     # tracking (A.5)

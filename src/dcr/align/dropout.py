@@ -41,7 +41,11 @@ class GapDropout(torch.nn.Module):
         if not self.training or self.p == 0.0:
             return x
         dropped = drop_positions(x.numel(), self.p, x.device)
-        return (x * (1.0 / (1.0 - self.p))).flatten().index_fill(0, dropped, 0).view_as(x)
+        y = x * (1.0 / (1.0 - self.p))
+        if not y.is_contiguous():
+            return y.flatten().index_fill(0, dropped, 0).view_as(x)
+        y.view(-1).index_fill_(0, dropped, 0)  # in place: a fresh tensor, and mul's backward does not read it
+        return y
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -97,7 +97,8 @@ def _run_align(cfg: AlignConfig, out: Path, callbacks: list[Any], force: bool = 
         stats["probe_n"] = {g: len(p) for g, p in probes.items()}
         dt = compute_dtype(cfg)
         cbs.append(RefusalTracker(tok, probes, cfg, out / "tracking.csv", None if dt == torch.float32 else dt))
-    trainer = sft_trainer(model=model, args=training_args(cfg, out), train_dataset=ListDataset(items),
+    trainer = sft_trainer(frozen_head=cfg.fused_lora, model=model, args=training_args(cfg, out),
+                          train_dataset=ListDataset(items),
                           data_collator=Collator(tok.pad_token_id), callbacks=cbs + list(callbacks))
     trainer.remove_callback(PrinterCallback)  # TrainLog logs to stage.log instead of printing dicts
     ckpt_dir = out / "checkpoints"

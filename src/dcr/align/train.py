@@ -103,6 +103,10 @@ def load_trainable(cfg: AlignConfig) -> tuple[Any, Any]:
         from dcr.align.dropout import use_gap_dropout
 
         use_gap_dropout(model)  # same dropout distribution, fewer random draws (CPU draws are single-threaded)
+    if cfg.fused_lora:
+        from dcr.align.fused import fuse_lora
+
+        fuse_lora(model)
     return model, load_tokenizer(ref)
 
 
@@ -122,13 +126,15 @@ def compute_context(model: Any, dtype: torch.dtype | None = None) -> contextlib.
 
 
 def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None,
-               wrapped: Any = None, chunk: int = 256) -> torch.Tensor:
+               wrapped: Any = None, chunk: int = 256, frozen_head: bool = False) -> torch.Tensor:
     """Causal-LM cross-entropy computed from the LM head at labelled positions only (prompt and padding positions
     never reach the vocabulary projection). Equal to the model's own loss: the mean over labelled tokens, or their
     sum over ``num_items_in_batch`` when the Trainer passes it (gradient accumulation).
 
     ``wrapped`` (a DistributedDataParallel wrapper of ``model``): the forward goes through it, so that DDP
     all-reduces the gradients; its LM head then runs on every position (the logits are sliced afterwards).
+    ``frozen_head``: take each chunk's gradient in the forward (:func:`dcr.chunked.chunked_cross_entropy`) when
+    the LM head has no trainable parameter (LoRA on the blocks); same loss, gradient equal up to float rounding.
     """
     base = model.get_base_model()
     labels = inputs["labels"][:, 1:]
@@ -140,14 +146,16 @@ def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: 
         else:
             hidden = base.get_decoder()(**args)[0]
     if wrapped is None:  # the head a chunk of labelled tokens at a time: never a micro-batch's full logits
-        total = chunked_cross_entropy(base.get_output_embeddings(), hidden[:, :-1][keep], labels[keep], chunk)
+        head = base.get_output_embeddings()
+        frozen = frozen_head and not any(p.requires_grad for p in head.parameters())
+        total = chunked_cross_entropy(head, hidden[:, :-1][keep], labels[keep], chunk, frozen=frozen)
     else:
         total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
     denom = keep.sum() if num_items_in_batch is None else num_items_in_batch
     return total / torch.as_tensor(denom, device=total.device, dtype=total.dtype).clamp_min(1)
 
 
-def sft_trainer(**kw: Any) -> Any:
+def sft_trainer(frozen_head: bool = False, **kw: Any) -> Any:
     """A ``transformers.Trainer`` whose loss is :func:`label_loss` (same value, less work)."""
     from transformers import Trainer
 
@@ -155,7 +163,8 @@ def sft_trainer(**kw: Any) -> Any:
         def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             unwrapped = self.accelerator.unwrap_model(model)
-            loss = label_loss(unwrapped, inputs, num_items_in_batch, model if model is not unwrapped else None)
+            loss = label_loss(unwrapped, inputs, num_items_in_batch, model if model is not unwrapped else None,
+                              frozen_head=frozen_head)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 # num_items_in_batch counts every rank's tokens and DDP averages gradients over ranks: scale
                 # back, as Trainer.compute_loss does (1 process: a no-op)
