@@ -52,7 +52,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     fwd = matmul_flops_per_token(model.get_base_model())
     peak = matmul_peak_tflops(args.threads)
     return {"tokens_per_s": tokens / seconds, "train_s": seconds,
-            "pct_of_bf16_peak": 100 * 3 * fwd * tokens / seconds / (peak * 1e12), "bf16_peak_tflops": peak,
+            "pct_of_matmul_peak": 100 * 3 * fwd * tokens / seconds / (peak * 1e12), "matmul_peak_tflops": peak,
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     add_common_args(ap)
     args = ap.parse_args()
     run_benchmark(args, measure, f"align (LoRA SFT) {args.model}, {args.size} sizes, {args.threads} threads",
-                  {"tokens_per_s": "tokens/s", "train_s": "train s", "pct_of_bf16_peak": "% of bf16 matmul peak",
+                  {"tokens_per_s": "tokens/s", "train_s": "train s", "pct_of_matmul_peak": "% of matmul peak",
                    "peak_rss_mb": "peak RSS MB"})
 
 

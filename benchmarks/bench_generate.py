@@ -6,7 +6,8 @@
     python benchmarks/bench_generate.py --model qwen2.5-coder-1.5b --benchmark xstest,harmfulq --prompts 100 \
         --new-tokens 48 --batch 100 --reader keyword --compare 62260d5 --old-batch 64   # issue 27's ratio
 
-Prints completion tokens/s, the model FLOP/s as a share of this CPU's measured bf16 matmul peak, and peak RSS.
+Prints completion tokens/s, the model FLOP/s as a share of this CPU's measured matmul peak (in the compute
+dtype), and peak RSS.
 FLOPs are counted as 2 x (non-embedding parameters + LM head) per processed token (prompt and completion),
 attention excluded, so the share is a lower bound. Greedy, bf16 by default; one warm-up batch first.
 ``--reader keyword`` stops each row once the keyword judge has read its window (revisions without that option
@@ -56,8 +57,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     peak = matmul_peak_tflops(args.threads)
     return {"tokens_per_s": completion / wall, "prompts_per_s": len(out) / wall, "wall_s": wall,
             "completion_tokens": completion,
-            "pct_of_bf16_peak": 100 * flops_per_token * (prompt + completion) / wall / (peak * 1e12),
-            "bf16_peak_tflops": peak, "peak_rss_mb": peak_rss_mb(),
+            "pct_of_matmul_peak": 100 * flops_per_token * (prompt + completion) / wall / (peak * 1e12),
+            "matmul_peak_tflops": peak, "peak_rss_mb": peak_rss_mb(),
             "completions": {r["id"]: [r["prompt"], r["completion"]] for r in out}}
 
 
@@ -77,8 +78,8 @@ def main() -> None:
     run_benchmark(args, measure, f"{args.model}, {args.prompts} prompts of {args.benchmark}, {args.new_tokens} new "
                   f"tokens, batch {args.batch}, {args.dtype}, {args.threads} threads",
                   {"tokens_per_s": "tokens/s", "prompts_per_s": "prompts/s", "wall_s": "wall s",
-                   "pct_of_bf16_peak": "% of bf16 matmul peak",
-                   "bf16_peak_tflops": "bf16 peak TFLOP/s", "peak_rss_mb": "peak RSS MB"})
+                   "pct_of_matmul_peak": "% of matmul peak",
+                   "matmul_peak_tflops": "matmul peak TFLOP/s", "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@
 
 Runs the whole stage in a temporary directory and reads the training loop's own figures from metrics.json
 (tokens and seconds of the optimisation steps only). Prints tokens/s, the model FLOP/s as a share of this CPU's
-bf16 matmul peak (6 x forward matmul FLOPs per token; forward through every block and the LM head when the NLL
-term is on, else through blocks 0..l), and the process's peak RSS.
+matmul peak in the compute dtype (6 x forward matmul FLOPs per token; forward through every block and the LM head
+when the NLL term is on, else through blocks 0..l), and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     peak = matmul_peak_tflops(args.threads)
     tps = train["tokens"] / train["seconds"]
     return {"tokens_per_s": tps, "train_s": train["seconds"], "steps": train["steps"],
-            "pct_of_bf16_peak": 100 * 3 * fwd * tps / (peak * 1e12), "bf16_peak_tflops": peak,
+            "pct_of_matmul_peak": 100 * 3 * fwd * tps / (peak * 1e12), "matmul_peak_tflops": peak,
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     run_benchmark(args, measure, f"refine {args.model}, {args.size} sizes, nll {args.nll}, {args.threads} threads",
                   {"tokens_per_s": "tokens/s", "train_s": "train s", "steps": "steps",
-                   "pct_of_bf16_peak": "% of bf16 matmul peak", "peak_rss_mb": "peak RSS MB"})
+                   "pct_of_matmul_peak": "% of matmul peak", "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     python benchmarks/bench_scoring.py --model gemma3-270m --batch 4 --compare HEAD~1   # against another revision
 
 Scores the first ``--items`` MMLU questions (every option, pairs sorted by length as ``dcr evaluate`` does) and
-prints processed tokens/s (context + option), the model FLOP/s as a share of this CPU's bf16 matmul peak (2 x
+prints processed tokens/s (context + option), the model FLOP/s as a share of this CPU's matmul peak (compute dtype) (2 x
 (non-embedding parameters + LM head) per token, a lower bound for the path that computes every position's
 logits, an upper bound for the one that does not) and peak RSS. bf16 by default; one warm-up call first.
 """
@@ -38,7 +38,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     tokens = sum(len(tok(c + y, add_special_tokens=bos)["input_ids"]) for c, y in zip(ctx, cont))
     peak = matmul_peak_tflops(args.threads)
     return {"tokens_per_s": tokens / wall, "wall_s": wall, "pairs": len(ctx),
-            "pct_of_bf16_peak": 100 * matmul_flops_per_token(model) * tokens / wall / (peak * 1e12),
+            "pct_of_matmul_peak": 100 * matmul_flops_per_token(model) * tokens / wall / (peak * 1e12),
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     run_benchmark(args, measure, f"{args.model}, {args.items} MMLU questions, batch {args.batch}, {args.dtype}, "
                   f"{args.threads} threads",
                   {"tokens_per_s": "tokens/s", "wall_s": "wall s", "pairs": "pairs",
-                   "pct_of_bf16_peak": "% of bf16 matmul peak", "peak_rss_mb": "peak RSS MB"})
+                   "pct_of_matmul_peak": "% of matmul peak", "peak_rss_mb": "peak RSS MB"})
 
 
 if __name__ == "__main__":

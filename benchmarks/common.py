@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts: the bf16 matmul peak, peak RSS, and ``--compare REV``.
+"""Shared pieces of the benchmark scripts: the matmul peak in the compute dtype, peak RSS, and ``--compare REV``.
 
 ``--compare REV`` runs the same script against another git revision of dcr in the same invocation: a temporary
 ``git worktree`` of REV is made, and the script (this checkout's file) is run in child processes alternately
@@ -34,12 +34,17 @@ QWEN_SHAPES: dict[str, dict[str, Any]] = {
 
 
 def matmul_peak_tflops(threads: int, size: int = 2048, seconds: float = 2.0) -> float:
-    """Sustained bf16 matmul TFLOP/s of this CPU with ``threads`` threads (a plain torch.matmul loop)."""
+    """Sustained matmul TFLOP/s of this CPU with ``threads`` threads (a plain torch.matmul loop), in the dtype
+    that ``dtype: auto`` computes in here: bf16 on a CPU with AMX/avx512_bf16, else fp32 (where a bf16 matmul
+    can be several times slower than fp32, so a bf16 peak would be the wrong yardstick)."""
     import torch
 
+    from dcr.models import pick_dtype
+
     torch.set_num_threads(threads)
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+    dtype = pick_dtype("auto", "cpu")
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     n, start = 0, time.perf_counter()
@@ -73,7 +78,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="--compare: runs of each revision, alternating")
 
 
-KEYS = ("tokens_per_s", "prompts_per_s", "pct_of_bf16_peak", "peak_rss_mb")
+KEYS = ("tokens_per_s", "prompts_per_s", "pct_of_matmul_peak", "peak_rss_mb")
 
 
 def run_benchmark(args: argparse.Namespace, measure: Any, title: str, columns: dict[str, str]) -> None:
