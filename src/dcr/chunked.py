@@ -38,6 +38,12 @@ class _KeptGradient(torch.autograd.Function):
         return grad * upstream.to(grad.dtype), None, None
 
 
+def head_frozen(model: Any) -> bool:
+    """Whether no parameter of ``model``'s LM head is trained (refine: the head stays as loaded; LoRA align: the
+    adapters sit on the blocks), so :func:`chunked_cross_entropy` may take ``frozen=True``."""
+    return not any(p.requires_grad for p in model.get_output_embeddings().parameters())
+
+
 def chunked_cross_entropy(logits_of: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor,
                           targets: torch.Tensor, chunk: int, frozen: bool = False) -> torch.Tensor:
     """Sum over rows of ``cross_entropy(logits_of(hidden[rows]).float(), targets[rows])``; ``hidden [N, d]`` are

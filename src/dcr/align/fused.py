@@ -32,11 +32,11 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     result = self.base_layer(x, *args, **kwargs)
     lora_a, lora_b = self.lora_A[name], self.lora_B[name]
     h = lora_a(self.lora_dropout[name](self._cast_input_dtype(x, lora_a.weight.dtype))) * self.scaling[name]
-    h2 = h.reshape(-1, h.shape[-1]).to(result.dtype)
-    weight = lora_b.weight.t().to(result.dtype)
     if not result.is_contiguous():
         return result + lora_b(h)
-    result.view(-1, result.shape[-1]).addmm_(h2, weight)  # in place: linear's backward never reads its output
+    # in place: linear's backward never reads its output
+    result.view(-1, result.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]).to(result.dtype),
+                                             lora_b.weight.t().to(result.dtype))
     return result
 
 

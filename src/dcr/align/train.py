@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dcr.align.config import AlignConfig
-from dcr.chunked import chunked_cross_entropy
+from dcr.chunked import chunked_cross_entropy, head_frozen
 from dcr.prompts import adds_special_tokens, format_prompt, response_suffix
 
 IGNORE = -100
@@ -146,9 +146,8 @@ def label_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: 
         else:
             hidden = base.get_decoder()(**args)[0]
     if wrapped is None:  # the head a chunk of labelled tokens at a time: never a micro-batch's full logits
-        head = base.get_output_embeddings()
-        frozen = frozen_head and not any(p.requires_grad for p in head.parameters())
-        total = chunked_cross_entropy(head, hidden[:, :-1][keep], labels[keep], chunk, frozen=frozen)
+        total = chunked_cross_entropy(base.get_output_embeddings(), hidden[:, :-1][keep], labels[keep], chunk,
+                                      frozen=frozen_head and head_frozen(base))
     else:
         total = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
     denom = keep.sum() if num_items_in_batch is None else num_items_in_batch

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from dcr.chunked import chunked_cross_entropy
+from dcr.chunked import chunked_cross_entropy, head_frozen
 from dcr.io import write_jsonl
 
 ANCHOR_FILE = "anchor.jsonl"
@@ -94,7 +94,7 @@ def answer_nll(model: Any, batch: dict[str, torch.Tensor], autocast: torch.dtype
                chunk: int = 256) -> torch.Tensor:
     """Mean per-token NLL of the labelled (answer) tokens, with its graph; the LM head in chunks."""
     from dcr.align.train import IGNORE
-    from dcr.refine.step import cast_head, head_frozen
+    from dcr.refine.step import cast_head
 
     device_type = batch["input_ids"].device.type
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):

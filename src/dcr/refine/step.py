@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dcr.chunked import chunked_cross_entropy
+from dcr.chunked import chunked_cross_entropy, head_frozen
 from dcr.dist import gather_with_grad, sum_all, world_size
 from dcr.hooks import hidden_of, hooks
 from dcr.models import get_layers
@@ -62,11 +62,6 @@ def forward_to_head(model: Any, batch: dict[str, torch.Tensor], layer: int,
 def _softcap(model: Any) -> float | None:
     config = getattr(model.config, "text_config", None) or model.config
     return getattr(config, "final_logit_softcapping", None)
-
-
-def head_frozen(model: Any) -> bool:
-    """Whether no parameter of the LM head is trained (always so in refine: the head stays as loaded)."""
-    return not any(p.requires_grad for p in model.get_output_embeddings().parameters())
 
 
 def cast_head(model: Any, autocast: torch.dtype | None) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -148,16 +148,11 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
         other = stages.get((b, seed))
         if method != a or other is None:
             continue
-        cfg = node["config"]
-        for bench in cfg.get("benchmarks", []):
-            va = _verdicts(run_dir / node["dir"], bench, cfg.get("judge", "keyword"))
-            vb = _verdicts(run_dir / other["dir"], bench, other["config"].get("judge", "keyword"))
-            if not va or not vb:
-                continue
-            for pid, group in _groups(bench, cfg).items():
-                if pid in va and pid in vb:
-                    safe = " safe" in group
-                    out[group][pid][seed] = (outcome(va[pid], safe), outcome(vb[pid], safe))
+        theirs = node_outcomes(run_dir, other)
+        for group, prompts in node_outcomes(run_dir, node).items():
+            for pid, mine in prompts.items():
+                if pid in theirs.get(group, {}):
+                    out[group][pid][seed] = (mine, theirs[group][pid])
     return out
 
 
