@@ -8,8 +8,9 @@
 # working session (about 3 h). Two processes with one torch thread each give 1.2-1.5x the throughput of one
 # two-thread process on 2 cores (BENCHMARKS.md, "Two one-thread processes"). They share one stages directory and
 # run disjoint stages (a stage directory admits one process at a time; stage ids are content hashes):
-#   A: base, dcr, dcr+stl (the refine, the align on it, and their evaluations);
-#   B: stl (its align and evaluation).
+#   A: dcr, dcr+stl (the refine, the align on it, and their evaluations);
+#   B: stl, base (STL's align and evaluation, then the base model's evaluation: the two evaluations balance A's
+#      refine; each process runs its trainings before its evaluations).
 # Both use one teacher cache (locked), so the base model answers the general prompts once. Then `dcr run` of the
 # whole file finds every stage finished, writes the seed's report, and `dcr archive` copies what a report needs (no weights) to
 # results/repro-NAME/seedSEED. Not for 1.5B: two 1.5B processes do not fit in 24 GB.
@@ -24,10 +25,10 @@ STAGES=runs/repro-$NAME-s$SEED/stages
 common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "align.teacher_cache=runs/repro-$NAME-s$SEED/teacher")
 export OMP_NUM_THREADS=1
 mkdir -p runs
-$DCR run "$EXP" --out "runs/repro-$NAME-a-s$SEED" --no-report "${common[@]}" --set 'methods=[base, dcr, dcr+stl]' \
+$DCR run "$EXP" --out "runs/repro-$NAME-a-s$SEED" --no-report "${common[@]}" --set 'methods=[dcr, dcr+stl]' \
   > "runs/repro-$NAME-a-s$SEED.log" 2>&1 &
 pa=$!
-$DCR run "$EXP" --out "runs/repro-$NAME-b-s$SEED" --no-report "${common[@]}" --set 'methods=[stl]' \
+$DCR run "$EXP" --out "runs/repro-$NAME-b-s$SEED" --no-report "${common[@]}" --set 'methods=[stl, base]' \
   > "runs/repro-$NAME-b-s$SEED.log" 2>&1 &
 pb=$!
 ra=0; rb=0
