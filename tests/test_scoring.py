@@ -118,3 +118,55 @@ def test_empty_context_rejected() -> None:
         continuation_logprobs(model, tok, [""], ["abc"])
     with pytest.raises(ValueError, match="context '' tokenises"):  # also inside a batch with valid pairs
         continuation_logprobs(model, tok, ["ok", ""], ["abc", "abc"])
+
+
+OPTIONS = [["A", "B", " yes, gladly", "C"], [" no", "x"], ["I cannot", "Sure, here", "Z", " q"], ["ab", "b", "abc"]]
+
+
+@pytest.mark.parametrize("per_call", [1, 3])
+def test_shared_context_equals_one_pair_at_a_time(tiny_family: str, per_call: int) -> None:
+    """Each context run once with its own options (single- and multi-token, several lengths, contexts of
+    different lengths left-padded together) gives continuation_logprobs' sums for every pair."""
+    from dcr.scoring import shared_context_logprobs
+
+    model, tok = tiny_lm(tiny_family, seed=3)
+    got = shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=per_call)
+    want = continuation_logprobs(model, tok, [c for c, o in zip(CONTEXTS, OPTIONS) for _ in o],
+                                 [y for o in OPTIONS for y in o], batch_size=1)
+    flat = torch.cat(got)
+    assert [len(g) for g in got] == [len(o) for o in OPTIONS] and flat.dtype is torch.float32
+    torch.testing.assert_close(flat, want, atol=1e-4, rtol=1e-4)
+    assert len({round(float(v), 3) for v in flat}) == len(flat)  # every pair its own value
+
+
+def test_shared_context_runs_each_context_once_and_splits_tails_by_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single-token options cost no forward beyond the context's; a budget below one row's tail logits runs
+    each multi-token option in its own forward on a copy of its context's cache; the sums do not change."""
+    import dcr.scoring
+    from dcr.scoring import shared_context_logprobs
+
+    model, tok = tiny_lm("llama", seed=0)
+    letters = [["A", "B", "C", "D"]] * 3
+    calls = _forward_calls(monkeypatch, model)
+    shared_context_logprobs(model, tok, CONTEXTS[:3], letters, contexts_per_call=3)
+    assert len(calls) == 1 and calls[0]["input_ids"].shape[0] == 3
+    full = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=4))
+    calls.clear()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 4 * vocab)  # less than any tail's logits: one row per forward
+    split = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=4))
+    tails = sum(len(y) > 1 for o in OPTIONS for y in o)
+    assert len(calls) == 1 + tails and all(kw["input_ids"].shape[0] == 1 for kw in calls[1:])
+    torch.testing.assert_close(split, full, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_context_errors() -> None:
+    from dcr.scoring import shared_context_logprobs
+
+    model, tok = tiny_lm("llama")
+    with pytest.raises(ValueError, match="2 contexts but 1 option lists"):
+        shared_context_logprobs(model, tok, ["a", "b"], [["c"]])
+    with pytest.raises(ValueError, match="an option of \\['c', ''\\] tokenises to nothing"):
+        shared_context_logprobs(model, tok, ["a"], [["c", ""]])
+    with pytest.raises(ValueError, match="context tokenises to nothing"):
+        shared_context_logprobs(model, tok, ["ok", ""], [["abc"], ["abc"]])

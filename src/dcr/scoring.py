@@ -114,48 +114,85 @@ def length_buckets(lengths: Sequence[int]) -> list[list[int]]:
 @torch.no_grad()
 def prefix_cached_logprobs_many(model: Any, tok: Any, contexts: Sequence[str], continuations: list[str],
                                 add_special_tokens: bool = False, contexts_per_call: int = 4) -> torch.Tensor:
-    """Log P(continuation | context) for every context x continuation pair, shape ``(len(contexts), k)``, fp32.
-
-    ``contexts_per_call`` contexts run together (left-padded, explicit position ids); their KV cache is computed
-    once and shared by all ``k`` continuations, which run in :func:`length_buckets` (one copy of the cache per
-    bucket) so that short phrases are not padded to the longest. The log-softmax is taken in fp32.
-    """
-    conts = [tok(y, add_special_tokens=False)["input_ids"] for y in continuations]
-    if not all(conts):
+    """Log P(continuation | context) for every context x continuation pair, shape ``(len(contexts), k)``, fp32:
+    :func:`shared_context_logprobs` with the same ``k`` continuations for every context."""
+    if not all(tok(y, add_special_tokens=False)["input_ids"] for y in continuations):
         raise ValueError("a continuation tokenises to nothing")
+    rows = shared_context_logprobs(model, tok, contexts, [continuations] * len(contexts), add_special_tokens,
+                                   contexts_per_call)
+    return torch.stack(rows) if rows else torch.empty(0, len(continuations))
+
+
+@torch.no_grad()
+def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], options: Sequence[Sequence[str]],
+                            add_special_tokens: bool = False, contexts_per_call: int = 8) -> list[torch.Tensor]:
+    """Log P(option | context) for each option of each context (one fp32 tensor per context), the sums of
+    :func:`continuation_logprobs` at a fraction of its compute: each context runs once.
+
+    ``contexts_per_call`` contexts run together (left-padded, explicit position ids). An option's first token is
+    read from its context's last logits; options of two or more tokens run on copies of their context's KV-cache
+    row, grouped by :func:`length_buckets` and split so that their logits fit :data:`LOGITS_BUDGET`. A question
+    scored by single-token options (MMLU's letters) costs one forward of its context instead of one per option.
+    """
+    if len(contexts) != len(options):
+        raise ValueError(f"{len(contexts)} contexts but {len(options)} option lists")
+    opts = [[tok(y, add_special_tokens=False)["input_ids"] for y in row] for row in options]
+    for c, row, ids in zip(contexts, options, opts):
+        if not all(ids):
+            raise ValueError(f"an option of {row!r} tokenises to nothing (context {c[:60]!r})")
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out = torch.empty(len(contexts), len(conts))
+    vocab = model.get_output_embeddings().weight
+    position_bytes = vocab.shape[0] * vocab.element_size()
+    out = [torch.empty(len(row)) for row in opts]
     for start in range(0, len(contexts), contexts_per_call):
         ctx = [tok(c, add_special_tokens=add_special_tokens)["input_ids"]
                for c in contexts[start:start + contexts_per_call]]
+        if not all(ctx):
+            raise ValueError("a context tokenises to nothing; pass add_special_tokens=True to start with BOS")
         ids, mask = _right_padded([c[::-1] for c in ctx], pad)  # reversed rows, flipped back: left padding
         ids, mask = ids.flip(1), mask.flip(1)
         dev = model.device
         first = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=(mask.cumsum(1) - 1).clamp(
             min=0).to(dev), use_cache=True, logits_to_keep=1)
         head = torch.log_softmax(first.logits[:, -1].float(), dim=-1).cpu()
-        buckets = length_buckets([len(c) for c in conts])
-        for b, cols in enumerate(buckets):
-            cache = first.cache if b == len(buckets) - 1 else copy.deepcopy(first.cache)
-            rest = _continuations_given_cache(model, cache, mask, [conts[j] for j in cols], pad)
-            out[start:start + len(ctx), cols] = head[:, [conts[j][0] for j in cols]] + rest
+        tails = []  # (context row, option index, token ids) of options longer than one token
+        for r in range(len(ctx)):
+            for j, y in enumerate(opts[start + r]):
+                out[start + r][j] = head[r, y[0]]
+                if len(y) > 1:
+                    tails.append((r, j, y))
+        chunks = [[tails[i] for i in part] for bucket in length_buckets([len(t[2]) for t in tails])
+                  for part in _budget_parts(bucket, max(len(tails[i][2]) for i in bucket), position_bytes)]
+        for n, chunk in enumerate(chunks):
+            cache = first.cache if n == len(chunks) - 1 else copy.deepcopy(first.cache)
+            rest = _tails_given_cache(model, cache, mask, [t[0] for t in chunk], [t[2] for t in chunk], pad)
+            for (r, j, _), v in zip(chunk, rest):
+                out[start + r][j] += v
     return out
 
 
-def _continuations_given_cache(model: Any, cache: Any, mask: torch.Tensor, conts: list[list[int]],
-                               pad: int) -> torch.Tensor:
-    """Sum of log P(tokens 2.. of each continuation) for each cached context row, shape ``(b, k)``."""
-    b, k, dev = mask.shape[0], len(conts), model.device
+def _budget_parts(members: list[int], length: int, position_bytes: int) -> list[list[int]]:
+    """``members`` split into consecutive parts whose logits (rows x ``length`` positions) fit the budget."""
+    per = max(1, LOGITS_BUDGET // max(1, length * position_bytes))
+    return [members[i:i + per] for i in range(0, len(members), per)]
+
+
+def _tails_given_cache(model: Any, cache: Any, mask: torch.Tensor, rows: list[int], conts: list[list[int]],
+                       pad: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. of each continuation | its context row of ``cache``), shape ``(len(rows),)``."""
+    dev = model.device
+    idx = torch.tensor(rows)
+    cache.reorder_cache(idx.to(dev))  # one cache row per continuation (a context's row repeated per option)
     cont_ids, cont_mask = _right_padded(conts, pad)
-    cache.batch_repeat_interleave(k)
-    ids2, mask2 = cont_ids.repeat(b, 1), torch.cat([mask.repeat_interleave(k, 0), cont_mask.repeat(b, 1)], 1)
-    pos2 = mask.sum(1).repeat_interleave(k)[:, None] + torch.arange(ids2.shape[1])[None]
-    logits = model(input_ids=ids2.to(dev), attention_mask=mask2.to(dev), position_ids=pos2.to(dev),
+    ctx_mask = mask[idx]
+    mask2 = torch.cat([ctx_mask, cont_mask], 1)
+    pos2 = ctx_mask.sum(1)[:, None] + torch.arange(cont_ids.shape[1])[None]
+    logits = model(input_ids=cont_ids.to(dev), attention_mask=mask2.to(dev), position_ids=pos2.to(dev),
                    cache=cache).logits[:, :-1]
-    rest = torch.empty(b * k)
-    tgt, keep = ids2[:, 1:].to(dev), cont_mask.repeat(b, 1)[:, 1:]
-    for r in range(0, b * k, 32):  # fp32 log-softmax of 32 rows at a time
+    rest = torch.empty(len(rows))
+    tgt, keep = cont_ids[:, 1:].to(dev), cont_mask[:, 1:]
+    for r in range(0, len(rows), 32):  # fp32 log-softmax of 32 rows at a time
         lg = logits[r:r + 32].float()
         lp = lg.gather(-1, tgt[r:r + 32, :, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)
         rest[r:r + 32] = (lp.cpu() * keep[r:r + 32]).sum(1)
-    return rest.view(b, k)
+    return rest

@@ -1,7 +1,8 @@
 """General ability from option log-probabilities (MMLU, ARC-Easy/Challenge, OpenBookQA, PIQA) and heldout-nll.
 
-Every option is scored as ``sum log P(option | context)`` in fp32 (``dcr.scoring.continuation_logprobs``), on the
-raw text without a chat template, as lm-evaluation-harness does; the prediction is the argmax.
+Every option is scored as ``sum log P(option | context)`` in fp32 (``dcr.scoring.shared_context_logprobs``: each
+context runs once and its KV cache serves all its options; the sums of ``continuation_logprobs``), on the raw text
+without a chat template, as lm-evaluation-harness does; the prediction is the argmax.
 
 - MMLU: lm-eval's ``mmlu`` prompt: "The following are multiple choice questions (with answers) about SUBJECT."
   then the question, the options as ``A. ...`` to ``D. ...`` and ``Answer:``; the options scored are the
@@ -25,7 +26,7 @@ from dcr.errors import DataError
 from dcr.evaluate.metrics import Metric, accuracy, argmax, length_normalised, nll_per_token
 from dcr.io import append_jsonl, read_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt
-from dcr.scoring import continuation_logprobs
+from dcr.scoring import continuation_logprobs, shared_context_logprobs
 
 GENERAL = ("mmlu", "arc-easy", "arc-challenge", "openbookqa", "piqa")
 LETTERS = ("A", "B", "C", "D")
@@ -167,14 +168,15 @@ def wants_bos(model: Any) -> bool:
 
 
 def score_items(model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size: int = 8) -> list[list[float]]:
-    """Per item, the fp32 log-likelihood of each option continuation."""
-    ctx = [it.context for it in items for _ in it.options]
-    cont = [o for it in items for o in it.options]
-    flat = score_pairs(model, tokenizer, ctx, cont, batch_size, add_special_tokens=wants_bos(model))
-    out, pos = [], 0
-    for it in items:
-        out.append(flat[pos:pos + len(it.options)])
-        pos += len(it.options)
+    """Per item, the fp32 log-likelihood of each option continuation: ``batch_size`` items per forward, sorted by
+    context length (less padding), each context run once for all its options
+    (``dcr.scoring.shared_context_logprobs``)."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i].context))
+    scored = shared_context_logprobs(model, tokenizer, [items[i].context for i in order],
+                                     [items[i].options for i in order], wants_bos(model), batch_size)
+    out: list[list[float]] = [[] for _ in items]
+    for pos, i in enumerate(order):
+        out[i] = [float(v) for v in scored[pos]]
     return out
 
 
