@@ -139,25 +139,47 @@ def test_shared_context_equals_one_pair_at_a_time(tiny_family: str, per_call: in
     assert len({round(float(v), 3) for v in flat}) == len(flat)  # every pair its own value
 
 
-def test_shared_context_runs_each_context_once_and_splits_tails_by_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Single-token options cost no forward beyond the context's; a budget below one row's tail logits runs
-    each multi-token option in its own forward on a copy of its context's cache; the sums do not change."""
+@pytest.mark.parametrize("tree", [True, False])
+def test_shared_context_runs_each_context_once_and_splits_tails_by_budget(monkeypatch: pytest.MonkeyPatch,
+                                                                          tree: bool) -> None:
+    """Single-token options cost no forward beyond the context's; multi-token options run as one token trie per
+    context in one forward (tree attention; ``tree``) or in length buckets on cache copies (models with sliding
+    layers); a budget below one row's logits splits either into one row per forward; the sums do not change."""
     import dcr.scoring
     from dcr.scoring import shared_context_logprobs
 
+    monkeypatch.setattr(dcr.scoring, "full_attention_only", lambda model: tree)
     model, tok = tiny_lm("llama", seed=0)
     letters = [["A", "B", "C", "D"]] * 3
     calls = _forward_calls(monkeypatch, model)
     shared_context_logprobs(model, tok, CONTEXTS[:3], letters, contexts_per_call=3)
     assert len(calls) == 1 and calls[0]["input_ids"].shape[0] == 3
+    calls.clear()
     full = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=4))
+    if tree:  # the context, then every row's trie at once
+        assert [kw["input_ids"].shape[0] for kw in calls] == [4, 4]
     calls.clear()
     vocab = model.get_output_embeddings().weight.shape[0]
     monkeypatch.setattr(dcr.scoring, "LOGITS_BUDGET", 4 * vocab)  # less than any tail's logits: one row per forward
     split = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=4))
-    tails = sum(len(y) > 1 for o in OPTIONS for y in o)
+    tails = len(CONTEXTS) if tree else sum(len(y) > 1 for o in OPTIONS for y in o)
     assert len(calls) == 1 + tails and all(kw["input_ids"].shape[0] == 1 for kw in calls[1:])
     torch.testing.assert_close(split, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tree", [True, False])
+def test_shared_context_paths_agree(tiny_family: str, monkeypatch: pytest.MonkeyPatch, tree: bool) -> None:
+    """The tree path and the bucket path each give continuation_logprobs' sums (where a family has sliding
+    layers, forcing the tree is still exact here: the tiny contexts are shorter than its window)."""
+    import dcr.scoring
+    from dcr.scoring import shared_context_logprobs
+
+    monkeypatch.setattr(dcr.scoring, "full_attention_only", lambda model: tree)
+    model, tok = tiny_lm(tiny_family, seed=4)
+    got = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, OPTIONS, contexts_per_call=2))
+    want = continuation_logprobs(model, tok, [c for c, o in zip(CONTEXTS, OPTIONS) for _ in o],
+                                 [y for o in OPTIONS for y in o], batch_size=1)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 def test_shared_context_errors() -> None:

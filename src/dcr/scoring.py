@@ -144,6 +144,7 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
     vocab = model.get_output_embeddings().weight
     position_bytes = vocab.shape[0] * vocab.element_size()
     out = [torch.empty(len(row)) for row in opts]
+    tree = full_attention_only(model)
     for start in range(0, len(contexts), contexts_per_call):
         ctx = [tok(c, add_special_tokens=add_special_tokens)["input_ids"]
                for c in contexts[start:start + contexts_per_call]]
@@ -161,6 +162,18 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
                 out[start + r][j] = head[r, y[0]]
                 if len(y) > 1:
                     tails.append((r, j, y))
+        if tails and tree:
+            groups = _tree_groups(tails, len(ctx), position_bytes)
+            for g, rows in enumerate(groups):
+                cache = first.cache
+                if len(groups) > 1:  # rows whose trie logits fit the budget, on their own copy of the cache
+                    cache = first.cache if g == len(groups) - 1 else copy.deepcopy(first.cache)
+                    cache.reorder_cache(torch.tensor(rows, device=model.device))
+                mine = [(rows.index(r), j, y) for r, j, y in tails if r in rows]
+                rest = _tails_as_trees(model, cache, mask[rows], mine, len(rows), pad)
+                for (r, j, _), v in zip(mine, rest):
+                    out[start + rows[r]][j] += v
+            continue
         chunks = [[tails[i] for i in part] for bucket in length_buckets([len(t[2]) for t in tails])
                   for part in _budget_parts(bucket, max(len(tails[i][2]) for i in bucket), position_bytes)]
         for n, chunk in enumerate(chunks):
@@ -169,6 +182,84 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
             for (r, j, _), v in zip(chunk, rest):
                 out[start + r][j] += v
     return out
+
+
+def full_attention_only(model: Any) -> bool:
+    """True when every layer of the model's cache is a plain full-attention ``DynamicLayer`` (no sliding window),
+    so that one custom 4D mask is exact for every layer."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+
+
+def _tree_groups(tails: list[tuple[int, int, list[int]]], rows: int, position_bytes: int) -> list[list[int]]:
+    """Context rows with options to score, in groups whose trie logits (rows x largest trie x ``position_bytes``)
+    fit :data:`LOGITS_BUDGET`; a row alone always forms a group."""
+    size = {r: len(_trie([y for q, _, y in tails if q == r])[0]) for r in range(rows)}
+    out: list[list[int]] = []
+    for r in (r for r in range(rows) if any(q == r for q, _, _ in tails)):
+        if out and (len(out[-1]) + 1) * max(size[q] for q in [*out[-1], r]) * position_bytes <= LOGITS_BUDGET:
+            out[-1].append(r)
+        else:
+            out.append([r])
+    return out
+
+
+def _trie(conts: list[list[int]]) -> tuple[list[int], list[int], list[int], list[list[int]]]:
+    """The token trie of ``conts`` without their first tokens' root: per node its token, parent node (-1: a first
+    token) and depth; per continuation the node of each of its tokens."""
+    tokens: list[int] = []
+    parent: list[int] = []
+    depth: list[int] = []
+    index: dict[tuple[int, int], int] = {}
+    paths = []
+    for y in conts:
+        node, path = -1, []
+        for d, t in enumerate(y):
+            key = (node, t)
+            if key not in index:
+                index[key] = len(tokens)
+                tokens.append(t)
+                parent.append(node)
+                depth.append(d)
+            node = index[key]
+            path.append(node)
+        paths.append(path)
+    return tokens, parent, depth, paths
+
+
+def _tails_as_trees(model: Any, cache: Any, mask: torch.Tensor, tails: list[tuple[int, int, list[int]]],
+                    rows: int, pad: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. | context row) for each (row, option, ids) of ``tails`` in one forward: each context
+    row's options as a token trie after its cached context, every trie node attending to the context and to its
+    own ancestors (a tree attention mask, position = context length + depth), the same sums as one forward per
+    option. Needs full attention in every layer (:func:`full_attention_only`)."""
+    tries = [_trie([y for r, _, y in tails if r == row]) for row in range(rows)]
+    n = max(len(t[0]) for t in tries)
+    dev, dtype = model.device, model.get_output_embeddings().weight.dtype
+    ids = torch.full((rows, n), pad, dtype=torch.long)
+    allow = torch.zeros((rows, n, mask.shape[1] + n), dtype=torch.bool)
+    allow[:, :, :mask.shape[1]] = mask.bool()[:, None, :]
+    pos = torch.zeros((rows, n), dtype=torch.long)
+    for r, (tokens, parent, depth, _) in enumerate(tries):
+        ids[r, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        pos[r, :len(tokens)] = int(mask[r].sum()) + torch.tensor(depth, dtype=torch.long)
+        for k in range(n):
+            a = k
+            while a >= 0:  # a node sees itself and its ancestors; a padding node only itself
+                allow[r, k, mask.shape[1] + a] = True
+                a = parent[a] if a < len(tokens) else -1
+    bias = torch.zeros(allow.shape, dtype=dtype).masked_fill(~allow, torch.finfo(dtype).min)[:, None]
+    logits = model(input_ids=ids.to(dev), attention_mask=bias.to(dev), position_ids=pos.to(dev), cache=cache).logits
+    rest, seen = torch.empty(len(tails)), [0] * rows
+    for i, (r, _, y) in enumerate(tails):
+        path = tries[r][3][seen[r]]
+        seen[r] += 1
+        lg = logits[r, path[:-1]].float()  # node of token k predicts token k + 1
+        tgt = torch.tensor(y[1:], device=lg.device)
+        rest[i] = (lg.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)).sum().cpu()
+    return rest
 
 
 def _budget_parts(members: list[int], length: int, position_bytes: int) -> list[list[int]]:
