@@ -105,7 +105,8 @@ def refusal_prob_cached(model: Any, tok: Any, records: Sequence[PromptRecord], p
     chunk = 32
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        probs = refusal_prob(model, tok, [r.prompt for r in part], template, batch_size=batch_size).tolist()
+        probs = refusal_prob(model, tok, [r.prompt for r in part], template, batch_size=batch_size,
+                             prefix_cache=True).tolist()  # each prompt once, the phrases as a trie
         new = [{"id": r.id, "refusal_prob": p} for r, p in zip(part, probs)]
         append_jsonl(path, new)
         done.update({r.id: p for r, p in zip(part, probs)})
