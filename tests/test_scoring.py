@@ -168,6 +168,22 @@ def test_shared_context_runs_each_context_once_and_splits_tails_by_budget(monkey
 
 
 @pytest.mark.parametrize("tree", [True, False])
+def test_contexts_without_long_options_share_a_call(monkeypatch: pytest.MonkeyPatch, tree: bool) -> None:
+    """A call whose contexts have only single-token options beside contexts with longer ones (ARC, PIQA) scores
+    only the latter's tails, on their own cache rows."""
+    import dcr.scoring
+    from dcr.scoring import shared_context_logprobs
+
+    monkeypatch.setattr(dcr.scoring, "full_attention_only", lambda model: tree)
+    model, tok = tiny_lm("gemma3", seed=5)
+    options = [["A", "B"], [" no", "x"], ["C"], ["I cannot", "Z"]]
+    got = torch.cat(shared_context_logprobs(model, tok, CONTEXTS, options, contexts_per_call=4))
+    want = continuation_logprobs(model, tok, [c for c, o in zip(CONTEXTS, options) for _ in o],
+                                 [y for o in options for y in o], batch_size=1)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tree", [True, False])
 def test_shared_context_paths_agree(tiny_family: str, monkeypatch: pytest.MonkeyPatch, tree: bool) -> None:
     """The tree path and the bucket path each give continuation_logprobs' sums (where a family has sliding
     layers, forcing the tree is still exact here: the tiny contexts are shorter than its window)."""

@@ -166,7 +166,7 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
             groups = _tree_groups(tails, len(ctx), position_bytes)
             for g, rows in enumerate(groups):
                 cache = first.cache
-                if len(groups) > 1:  # rows whose trie logits fit the budget, on their own copy of the cache
+                if rows != list(range(len(ctx))):  # a group of rows (the budget, or rows without long options)
                     cache = first.cache if g == len(groups) - 1 else copy.deepcopy(first.cache)
                     cache.reorder_cache(torch.tensor(rows, device=model.device))
                 mine = [(rows.index(r), j, y) for r, j, y in tails if r in rows]
