@@ -42,6 +42,14 @@ class Decoded:
     ended: str
 
 
+def full_attention_only(model: Any) -> bool:
+    """True when every layer of the model's cache is a plain full-attention ``DynamicLayer`` (no sliding window or
+    other bookkeeping), so caches can be widened and one custom 4D attention mask is exact for every layer."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+
+
 def plain_argmax(model: Any) -> bool:
     """True when the model's generation config leaves greedy decoding a plain argmax of the logits."""
     gen = getattr(model, "generation_config", None)
@@ -90,10 +98,8 @@ def _prefill(model: Any, rows: list[list[int]], pad_id: int,
     The rows after the shared prefix are read ``chunk`` at a time, each chunk padded only to its own longest row
     (rows should come sorted by length), then the chunks' caches are widened to the longest with masked slots.
     """
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
     dev = model.device
-    if any(type(layer) is not DynamicLayer for layer in DynamicCache(config=model.config).layers):
+    if not full_attention_only(model):
         chunk = len(rows)  # sliding or other layers keep their own bookkeeping: one chunk, no widening
     p = common_prefix(rows)
     prefix = None

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from dcr.greedy import full_attention_only
+
 LOGITS_BUDGET = 1 << 30  # bytes of logits per forward in continuation_logprobs, at the LM head's dtype
 
 
@@ -130,9 +132,11 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
     :func:`continuation_logprobs` at a fraction of its compute: each context runs once.
 
     ``contexts_per_call`` contexts run together (left-padded, explicit position ids). An option's first token is
-    read from its context's last logits; options of two or more tokens run on copies of their context's KV-cache
-    row, grouped by :func:`length_buckets` and split so that their logits fit :data:`LOGITS_BUDGET`. A question
-    scored by single-token options (MMLU's letters) costs one forward of its context instead of one per option.
+    read from its context's last logits. Options of two or more tokens run after the cached context: where every
+    layer is full attention, as one token trie per context in one forward (:func:`_tails_by_tries`); otherwise in
+    :func:`length_buckets` on copies of their context's cache row (:func:`_tails_by_buckets`); either way split so
+    that their logits fit :data:`LOGITS_BUDGET`. A question scored by single-token options (MMLU's letters) costs
+    one forward of its context instead of one per option.
     """
     if len(contexts) != len(options):
         raise ValueError(f"{len(contexts)} contexts but {len(options)} option lists")
@@ -162,48 +166,68 @@ def shared_context_logprobs(model: Any, tok: Any, contexts: Sequence[str], optio
                 out[start + r][j] = head[r, y[0]]
                 if len(y) > 1:
                     tails.append((r, j, y))
-        if tails and tree:
-            groups = _tree_groups(tails, len(ctx), position_bytes)
-            for g, rows in enumerate(groups):
-                cache = first.cache
-                if rows != list(range(len(ctx))):  # a group of rows (the budget, or rows without long options)
-                    cache = first.cache if g == len(groups) - 1 else copy.deepcopy(first.cache)
-                    cache.reorder_cache(torch.tensor(rows, device=model.device))
-                mine = [(rows.index(r), j, y) for r, j, y in tails if r in rows]
-                rest = _tails_as_trees(model, cache, mask[rows], mine, len(rows), pad)
-                for (r, j, _), v in zip(mine, rest):
-                    out[start + rows[r]][j] += v
-            continue
-        chunks = [[tails[i] for i in part] for bucket in length_buckets([len(t[2]) for t in tails])
-                  for part in _budget_parts(bucket, max(len(tails[i][2]) for i in bucket), position_bytes)]
-        for n, chunk in enumerate(chunks):
-            cache = first.cache if n == len(chunks) - 1 else copy.deepcopy(first.cache)
-            rest = _tails_given_cache(model, cache, mask, [t[0] for t in chunk], [t[2] for t in chunk], pad)
-            for (r, j, _), v in zip(chunk, rest):
+        if tails:
+            score = _tails_by_tries if tree else _tails_by_buckets
+            for (r, j, _), v in zip(tails, score(model, first.cache, mask, tails, pad, position_bytes)):
                 out[start + r][j] += v
     return out
 
 
-def full_attention_only(model: Any) -> bool:
-    """True when every layer of the model's cache is a plain full-attention ``DynamicLayer`` (no sliding window),
-    so that one custom 4D mask is exact for every layer."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
-
-
-def _tree_groups(tails: list[tuple[int, int, list[int]]], rows: int, position_bytes: int) -> list[list[int]]:
-    """Context rows with options to score, in groups whose trie logits (rows x largest trie x ``position_bytes``)
-    fit :data:`LOGITS_BUDGET`; a row alone always forms a group."""
-    size = {r: len(_trie([y for q, _, y in tails if q == r])[0]) for r in range(rows)}
+def _within_logits_budget(sizes: Sequence[int], position_bytes: int) -> list[list[int]]:
+    """Indices of ``sizes`` (logit positions per row) in consecutive groups whose logits (rows x largest size x
+    ``position_bytes``) fit :data:`LOGITS_BUDGET`; a row alone always forms a group."""
     out: list[list[int]] = []
-    for r in (r for r in range(rows) if any(q == r for q, _, _ in tails)):
-        if out and (len(out[-1]) + 1) * max(size[q] for q in [*out[-1], r]) * position_bytes <= LOGITS_BUDGET:
-            out[-1].append(r)
+    widest = 0
+    for i, n in enumerate(sizes):
+        if out and (len(out[-1]) + 1) * max(widest, n) * position_bytes <= LOGITS_BUDGET:
+            out[-1].append(i)
+            widest = max(widest, n)
         else:
-            out.append([r])
+            out.append([i])
+            widest = n
     return out
+
+
+def _caches_for(cache: Any, parts: list[list[int]], rows: int, device: Any) -> list[Any]:
+    """One cache per part holding that part's context rows, in its order (a row may repeat): ``cache`` itself when
+    the only part is all ``rows`` in order; otherwise copies, the last part taking ``cache``."""
+    if parts == [list(range(rows))]:
+        return [cache]
+    out = []
+    for n, part in enumerate(parts):
+        mine = cache if n == len(parts) - 1 else copy.deepcopy(cache)
+        mine.reorder_cache(torch.tensor(part, device=device))
+        out.append(mine)
+    return out
+
+
+def _tails_by_buckets(model: Any, cache: Any, mask: torch.Tensor, tails: list[tuple[int, int, list[int]]],
+                      pad: int, position_bytes: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. | context row) per (row, option, ids) of ``tails``: tails of similar length
+    (:func:`length_buckets`) run together within the logits budget, each on a copy of its context's cache row
+    (any attention layout)."""
+    parts = [[bucket[i] for i in group] for bucket in length_buckets([len(t[2]) for t in tails])
+             for group in _within_logits_budget([len(tails[i][2]) for i in bucket], position_bytes)]
+    rows = [[tails[i][0] for i in part] for part in parts]
+    rest = torch.empty(len(tails))
+    for part, own, part_cache in zip(parts, rows, _caches_for(cache, rows, mask.shape[0], model.device)):
+        rest[part] = _tails_given_cache(model, part_cache, mask[own], [tails[i][2] for i in part], pad)
+    return rest
+
+
+def _tails_by_tries(model: Any, cache: Any, mask: torch.Tensor, tails: list[tuple[int, int, list[int]]],
+                    pad: int, position_bytes: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. | context row) per (row, option, ids) of ``tails``: each row's tails as one token
+    trie (:func:`_tails_as_trees`), rows grouped within the logits budget. Needs full attention in every layer
+    (``dcr.greedy.full_attention_only``)."""
+    own = sorted({r for r, _, _ in tails})
+    tries = {r: _trie([y for q, _, y in tails if q == r]) for r in own}
+    groups = [[own[i] for i in g] for g in _within_logits_budget([len(tries[r][0]) for r in own], position_bytes)]
+    rest = torch.empty(len(tails))
+    for rows, group_cache in zip(groups, _caches_for(cache, groups, mask.shape[0], model.device)):
+        order = [i for r in rows for i, t in enumerate(tails) if t[0] == r]  # row by row, as the tries list them
+        rest[order] = _tails_as_trees(model, group_cache, mask[rows], [tries[r] for r in rows], pad)
+    return rest
 
 
 def _trie(conts: list[list[int]]) -> tuple[list[int], list[int], list[int], list[list[int]]]:
@@ -229,18 +253,17 @@ def _trie(conts: list[list[int]]) -> tuple[list[int], list[int], list[int], list
     return tokens, parent, depth, paths
 
 
-def _tails_as_trees(model: Any, cache: Any, mask: torch.Tensor, tails: list[tuple[int, int, list[int]]],
-                    rows: int, pad: int) -> torch.Tensor:
-    """Sum of log P(tokens 2.. | context row) for each (row, option, ids) of ``tails`` in one forward: each context
-    row's options as a token trie after its cached context, every trie node attending to the context and to its
+def _tails_as_trees(model: Any, cache: Any, mask: torch.Tensor,
+                    tries: list[tuple[list[int], list[int], list[int], list[list[int]]]], pad: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. | context row) for every continuation of every row's trie (:func:`_trie`), row by
+    row, in one forward: each trie after its row's cached context, every node attending to the context and to its
     own ancestors (a tree attention mask, position = context length + depth), the same sums as one forward per
-    option. Needs full attention in every layer (:func:`full_attention_only`)."""
-    tries = [_trie([y for r, _, y in tails if r == row]) for row in range(rows)]
-    n = max(len(t[0]) for t in tries)
+    continuation."""
+    rows, n, width = len(tries), max(len(t[0]) for t in tries), mask.shape[1]
     dev, dtype = model.device, model.get_output_embeddings().weight.dtype
     ids = torch.full((rows, n), pad, dtype=torch.long)
-    allow = torch.zeros((rows, n, mask.shape[1] + n), dtype=torch.bool)
-    allow[:, :, :mask.shape[1]] = mask.bool()[:, None, :]
+    allow = torch.zeros((rows, n, width + n), dtype=torch.bool)
+    allow[:, :, :width] = mask.bool()[:, None, :]
     pos = torch.zeros((rows, n), dtype=torch.long)
     for r, (tokens, parent, depth, _) in enumerate(tries):
         ids[r, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
@@ -248,41 +271,31 @@ def _tails_as_trees(model: Any, cache: Any, mask: torch.Tensor, tails: list[tupl
         for k in range(n):
             a = k
             while a >= 0:  # a node sees itself and its ancestors; a padding node only itself
-                allow[r, k, mask.shape[1] + a] = True
+                allow[r, k, width + a] = True
                 a = parent[a] if a < len(tokens) else -1
     bias = torch.zeros(allow.shape, dtype=dtype).masked_fill(~allow, torch.finfo(dtype).min)[:, None]
     logits = model(input_ids=ids.to(dev), attention_mask=bias.to(dev), position_ids=pos.to(dev), cache=cache).logits
-    rest, seen = torch.empty(len(tails)), [0] * rows
-    for i, (r, _, y) in enumerate(tails):
-        path = tries[r][3][seen[r]]
-        seen[r] += 1
-        lg = logits[r, path[:-1]].float()  # node of token k predicts token k + 1
-        tgt = torch.tensor(y[1:], device=lg.device)
-        rest[i] = (lg.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)).sum().cpu()
-    return rest
+    rest = []
+    for r, (tokens, _, _, paths) in enumerate(tries):
+        for path in paths:
+            lg = logits[r, path[:-1]].float()  # node of token k predicts token k + 1
+            tgt = torch.tensor([tokens[k] for k in path[1:]], device=lg.device)
+            rest.append((lg.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)).sum().cpu())
+    return torch.stack(rest)
 
 
-def _budget_parts(members: list[int], length: int, position_bytes: int) -> list[list[int]]:
-    """``members`` split into consecutive parts whose logits (rows x ``length`` positions) fit the budget."""
-    per = max(1, LOGITS_BUDGET // max(1, length * position_bytes))
-    return [members[i:i + per] for i in range(0, len(members), per)]
-
-
-def _tails_given_cache(model: Any, cache: Any, mask: torch.Tensor, rows: list[int], conts: list[list[int]],
-                       pad: int) -> torch.Tensor:
-    """Sum of log P(tokens 2.. of each continuation | its context row of ``cache``), shape ``(len(rows),)``."""
+def _tails_given_cache(model: Any, cache: Any, mask: torch.Tensor, conts: list[list[int]], pad: int) -> torch.Tensor:
+    """Sum of log P(tokens 2.. of continuation i | row i of ``cache``), shape ``(len(conts),)``; ``mask`` holds the
+    cached rows' attention masks."""
     dev = model.device
-    idx = torch.tensor(rows)
-    cache.reorder_cache(idx.to(dev))  # one cache row per continuation (a context's row repeated per option)
     cont_ids, cont_mask = _right_padded(conts, pad)
-    ctx_mask = mask[idx]
-    mask2 = torch.cat([ctx_mask, cont_mask], 1)
-    pos2 = ctx_mask.sum(1)[:, None] + torch.arange(cont_ids.shape[1])[None]
+    mask2 = torch.cat([mask, cont_mask], 1)
+    pos2 = mask.sum(1)[:, None] + torch.arange(cont_ids.shape[1])[None]
     logits = model(input_ids=cont_ids.to(dev), attention_mask=mask2.to(dev), position_ids=pos2.to(dev),
                    cache=cache).logits[:, :-1]
-    rest = torch.empty(len(rows))
+    rest = torch.empty(len(conts))
     tgt, keep = cont_ids[:, 1:].to(dev), cont_mask[:, 1:]
-    for r in range(0, len(rows), 32):  # fp32 log-softmax of 32 rows at a time
+    for r in range(0, len(conts), 32):  # fp32 log-softmax of 32 rows at a time
         lg = logits[r:r + 32].float()
         lp = lg.gather(-1, tgt[r:r + 32, :, None]).squeeze(-1) - torch.logsumexp(lg, dim=-1)
         rest[r:r + 32] = (lp.cpu() * keep[r:r + 32]).sum(1)
