@@ -3,7 +3,8 @@
 Data: a directory of labelled CSV files (default ``judge-calibration`` in the data directory, XSTest v2 completions
 of three models with two annotators' final labels), or one CSV. Each file needs ``prompt``, ``completion``
 and ``label`` (or XSTest's ``final_label``), one of ``1_full_compliance`` / ``2_full_refusal`` /
-``3_partial_refusal`` (with or without the digit) or plain ``refusal`` / ``compliance``. Each file of a
+``3_partial_refusal`` (with or without the digit), plain ``refusal`` / ``compliance``, or ``degenerate`` (loops, word
+salad, text unrelated to the prompt: dcr's third outcome, not a refusal; XSTest has no such class). Each file of a
 directory is one *group* (a model); a single CSV is grouped by its ``model`` column when it has one.
 
 Human refusal = full or partial refusal. Per group and overall (bootstrap stratified by group) the judge and
@@ -33,6 +34,7 @@ CLASSES = {
     "1_full_compliance": "full_compliance", "full_compliance": "full_compliance", "compliance": "compliance",
     "2_full_refusal": "full_refusal", "full_refusal": "full_refusal", "refusal": "refusal",
     "3_partial_refusal": "partial_refusal", "partial_refusal": "partial_refusal",
+    "degenerate": "degenerate",
 }
 REFUSAL_CLASSES = ("full_refusal", "partial_refusal", "refusal")
 DEFAULT_OUT = Path("calibration_disagreements.csv")
