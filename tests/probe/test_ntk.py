@@ -142,18 +142,51 @@ def test_group_means_skip_self_pairs() -> None:
 
 
 # fp32 rounding: the dense tied head reaches 4e-6 relative on some CPUs (1e-7 on others; the kernels sum in
-# another order), so 1e-5; a wrong gradient or pairing is off by far more. The storage dtype is asserted apart
-@pytest.mark.parametrize("sparse_min_rows,budget_gb,tol", [(4096, 6.0, 1e-5), (64, 6.0, 1e-5), (64, 0.0, 1e-2)])
-def test_gram_matches_explicit_jacobian(reference: tuple, sparse_min_rows: int, budget_gb: float,
-                                        tol: float) -> None:
+# another order), so 1e-5; a wrong gradient or pairing is off by far more. The storage dtype is asserted apart.
+# A budget of None is replaced by one that fits the bf16 store only in three passes (streamed).
+@pytest.mark.parametrize("sparse_min_rows,budget_gb,storage,tol", [
+    (4096, 6.0, "float32", 1e-5), (64, 6.0, "float32", 1e-5), (64, 1e-9, "bfloat16", 1e-2),
+    (64, None, "bfloat16, 3 passes", 1e-2)])
+def test_gram_matches_explicit_jacobian(reference: tuple, sparse_min_rows: int, budget_gb: float | None,
+                                        storage: str, tol: float) -> None:
     """Stored gradients and dot products: exact (fp32 store, head dense or by rows) or bf16 store within 1e-2."""
-    from dcr.probe.gram import gram_blocks
+    from dcr.probe.gram import _sparse_names, gram_blocks
 
     model, batch, params, want = reference
-    got, storage = gram_blocks(model, batch, params, top_k=3, budget_gb=budget_gb, sparse_min_rows=sparse_min_rows)
-    assert storage == ("float32" if budget_gb else "bfloat16")
+    if budget_gb is None:  # 9 stored vectors (3 prompts x top 3) of the dense parameters, in bf16, in 3 passes
+        dense = sum(p.numel() for n, p in params.items() if n not in _sparse_names(params, sparse_min_rows))
+        budget_gb = 9 * 2 * -(-dense // 3) / 2**30
+    elif budget_gb < 1e-6:  # the bf16 store in one pass: what the budget gives when it is between bf16 and fp32
+        dense = sum(p.numel() for n, p in params.items() if n not in _sparse_names(params, sparse_min_rows))
+        budget_gb = 9 * 2 * dense / 2**30
+    got, used = gram_blocks(model, batch, params, top_k=3, budget_gb=budget_gb, sparse_min_rows=sparse_min_rows)
+    assert used == storage
     assert got.shape == (3, 3, 3, 3)
     assert _rel(got, want) < tol, _rel(got, want)
+
+
+def test_streamed_store_equals_one_pass(reference: tuple) -> None:
+    """The same bf16-rounded gradients summed over passes give the one-pass bf16 Gram up to fp32 summation order."""
+    from dcr.probe.gram import gram_blocks
+
+    model, batch, params, _ = reference
+    dense = sum(p.numel() for p in params.values())  # sparse_min_rows above every row count: all dense
+    one, s1 = gram_blocks(model, batch, params, top_k=3, budget_gb=9 * 2 * dense / 2**30, sparse_min_rows=10**9)
+    five, s5 = gram_blocks(model, batch, params, top_k=3, budget_gb=9 * 2 * -(-dense // 5) / 2**30,
+                           sparse_min_rows=10**9)
+    assert (s1, s5) == ("bfloat16", "bfloat16, 5 passes")
+    assert _rel(five, one) < 1e-6, _rel(five, one)
+
+
+def test_plan_store_cuts_parameters_into_ranges_that_fit() -> None:
+    from dcr.probe.gram import plan_store
+
+    sizes = {"a": 10, "b": 7}
+    assert plan_store(2, sizes, 2 * 17 * 4 / 2**30) == (torch.float32, [[("a", 0, 10), ("b", 0, 7)]])
+    dtype, chunks = plan_store(2, sizes, 2 * 6 * 2 / 2**30)  # room for 6 bf16 values per vector
+    assert dtype == torch.bfloat16
+    assert chunks == [[("a", 0, 6)], [("a", 6, 10), ("b", 0, 2)], [("b", 2, 7)]]
+    assert plan_store(2, {}, 1.0) == (torch.float32, [[]])
 
 
 def test_gram_equals_exact_jvp_with_tied_head() -> None:

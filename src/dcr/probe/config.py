@@ -38,6 +38,9 @@ class NtkConfig(ProbeConfig):
     method: str = field("gram", help="How K = J J^T is computed: gram (each prompt's top-k gradients once, every pair "
                                      "a dot product; exact, fast), jvp (exact forward-mode JVPs) or fd (central "
                                      "finite differences, the paper's A.6 scheme).", choices=METHODS)
+    gram_budget_gb: float = field(6.0, help="method gram: memory for the stored gradients, GB. fp32 when they fit, "
+                                            "else bf16; a bf16 store beyond it is streamed in passes over ranges "
+                                            "of the parameters (each pass recomputes the gradients).", gt=0)
     fd_eps: float = field(1e-3, help="Finite-difference step epsilon (A.6: 1e-3).", gt=0)
     fd_unit_step: bool = field(False, help="Step along w/||w|| (then rescale) instead of the raw gradient w.")
     batch_size: int = field(32, help="Prompts x' per forward on the JVP side.", ge=1)

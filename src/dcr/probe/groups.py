@@ -61,7 +61,8 @@ def model_group_matrix(model: Any, tok: Any, records: dict[str, list[Any]], cfg:
     progress = lambda i, n: log(f"  x {i}/{n} done")  # noqa: E731
     storage = "fp32"
     if cfg.method == "gram":
-        blocks, storage = gram_blocks(model, batch, params, cfg.top_k, cfg.batch_size, progress=progress)
+        blocks, storage = gram_blocks(model, batch, params, cfg.top_k, cfg.batch_size, cfg.gram_budget_gb,
+                                      progress=progress)
     else:
         blocks = kernel_blocks(model, batch, params, cfg.top_k, cfg.method, cfg.fd_eps, cfg.fd_unit_step,
                                cfg.batch_size, progress=progress)
