@@ -178,6 +178,19 @@ def test_streamed_store_equals_one_pass(reference: tuple) -> None:
     assert _rel(five, one) < 1e-6, _rel(five, one)
 
 
+def test_only_vocabulary_matrices_are_stored_by_rows() -> None:
+    """An MLP matrix with as many rows as a vocabulary-sized threshold once was (Qwen2.5-0.5B: 4864) stays dense."""
+    from dcr.probe.gram import _sparse_names, vocab_rows
+
+    model, _, _ = _setup(tied=True)
+    params = param_subset(model, 1)
+    vocab = vocab_rows(model)
+    assert vocab == model.config.vocab_size
+    assert _sparse_names(params, vocab) == ["model.embed_tokens.weight"]
+    wide = max(p.shape[0] for n, p in params.items() if p.dim() == 2 and "embed" not in n)
+    assert wide < vocab and [n for n in _sparse_names(params, wide) if "embed" not in n]  # a row count would catch it
+
+
 def test_plan_store_cuts_parameters_into_ranges_that_fit() -> None:
     from dcr.probe.gram import plan_store
 

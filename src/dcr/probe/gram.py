@@ -23,7 +23,12 @@ import torch
 
 from dcr.probe.ntk import Batch, Params, last_logits, row, top_k_sets, vjp_directions
 
-VOCAB_ROWS = 4096  # a 2-D parameter with at least this many rows is stored sparsely by rows
+
+def vocab_rows(model: Any) -> int:
+    """Rows of the input embedding (the vocabulary): a 2-D parameter with at least this many rows (the embedding,
+    the LM head) is stored by rows. A fixed row count would catch MLP matrices too (Qwen2.5-0.5B's 4864-row
+    projections), whose every row has a gradient: stored row by row they cost more than dense, outside the budget."""
+    return int(model.get_input_embeddings().weight.shape[0])
 
 
 def _sparse_names(params: Params, min_rows: int) -> list[str]:
@@ -86,18 +91,19 @@ def _add_dense(gram: torch.Tensor, store: torch.Tensor) -> None:
 
 def gram_blocks(model: Any, batch: Batch, params: Params, top_k: int, batch_size: int = 32,
                 budget_gb: float = 6.0, progress: Callable[[int, int], None] | None = None,
-                sparse_min_rows: int = VOCAB_ROWS) -> tuple[torch.Tensor, str]:
+                sparse_min_rows: int | None = None) -> tuple[torch.Tensor, str]:
     """All blocks ``K[a, b]`` for the N prompts of ``batch``: ``([N, N, k, k] float64, storage)``.
 
-    ``storage``: the dtype of the stored dense gradients, and the number of passes when the store was streamed
-    (``"bfloat16, 3 passes"``; see :func:`plan_store`).
+    ``sparse_min_rows``: 2-D parameters with at least this many rows are stored by rows (default: the vocabulary
+    size, see :func:`vocab_rows`). ``storage``: the dtype of the stored dense gradients, and the number of passes
+    when the store was streamed (``"bfloat16, 3 passes"``; see :func:`plan_store`).
     """
     with torch.no_grad():
         n_all = batch["input_ids"].shape[0]
         sets = torch.cat([top_k_sets(last_logits(model, {k: v[i:i + batch_size] for k, v in batch.items()}),
                                      top_k) for i in range(0, n_all, batch_size)])
     n, k = sets.shape
-    sparse = set(_sparse_names(params, sparse_min_rows))
+    sparse = set(_sparse_names(params, vocab_rows(model) if sparse_min_rows is None else sparse_min_rows))
     sizes = {name: p.numel() for name, p in params.items() if name not in sparse}
     storage, chunks = plan_store(n * k, sizes, budget_gb)
     gram = torch.zeros(n * k, n * k, dtype=torch.float64)
