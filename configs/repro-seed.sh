@@ -13,7 +13,7 @@
 #      refine; each process runs its trainings before its evaluations).
 # Both use one teacher cache (locked), so the base model answers the general prompts once. Then `dcr run` of the
 # whole file finds every stage finished, writes the seed's report, and `dcr archive` copies what a report needs (no weights) to
-# results/repro-NAME/seedSEED. Not for 1.5B: two 1.5B processes do not fit in 24 GB.
+# results/<experiment file's name>/seedSEED (e.g. results/repro-qwen2.5-coder-0.5b/seed0, beside its RULE.md). Not for 1.5B: two 1.5B processes do not fit in 24 GB.
 set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=${EXP:-configs/repro-qwen2.5-coder-0.5b.yaml}
@@ -36,4 +36,4 @@ wait $pa || ra=$?
 wait $pb || rb=$?
 if (( ra || rb )); then echo "process A exit $ra, B exit $rb (logs: runs/repro-$NAME-[ab]-s$SEED.log)" >&2; exit 1; fi
 $DCR run "$EXP" --out "runs/repro-$NAME-s$SEED" "${common[@]}"
-$DCR archive "runs/repro-$NAME-s$SEED" "results/repro-$NAME/seed$SEED" --force
+$DCR archive "runs/repro-$NAME-s$SEED" "results/$(basename "$EXP" .yaml)/seed$SEED" --force
