@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from dcr.probe.ntk import Batch, Params, last_logits, row, top_k_sets, vjp_directions
+from dcr.probe.ntk import Batch, Params, iter_vjp_directions, last_logits, row, top_k_sets
 
 
 def vocab_rows(model: Any) -> int:
@@ -113,7 +113,7 @@ def gram_blocks(model: Any, batch: Batch, params: Params, top_k: int, batch_size
         subset = {name: p for name, p in params.items() if name in wanted}
         store = torch.empty(n * k, sum(hi - lo for _, lo, hi in chunk), dtype=storage)
         for b in range(n):
-            for j, w in enumerate(vjp_directions(model, subset, row(batch, b), sets[b])):
+            for j, w in enumerate(iter_vjp_directions(model, subset, row(batch, b), sets[b])):
                 grads = dict(zip(subset, w))
                 if chunk:
                     store[b * k + j] = torch.cat([grads[name].reshape(-1)[lo:hi] for name, lo, hi in chunk])

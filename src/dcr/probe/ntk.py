@@ -74,9 +74,11 @@ def row(batch: Batch, b: int) -> Batch:
     return {key: val[b : b + 1][:, keep] for key, val in batch.items()}
 
 
-def vjp_directions(model: Any, params: Params, x: Batch, tokens: torch.Tensor) -> list[Direction]:
-    """``w_i = d z_i(x) / d theta_sub`` for each token id in ``tokens`` ``[k]``: k lists of parameter-shaped grads.
+def iter_vjp_directions(model: Any, params: Params, x: Batch, tokens: torch.Tensor) -> Iterator[Direction]:
+    """``w_i = d z_i(x) / d theta_sub`` for each token id in ``tokens`` ``[k]``, one at a time (parameter-shaped grads).
 
+    One forward; each direction is yielded before the next is computed, so a caller that keeps only part of it
+    (the gram store) holds one direction at a time (at 1.5B the tied head's dense gradient alone is 0.9 GB).
     Frozen parameters (e.g. after a PEFT merge) are made to require grad for the call and restored after.
     """
     names = list(params)
@@ -86,16 +88,18 @@ def vjp_directions(model: Any, params: Params, x: Batch, tokens: torch.Tensor) -
             params[n].requires_grad_(True)
         with torch.enable_grad():
             z = last_logits(model, x)[0]
-            out = []
             for j, tok in enumerate(tokens.tolist()):
                 grads = torch.autograd.grad(z[tok], [params[n] for n in names], retain_graph=j < len(tokens) - 1,
                                             allow_unused=True)
-                out.append([g.detach() if g is not None else torch.zeros_like(params[n])
-                            for g, n in zip(grads, names)])
+                yield [g.detach() if g is not None else torch.zeros_like(params[n]) for g, n in zip(grads, names)]
     finally:
         for n, flag in zip(names, flags):
             params[n].requires_grad_(flag)
-    return out
+
+
+def vjp_directions(model: Any, params: Params, x: Batch, tokens: torch.Tensor) -> list[Direction]:
+    """All of :func:`iter_vjp_directions` as a list: k lists of parameter-shaped grads."""
+    return list(iter_vjp_directions(model, params, x, tokens))
 
 
 @contextmanager
