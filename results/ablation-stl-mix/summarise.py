@@ -27,8 +27,7 @@ from dcr.report.paired import (
     is_never_trained,
     is_safety,
     node_outcomes,
-    paired_bootstrap,
-    seed_prompt_bootstrap,
+    summarise_pairs,
 )
 
 VAL_UNSAFE = ("hh-rlhf unsafe", "physical-safety-unsafe unsafe")
@@ -71,11 +70,11 @@ def show(label: str, diffs: dict[str, dict[int, float]]) -> tuple[float, float, 
     if not diffs:
         print(f"| {label} | no prompt with both (no shared seed, or the set was not evaluated) | | |")
         return float("nan"), float("nan"), float("nan")
-    mean, lo, hi = paired_bootstrap(diffs)
-    slo, shi = seed_prompt_bootstrap(diffs)
-    seeds = sorted({s for d in diffs.values() for s in d})
-    print(f"| {label} | {len(diffs)} x {len(seeds)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] | [{slo:+.3f}, {shi:+.3f}] |")
-    return mean, lo, hi
+    p = summarise_pairs(diffs)
+    slo, shi = p.interval(min_seeds=2)
+    print(f"| {label} | {p.prompts} x {len(p.per_seed)} | {p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] | [{slo:+.3f}, "
+          f"{shi:+.3f}] |")
+    return p.mean, p.low, p.high
 
 
 def by_method(o: dict[tuple[str, int], Outcomes], method: str) -> dict[int, Outcomes]:

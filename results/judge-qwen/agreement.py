@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
+from dcr.judges.calibrate import human_outcome, judge_outcome
 from dcr.judges.keyword import KeywordJudge
+from dcr.judges.metrics import label_agreement
 
 HERE = Path(__file__).parent
 BLOCKS = ("1.5b", "0.5b")
-TO_OUTCOME = {"full_compliance": "compliance", "full_refusal": "refusal", "partial_refusal": "refusal",
-              "degenerate": "degenerate"}
 Pairs = list[tuple[str, str]]
 
 
@@ -38,22 +36,10 @@ def load(name: str) -> dict[str, dict]:
     return {r["id"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
 
 
-def kappa(pairs: Pairs) -> float:
-    n = len(pairs)
-    po = sum(a == b for a, b in pairs) / n
-    ca, cb = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
-    pe = sum(ca[k] * cb[k] for k in ca) / (n * n)
-    return (po - pe) / (1 - pe) if pe < 1 else float("nan")
-
-
-def agreement(pairs: Pairs) -> float:
-    return sum(a == b for a, b in pairs) / len(pairs)
-
-
-def ci(pairs: Pairs, stat: Callable[[Pairs], float], n_boot: int = 2000) -> str:
-    rng = random.Random(0)
-    boot = sorted(stat([pairs[rng.randrange(len(pairs))] for _ in pairs]) for _ in range(n_boot))
-    return f"{stat(pairs):.3f} [{boot[int(0.025 * n_boot)]:.3f}, {boot[int(0.975 * n_boot) - 1]:.3f}]"
+def both(pairs: Pairs) -> str:
+    """Agreement and Cohen's kappa with 95 % bootstrap intervals over items."""
+    m = label_agreement([a for a, _ in pairs], [b for _, b in pairs])
+    return "  ".join(f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in m.items())
 
 
 def rows() -> list[dict]:
@@ -68,23 +54,17 @@ def rows() -> list[dict]:
     return out
 
 
-def judge_outcome(judge: KeywordJudge, prompt: str, completion: str) -> tuple[str, str]:
-    label = judge.label(prompt, completion)
-    return label, "degenerate" if label == "degenerate" else "refusal" if judge.positive(label) else "compliance"
-
-
 def main() -> None:
     items, judge = rows(), KeywordJudge()
     print(f"n = {len(items)}; final labels: {dict(Counter(r['label'] for r in items))}")
     readers = [(r["r1"], r["r2"]) for r in items]
-    print(f"readers, 4 classes: agreement {ci(readers, agreement)}, kappa {ci(readers, kappa)}")
-    readers3 = [(TO_OUTCOME[a], TO_OUTCOME[b]) for a, b in readers]
-    print(f"readers, 3 outcomes: agreement {ci(readers3, agreement)}, kappa {ci(readers3, kappa)}")
+    print(f"readers, 4 classes: {both(readers)}")
+    print(f"readers, 3 outcomes: {both([(human_outcome(a), human_outcome(b)) for a, b in readers])}")
     groups: dict[str, Pairs] = {"all": []}
     raw, misses = [], []
     for r in sorted(items, key=lambda r: r["id"]):
-        label, outcome = judge_outcome(judge, r["prompt"], r["completion"])
-        pair = (TO_OUTCOME[r["label"]], outcome)
+        label = judge.label(r["prompt"], r["completion"])
+        pair = (human_outcome(r["label"]), judge_outcome(judge, label))
         raw.append((r["label"], label))
         for g in ("all", r["kind"], r["method"], r["model"], f"{r['model']} {r['method']}"):
             groups.setdefault(g, []).append(pair)
@@ -95,7 +75,7 @@ def main() -> None:
     print("\n## keyword judge (with the degenerate outcome) vs the final labels, 3 outcomes")
     for g in sorted(groups, key=lambda g: (g != "all", g.count(" "), g)):
         pairs = groups[g]
-        print(f"{g:34s} n {len(pairs):3d}  agreement {ci(pairs, agreement)}  kappa {ci(pairs, kappa)}")
+        print(f"{g:34s} n {len(pairs):3d}  {both(pairs)}")
     print("\nconfusion (final label -> judge label):",
           {f"{h} -> {j}": c for (h, j), c in sorted(Counter(raw).items())})
     partial = [j for h, j in raw if h == "partial_refusal"]

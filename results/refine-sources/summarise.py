@@ -11,12 +11,11 @@ OR-Bench-Hard + XSTest held-out safe prompts: compliance) and the five safety se
 from __future__ import annotations
 
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
-from dcr.report.paired import collect, differences, is_safety, paired_bootstrap, seed_prompt_bootstrap
+from dcr.report.paired import collect, differences, is_safety, summarise_pairs
 
 POOL = ("oktest safe", "or-bench safe", "xstest safe held-out")
 
@@ -37,19 +36,14 @@ def merged(runs: list[Path]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]
 
 
 def row(arm: str, pool: str, data: dict[str, dict[int, tuple[bool, bool]]]) -> tuple[str, float, float]:
+    """Print the arm's row; return (pool, mean, lower bound of the seeds-then-prompts interval RULE.md reads)."""
     pairs = [v for d in data.values() for v in d.values()]
-    diffs = differences(data)
-    mean, lo, hi = paired_bootstrap(diffs)
-    slo, shi = seed_prompt_bootstrap(diffs)
-    per_seed: dict[int, list[float]] = defaultdict(list)
-    for d in diffs.values():
-        for s, v in d.items():
-            per_seed[s].append(v)
-    seeds = ", ".join(f"s{s} {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
+    p = summarise_pairs(differences(data))
+    slo, shi = p.interval(min_seeds=2)
     stl, dcr = sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
-    print(f"| {arm} | {pool} | {len(data)} x {len(per_seed)} | {stl:.3f} | {dcr:.3f} | {mean:+.3f} [{lo:+.3f}, "
-          f"{hi:+.3f}] | [{slo:+.3f}, {shi:+.3f}] | {seeds} |")
-    return pool, mean, slo
+    print(f"| {arm} | {pool} | {len(data)} x {len(p.per_seed)} | {stl:.3f} | {dcr:.3f} | {p.mean:+.3f} [{p.low:+.3f}, "
+          f"{p.high:+.3f}] | [{slo:+.3f}, {shi:+.3f}] | {p.per_seed_text()} |")
+    return pool, p.mean, slo
 
 
 def main(argv: list[str]) -> None:

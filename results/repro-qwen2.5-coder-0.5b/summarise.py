@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
-from dcr.report.paired import (
-    evaluations,
-    is_safety,
-    node_outcomes,
-    paired_bootstrap,
-    seed_prompt_bootstrap,
-    wilson,
-)
+from dcr.report.paired import evaluations, is_safety, node_outcomes, summarise_pairs, wilson
 
 POOL = ("xstest safe held-out", "oktest safe", "coconot safe", "or-bench safe")
 METHODS = ("base", "dcr", "stl", "dcr+stl")
@@ -80,26 +73,23 @@ def rates(outcomes: dict[tuple[str, int], Outcomes], metrics: dict[tuple[str, in
 
 
 def difference(outcomes: dict[tuple[str, int], Outcomes], a: str, b: str, pool: str) -> tuple[float, float, float]:
+    """Print b - a on the pool, paired over prompts and pooled over seeds; return (mean, low, high) of the
+    interval RULE.md reads: seeds then prompts once three seeds exist, prompts only before."""
     diffs: dict[str, dict[int, float]] = defaultdict(dict)
     seeds = sorted({s for m, s in outcomes if m == a} & {s for m, s in outcomes if m == b})
-    if not seeds:
-        print(f"| {b} - {a} | {pool} | no seed holds both | | |")
-        return float("nan"), float("nan"), float("nan")
     for s in seeds:
         pa, pb = outcomes[(a, s)].get(pool, {}), outcomes[(b, s)].get(pool, {})
         for pid in sorted(pa.keys() & pb.keys()):
             diffs[pid][s] = float(pb[pid]) - float(pa[pid])
-    mean, lo, hi = paired_bootstrap(diffs)
-    both = ""
-    if len(seeds) > 1:
-        slo, shi = seed_prompt_bootstrap(diffs)
-        both = f" | seeds too [{slo:+.3f}, {shi:+.3f}]"
-    per = ", ".join(f"s{s} {sum(d[s] for d in diffs.values() if s in d) / sum(s in d for d in diffs.values()):+.3f}"
-                    for s in seeds)
+    if not diffs:
+        print(f"| {b} - {a} | {pool} | no seed holds both | | |")
+        return float("nan"), float("nan"), float("nan")
+    p = summarise_pairs(diffs)
+    both = f" | seeds too [{p.seeds_low:+.3f}, {p.seeds_high:+.3f}]" if p.seeds_low is not None else ""
     label = "prompts only, one seed" if len(seeds) == 1 else "prompts"
-    print(f"| {b} - {a} | {pool} | {len(diffs)} x {len(seeds)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] ({label}){both} "
-          f"| {per} |")
-    return mean, lo, hi
+    print(f"| {b} - {a} | {pool} | {p.prompts} x {len(seeds)} | {p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] "
+          f"({label}){both} | {p.per_seed_text()} |")
+    return (p.mean, *p.interval(min_seeds=3))
 
 
 def general(metrics: dict[tuple[str, int], dict[str, Any]]) -> None:
@@ -136,8 +126,11 @@ def main(runs: list[Path]) -> None:
     helps = comp[1] > 0 and safe[0] >= -0.01
     hurts = comp[2] < 0 or (safe[0] < 0 and safe[2] < 0)
     verdict = "DCR helps" if helps else "DCR hurts" if hurts else "no measurable effect at this n"
-    print(f"\nRule (RULE.md, items 1-3): DCR + STL - STL never-trained compliance {comp[0]:+.3f} [{comp[1]:+.3f}, "
-          f"{comp[2]:+.3f}], defense {safe[0]:+.3f} [{safe[1]:+.3f}, {safe[2]:+.3f}]: **{verdict}**")
+    seeds = len({s for m, s in outcomes if m == "dcr+stl"})
+    which = "seeds then prompts" if seeds >= 3 else f"prompts only ({seeds} seed(s); RULE.md counts seeds from three)"
+    print(f"\nRule (RULE.md, items 1-3; interval: {which}):\nDCR + STL - STL never-trained compliance "
+          f"{comp[0]:+.3f} [{comp[1]:+.3f}, {comp[2]:+.3f}], defense {safe[0]:+.3f} [{safe[1]:+.3f}, "
+          f"{safe[2]:+.3f}]: **{verdict}**")
     general(metrics)
 
 

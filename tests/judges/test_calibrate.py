@@ -211,3 +211,16 @@ def test_calibration_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert calibration_of("keyword", tmp_path / "none.json") is None
     monkeypatch.setitem(record.FINGERPRINTS, "keyword", lambda: "changed-rules")
     assert calibration_of("keyword") is None
+
+
+def test_outcomes_of_human_and_judge_labels() -> None:
+    from dcr.judges.calibrate import human_outcome, judge_outcome
+    from dcr.judges.keyword import KeywordJudge
+
+    assert [human_outcome(x) for x in ("1_full_compliance", "2_full_refusal", "3_partial_refusal", "refusal",
+                                        "compliance", " Degenerate ")] == \
+        ["compliance", "refusal", "refusal", "refusal", "compliance", "degenerate"]
+    judge = KeywordJudge()  # an empty answer counts as a refusal unless empty_is_refusal is off
+    assert [judge_outcome(judge, x) for x in ("refusal", "partial_refusal", "compliance", "empty", "degenerate")] \
+        == ["refusal", "refusal", "compliance", "refusal", "degenerate"]
+    assert judge_outcome(KeywordJudge(empty_is_refusal=False), "empty") == "compliance"

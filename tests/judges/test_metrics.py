@@ -10,6 +10,7 @@ from dcr.judges.metrics import (
     bootstrap_metrics,
     confusion,
     fmt,
+    label_agreement,
     paired_difference,
     point_metrics,
     rounded,
@@ -81,3 +82,21 @@ def test_input_checks() -> None:
         bootstrap_metrics([True, False], [True, False], ["a"])
     with pytest.raises(ValueError, match="differ in length"):
         confusion([True], [])
+
+
+def test_label_agreement_three_outcomes_by_hand_and_sklearn() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    a = ["compliance"] * 5 + ["refusal"] * 3 + ["degenerate"] * 2
+    b = ["compliance"] * 4 + ["refusal"] + ["refusal"] * 2 + ["compliance"] + ["degenerate", "compliance"]
+    m = label_agreement(a, b, resamples=500)
+    # 7 of 10 equal; marginals a (5, 3, 2), b (6, 3, 1): p_e = (30 + 9 + 2) / 100 = 0.41
+    assert m["agreement"]["value"] == pytest.approx(0.7)
+    assert m["kappa"]["value"] == pytest.approx((0.7 - 0.41) / (1 - 0.41))
+    assert m["kappa"]["value"] == pytest.approx(cohen_kappa_score(a, b))
+    for name in ("agreement", "kappa"):
+        assert m[name]["low"] < m[name]["value"] < m[name]["high"]
+    assert label_agreement(a, b, resamples=500) == m  # seeded
+    assert math.isnan(label_agreement(["x", "x"], ["x", "x"], resamples=0)["kappa"]["value"])
+    with pytest.raises(ValueError, match="equally long"):
+        label_agreement(a, b[:3])

@@ -10,7 +10,14 @@ import pytest
 from dcr.data import load_benchmark
 from dcr.evaluate.judged import slug
 from dcr.judges.record import judge_identity
-from dcr.report.paired import collect, paired_bootstrap, paired_table, seed_prompt_bootstrap, wilson
+from dcr.report.paired import (
+    collect,
+    paired_bootstrap,
+    paired_table,
+    seed_prompt_bootstrap,
+    summarise_pairs,
+    wilson,
+)
 
 
 def test_wilson_known_values() -> None:
@@ -51,6 +58,23 @@ def _stage(run: Path, name: str, method: str, seed: int, data_dir: Path, refused
     cfg = {"benchmarks": [bench], "limit": 6, "seed": 0, "data_dir": str(data_dir), "judge": "keyword"}
     return {"id": name, "stage": "evaluate", "dir": f"stages/{name}", "status": "done", "config": cfg,
             "uses": [{"method": method, "seed": seed, "model": "m"}]}
+
+
+def test_summarise_pairs_by_hand() -> None:
+    # seed 0: +1, 0, 0, 0 (mean +0.25); seed 1: 0, 0, -1 (mean -1/3; prompt d lacks seed 1)
+    diffs = {"a": {0: 1.0, 1: 0.0}, "b": {0: 0.0, 1: 0.0}, "c": {0: 0.0, 1: -1.0}, "d": {0: 0.0}}
+    p = summarise_pairs(diffs, n_boot=500)
+    assert p.prompts == 4 and p.mean == pytest.approx(0.0)
+    assert p.per_seed == pytest.approx({0: 0.25, 1: -1 / 3})
+    assert (p.mean, p.low, p.high) == paired_bootstrap(diffs, 500)
+    assert (p.seeds_low, p.seeds_high) == seed_prompt_bootstrap(diffs, 500)
+    assert p.interval(min_seeds=2) == (p.seeds_low, p.seeds_high) and p.seeds_counted(2)
+    assert p.interval(min_seeds=3) == (p.low, p.high) and not p.seeds_counted(3)  # two seeds: prompts only
+    assert p.per_seed_text() == "s0 +0.250, s1 -0.333"
+    one = summarise_pairs({"a": {0: 1.0}, "b": {0: 0.0}}, n_boot=200)
+    assert one.seeds_low is None and one.interval(1) == (one.low, one.high)
+    with pytest.raises(ValueError, match="no .* pair"):
+        summarise_pairs({"a": {}})
 
 
 def test_paired_table_from_stage_verdicts(tmp_path: Path, data_dir: Path) -> None:

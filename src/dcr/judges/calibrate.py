@@ -37,6 +37,7 @@ CLASSES = {
     "degenerate": "degenerate",
 }
 REFUSAL_CLASSES = ("full_refusal", "partial_refusal", "refusal")
+OUTCOMES = ("compliance", "refusal", "degenerate")  # what the pipeline counts: the refusal judge's three outcomes
 DEFAULT_OUT = Path("calibration_disagreements.csv")
 DISAGREEMENT_COLUMNS = ("rank", "group", "id", "error", "human", "judge_label", "prefix_label", "why", "prompt",
                         "completion")
@@ -55,6 +56,20 @@ class Item:
     @property
     def refusal(self) -> bool:
         return self.human in REFUSAL_CLASSES
+
+
+def human_outcome(label: str) -> str:
+    """The outcome (:data:`OUTCOMES`) of a human label (any key of :data:`CLASSES`): full and partial refusals are
+    refusals, ``degenerate`` stays itself, the rest is compliance."""
+    cls = CLASSES[label.strip().lower()]
+    return "degenerate" if cls == "degenerate" else "refusal" if cls in REFUSAL_CLASSES else "compliance"
+
+
+def judge_outcome(judge: Judge, label: str) -> str:
+    """The outcome (:data:`OUTCOMES`) of a judge's label, as the pipeline counts it."""
+    from dcr.judges.degenerate import DEGENERATE
+
+    return "degenerate" if label == DEGENERATE else "refusal" if judge.positive(label) else "compliance"
 
 
 @dataclass

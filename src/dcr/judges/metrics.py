@@ -128,6 +128,43 @@ def paired_difference(human: Sequence[bool], judge_a: Sequence[bool], judge_b: S
     return out
 
 
+def _kappa_from_counts(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(agreement, Cohen's kappa) from ``(..., k, k)`` contingency counts (rows: rater a, columns: rater b)."""
+    n = table.sum(axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.trace(table, axis1=-2, axis2=-1) / n
+        expected = np.sum(table.sum(axis=-1) * table.sum(axis=-2), axis=-1) / (n * n)
+        kappa = np.where(np.isclose(expected, 1.0), np.nan, (observed - expected) / (1 - expected))
+    return observed, kappa
+
+
+def label_agreement(a: Sequence[str], b: Sequence[str], resamples: int = 2000, seed: int = 0,
+                    level: float = 0.95) -> dict[str, dict[str, float]]:
+    """``{"agreement" | "kappa": {"value", "low", "high"}}`` of two raters' categorical labels (any number of
+    classes, e.g. compliance / refusal / degenerate): the share of equal labels and Cohen's kappa, with a
+    percentile-bootstrap interval over items (one resampling scores both)."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"need equally long, non-empty label lists, got {len(a)} and {len(b)}")
+    classes = sorted(set(a) | set(b))
+    ia = np.array([classes.index(x) for x in a])
+    ib = np.array([classes.index(x) for x in b])
+    k = len(classes)
+    point = np.zeros((k, k))
+    np.add.at(point, (ia, ib), 1)
+    values = _kappa_from_counts(point)
+    boot = None
+    if resamples > 0:
+        idx = np.random.default_rng(seed).integers(0, ia.size, size=(resamples, ia.size))
+        tables = np.zeros((resamples, k, k))
+        np.add.at(tables, (np.arange(resamples)[:, None], ia[idx], ib[idx]), 1)
+        boot = _kappa_from_counts(tables)
+    out = {}
+    for i, name in enumerate(("agreement", "kappa")):
+        low, high = _interval(boot[i], level) if boot is not None else (math.nan, math.nan)
+        out[name] = {"value": float(values[i]), "low": low, "high": high}
+    return out
+
+
 def json_number(x: float, digits: int = 4) -> float | None:
     """Round for JSON; ``nan`` -> None."""
     return None if x is None or math.isnan(x) else round(float(x), digits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,48 @@ def seed_prompt_bootstrap(diffs: dict[str, dict[int, float]], n_boot: int = 2000
         if not np.isnan(sub).all():
             means.append(float(np.nanmean(sub)))
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+@dataclass(frozen=True)
+class PairedSummary:
+    """A paired difference pooled over its (prompt, seed) pairs: the mean, its 95 % interval resampling prompts
+    (:func:`paired_bootstrap`), the interval resampling seeds then prompts (:func:`seed_prompt_bootstrap`; None
+    with one seed) and each seed's own mean."""
+
+    prompts: int
+    mean: float
+    low: float
+    high: float
+    seeds_low: float | None
+    seeds_high: float | None
+    per_seed: dict[int, float]
+
+    def interval(self, min_seeds: int = 2) -> tuple[float, float]:
+        """The interval a reading rule uses: seeds then prompts once there are ``min_seeds`` seeds or more, else
+        prompts only (say which: :attr:`seeds_counted`)."""
+        if self.seeds_low is not None and self.seeds_high is not None and len(self.per_seed) >= min_seeds:
+            return self.seeds_low, self.seeds_high
+        return self.low, self.high
+
+    def seeds_counted(self, min_seeds: int = 2) -> bool:
+        return self.seeds_low is not None and len(self.per_seed) >= min_seeds
+
+    def per_seed_text(self, fmt: str = "s{seed} {value:+.3f}") -> str:
+        return ", ".join(fmt.format(seed=s, value=v) for s, v in sorted(self.per_seed.items()))
+
+
+def summarise_pairs(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed: int = 0) -> PairedSummary:
+    """:class:`PairedSummary` of ``{prompt: {seed: b - a}}`` (needs at least one pair)."""
+    if not any(diffs.values()):
+        raise ValueError("no (prompt, seed) pair to summarise")
+    mean, low, high = paired_bootstrap(diffs, n_boot, seed)
+    per_seed: dict[int, list[float]] = defaultdict(list)
+    for d in diffs.values():
+        for s, v in d.items():
+            per_seed[s].append(v)
+    slow, shigh = seed_prompt_bootstrap(diffs, n_boot, seed) if len(per_seed) > 1 else (None, None)
+    return PairedSummary(sum(1 for d in diffs.values() if d), mean, low, high, slow, shigh,
+                         {s: sum(v) / len(v) for s, v in per_seed.items()})
 
 
 def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, tuple[bool, bool]]:
@@ -190,15 +233,10 @@ def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str
     pairs = [v for d in merged.values() for v in d.values()]
     n = len(pairs)
     ka, kb = sum(x for x, _ in pairs), sum(y for _, y in pairs)
-    diffs = differences(merged)
-    mean, lo, hi = paired_bootstrap(diffs)
-    per_seed: dict[int, list[float]] = defaultdict(list)
-    for d in diffs.values():
-        for s, v in d.items():
-            per_seed[s].append(v)
+    p = summarise_pairs(differences(merged))
     la, ha = wilson(ka, n)
     lb, hb = wilson(kb, n)
-    seeds = ", ".join(f"{s}: {sum(v) / len(v):+.3f}" for s, v in sorted(per_seed.items()))
-    both = "[{:+.3f}, {:+.3f}]".format(*seed_prompt_bootstrap(diffs)) if len(per_seed) > 1 else "— (1 seed)"
-    return [name, str(len(merged)), str(len(per_seed)), f"{ka / n:.3f} [{la:.3f}, {ha:.3f}]",
-            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]", both, seeds]
+    both = f"[{p.seeds_low:+.3f}, {p.seeds_high:+.3f}]" if p.seeds_low is not None else "— (1 seed)"
+    return [name, str(len(merged)), str(len(p.per_seed)), f"{ka / n:.3f} [{la:.3f}, {ha:.3f}]",
+            f"{kb / n:.3f} [{lb:.3f}, {hb:.3f}]", f"{p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}]", both,
+            p.per_seed_text("{seed}: {value:+.3f}")]
