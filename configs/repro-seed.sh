@@ -14,6 +14,11 @@
 # Both use one teacher cache (locked), so the base model answers the general prompts once. Then `dcr run` of the
 # whole file finds every stage finished, writes the seed's report, and `dcr archive` copies what a report needs (no weights) to
 # results/<experiment file's name>/seedSEED (e.g. results/repro-qwen2.5-coder-0.5b/seed0, beside its RULE.md). Not for 1.5B: two 1.5B processes do not fit in 24 GB.
+#
+# The base model's evaluation does not depend on the training seed (its stage id is the same in every seed): with
+# SHARE_FROM=runs/repro-NAME-s0/stages, the finished evaluations of a plain model name found there are copied into
+# this seed's stages directory first, and `dcr run` skips them when their key matches (it reruns one that does
+# not). At 0.5B on one fp32 thread that saves about an hour of process B.
 set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=${EXP:-configs/repro-qwen2.5-coder-0.5b.yaml}
@@ -24,7 +29,16 @@ case "$EXP" in *1.5b*) echo "repro-seed.sh: two 1.5B processes do not fit in 24 
 STAGES=runs/repro-$NAME-s$SEED/stages
 common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "align.teacher_cache=runs/repro-$NAME-s$SEED/teacher")
 export OMP_NUM_THREADS=1
-mkdir -p runs
+mkdir -p runs "$STAGES"
+if [[ -n "${SHARE_FROM:-}" ]]; then
+  for d in "$SHARE_FROM"/evaluate-*; do
+    [[ -e "$STAGES/$(basename "$d")" ]] && continue
+    if python3 -c 'import json, sys; m = json.load(open(sys.argv[1] + "/manifest.json"))
+sys.exit(0 if m.get("status") == "done" and "/" not in str(m["config"]["model"]) else 1)' "$d" 2>/dev/null; then
+      cp -a "$d" "$STAGES/" && echo "shared from $SHARE_FROM: $(basename "$d")"
+    fi
+  done
+fi
 $DCR run "$EXP" --out "runs/repro-$NAME-a-s$SEED" --no-report "${common[@]}" --set 'methods=[dcr, dcr+stl]' \
   > "runs/repro-$NAME-a-s$SEED.log" 2>&1 &
 pa=$!
