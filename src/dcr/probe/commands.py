@@ -1,4 +1,4 @@
-"""``dcr probe ntk | ntk-track | separability | mds``: the CLI verbs over the :mod:`dcr.probe` stages."""
+"""``dcr probe ntk | ntk-track | separability | mds | confound``: the CLI verbs over the :mod:`dcr.probe` stages."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any, Optional
 
 import typer
 
-from dcr.probe.config import MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
+from dcr.probe.config import ConfoundConfig, MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
+from dcr.probe.confound import confound
 from dcr.probe.stage import mds, ntk, ntk_track, separability
 from dcr.verbs import stage_command
 
-probe_app = typer.Typer(help="Analysis: eNTK similarity (A.6), layer separability and MDS maps (A.9).",
+probe_app = typer.Typer(help="Analysis: eNTK similarity (A.6), layer separability and MDS maps (A.9), the refine "
+                                      "confound diagnostic.",
                         no_args_is_help=True)
 OUT = "Output directory (figures, metrics.json, results.jsonl)."
 NTK_NAMES = {"n_per_group": ("--n-per-group", "--n"), "ntk_layers": ("--ntk-layers", "--layers")}
@@ -34,4 +36,6 @@ def register(app: typer.Typer) -> None:
     probe_app.command("separability")(stage_command(SeparabilityConfig, separability, section="probe", out_help=OUT))
     probe_app.command("mds")(stage_command(MdsConfig, mds, section="probe", out_help=OUT,
                                            names={"mds_method": ("--mds-method", "--method")}))
+    probe_app.command("confound")(stage_command(ConfoundConfig, confound, section="probe", out_help=OUT,
+                                                         exclude=("template",)))
     app.add_typer(probe_app, name="probe")

@@ -149,3 +149,39 @@ class MdsConfig(TwoSetConfig):
 
     mds_method: str = field("smacof", help="smacof (sklearn.manifold.MDS) or classical (Torgerson).",
         choices=("smacof", "classical"))
+
+
+@dataclass(kw_only=True)
+class ConfoundConfig(StageConfig):
+    """``dcr probe confound``: a finished refine stage's confound diagnostic (``dcr.refine.confound``: probe
+    accuracy on class within one source, and on source within one class) measured on any model, e.g. the STL
+    and DCR + STL models, to ask whether STL undoes what refinement did (issue 29, item 5)."""
+
+    refine_stage: str = field("", help="A finished refine stage directory. Its config.yaml fixes the prompts (its "
+                                       "training prompts left out), the layer, pooling, template, length and seed, "
+                                       "so the numbers compare with its own before/after.", nonempty=True,
+                              path="dir")
+    seed: int | None = field(None, help="Seed of the prompt samples and probe folds; None = the refine stage's "
+                                        "(the same prompts as its before/after numbers).", ge=0)
+
+    def __post_init__(self) -> None:
+        check(bool(self.refine_stage), "ConfoundConfig.refine_stage is empty. Fix: pass --refine-stage "
+                                       "RUN/stages/refine-ID (a finished refine stage directory)")
+        check(self.template == "auto", f"template {self.template!r}: the confound probe reads prompts with the "
+                                       "refine stage's template. Fix: leave template at auto")
+        seed = self.seed
+        self.seed = 0 if seed is None else seed  # StageConfig's checks read an int
+        super().__post_init__()
+        self.seed = seed
+
+    def check_inputs(self) -> None:
+        """Also: the refine stage finished (its config.yaml and metrics.json read as a refine stage's), and its
+        layer exists in the model to score."""
+        super().check_inputs()
+        from dcr.models import model_config, num_layers
+        from dcr.probe.confound import refine_setup
+
+        _, metrics = refine_setup(self)
+        n = num_layers(model_config(self.model))
+        check(int(metrics["layer"]) < n, f"the refine stage's layer {metrics['layer']} is not in {self.model} "
+                                         f"(blocks 0..{n - 1}). Fix: score a model of the refine stage's family")
