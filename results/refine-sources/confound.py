@@ -1,0 +1,47 @@
+"""Does STL undo what refinement did to the confound probe? (issue 29, item 5). Run from the repository root:
+
+    python results/refine-sources/confound.py results/refine-sources/smollm2-s0-confound
+
+The argument holds one `dcr probe confound` output per (arm, model): ARM-stl and ARM-dcr-stl, ARM = paper or
+matched, each scored on its own arm's refine stage prompts (`--refine-stage`). Each metrics.json also carries that
+refine stage's own before / after. Printed per arm: probe accuracy on class within one source (harm) and on source
+within one class (data set), for the base model (refine's before), the refined model (refine's after), STL and
+DCR + STL, with n per side.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def acc(row: dict) -> str:
+    v = row.get("probe_accuracy")
+    return "n/m" if v is None else f"{v:.3f}"
+
+
+def table(arm: str, root: Path) -> None:
+    stl = json.loads((root / f"{arm}-stl" / "metrics.json").read_text())
+    dcr = json.loads((root / f"{arm}-dcr-stl" / "metrics.json").read_text())
+    own = stl["refine_stage_confound"]
+    assert own == dcr["refine_stage_confound"], "the two models were scored on different refine stages"
+    print(f"\n### {arm} refine ({Path(stl['refine_stage']).name}, layer {stl['layer']}, seed {stl['seed']})\n")
+    print("| probe | chance | n per side | base (refine before) | refined (after) | STL | DCR + STL |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in ("class_within_source", "source_within_class"):
+        for group, row in stl["confound"][kind].items():
+            cells = [own["before"][kind][group], own["after"][kind][group], row, dcr["confound"][kind][group]]
+            n = "/".join(str(k) for k in row["n"])
+            print(f"| {kind.replace('_', ' ')}: {group} | {row.get('chance', '')} | {n} | "
+                  + " | ".join(acc(c) for c in cells) + " |")
+
+
+def main(root: Path) -> None:
+    for arm in ("paper", "matched"):
+        if (root / f"{arm}-stl").is_dir():
+            table(arm, root)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
