@@ -9,7 +9,9 @@
 #    results/refine-sources/NAME-paper-sSEED;
 # 2. the source-matched arm: the same with refine's sources set (below), into runs/sources-NAME-sSEED, archived
 #    to results/refine-sources/NAME-sSEED.
-# Both refine stages record the confound diagnostic (metrics.json "confound", before and after). The archived
+# Both refine stages record the confound diagnostic (metrics.json "confound", before and after); then
+# configs/confound-probes.sh measures it on both arms' STL and DCR + STL models
+# (results/refine-sources/NAME-sSEED-confound). The archived
 # seeds of the issue-17/28 reproductions cannot stand in for arm 1: their verdicts were made by an older keyword
 # judge (before the degenerate outcome), so their evaluate stages no longer share a key with today's, and their
 # STL weights were never archived.
@@ -29,3 +31,5 @@ $DCR run "$EXP" --out "runs/sources-$NAME-s$SEED" "${common[@]}" \
   --set 'refine.toxic_sources=[xstest-unsafe, coconot-original:300, physical-unsafe:70]' \
   --set refine.balance=class-and-source
 $DCR archive "runs/sources-$NAME-s$SEED" "results/refine-sources/$NAME-s$SEED" --force
+DCR=$DCR bash configs/confound-probes.sh "runs/sources-$NAME-paper-s$SEED" "runs/sources-$NAME-s$SEED" "$SEED" \
+  "results/refine-sources/$NAME-s$SEED-confound"

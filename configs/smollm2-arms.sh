@@ -11,7 +11,8 @@
 #      ablation's 67 % arm, issue 29's STL and paper DCR + STL arms, and issue 28's rerun of the committed layer-15
 #      seed with completions kept;
 #   2. issue 29's source-matched DCR + STL (results/refine-sources/RULE.md), sharing the stages above (STL and its
-#      evaluation are not redone) -> results/refine-sources/smollm2-sSEED.
+#      evaluation are not redone) -> results/refine-sources/smollm2-sSEED; then the confound probe on both arms'
+#      STL and DCR + STL models (configs/confound-probes.sh) -> results/refine-sources/smollm2-sSEED-confound.
 # Process B, stages in runs/smollm2-5-sSEED/stages (a stage directory admits one process at a time):
 #   3. the STL-mix ablation's 5 % arm (1216 general : 64 safety since seed 0's 608 : 32 failed the rule's
 #      qualification: results/ablation-stl-mix/README.md), STL (evaluated and archived first), then DCR + STL,
@@ -36,6 +37,8 @@ arm_a() {
     --set 'refine.toxic_sources=[xstest-unsafe, coconot-original:300, physical-unsafe:70]' \
     --set refine.balance=class-and-source
   $DCR archive "runs/smollm2-src-s$SEED" "results/refine-sources/smollm2-s$SEED" --force
+  DCR=$DCR bash configs/confound-probes.sh "runs/smollm2-67-s$SEED" "runs/smollm2-src-s$SEED" "$SEED" \
+    "results/refine-sources/smollm2-s$SEED-confound"
 }
 arm_b() {
   # STL first, evaluated and archived before DCR + STL is trained: the rule reads STL only, and an arm that does

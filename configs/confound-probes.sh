@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Does STL undo what refinement did? (issue 29, item 5.) The refine stage's confound probe (class within a source,
+# source within a class) on the STL and DCR + STL models of one seed, for the paper arm and the source-matched arm:
+#
+#   bash configs/confound-probes.sh PAPER_RUN MATCHED_RUN SEED DEST
+#   e.g. bash configs/confound-probes.sh runs/smollm2-67-s1 runs/smollm2-src-s1 1 results/refine-sources/smollm2-s1-confound
+#
+# Each run directory is a `dcr run` with methods stl and dcr+stl (plan.json names its stages). Each model is scored
+# on its own arm's refine stage prompts (`dcr probe confound --refine-stage`), outputs under DEST/ARM-stl and
+# DEST/ARM-dcr-stl (metrics.json, results.jsonl, manifest.json; no weights). Read with
+# `python results/refine-sources/confound.py DEST`. About 40 s per model at SmolLM2-135M on one thread.
+set -euo pipefail
+PAPER=${1:?PAPER_RUN}; MATCHED=${2:?MATCHED_RUN}; SEED=${3:?SEED}; DEST=${4:?DEST}
+DCR=${DCR:-dcr}
+
+stage_dir() {  # stage_dir RUN STAGE METHOD -> the run's stage directory of that stage, method and seed
+  python3 - "$1" "$SEED" "$2" "$3" <<'PY'
+import json, sys
+from pathlib import Path
+run, seed, stage, method = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+for node in json.loads((run / "plan.json").read_text())["nodes"]:
+    if node["stage"] == stage and any(u["method"] == method and u["seed"] == seed for u in node["uses"]):
+        print(run / node["dir"] if not Path(node["dir"]).is_absolute() else node["dir"]); break
+else:
+    sys.exit(f"error: {run}/plan.json has no {stage} stage of {method}, seed {seed}. Fix: run that seed first")
+PY
+}
+
+for pair in "paper:$PAPER" "matched:$MATCHED"; do
+  arm=${pair%%:*}; run=${pair#*:}
+  refine=$(stage_dir "$run" refine dcr+stl)
+  for m in "stl:$(stage_dir "$run" align stl)" "dcr-stl:$(stage_dir "$run" align dcr+stl)"; do
+    name=${m%%:*}; model=${m#*:}; out="$run-confound/$arm-$name"
+    $DCR probe confound --refine-stage "$refine" --model "$model" --out "$out"
+    mkdir -p "$DEST/$arm-$name"
+    cp "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json" "$DEST/$arm-$name/"
+  done
+done
