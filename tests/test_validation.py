@@ -28,7 +28,7 @@ from dcr.align.config import AlignConfig
 from dcr.config import StageConfig, build_config
 from dcr.errors import ConfigError
 from dcr.evaluate.config import EvaluateConfig
-from dcr.probe.config import MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
+from dcr.probe.config import ConfoundConfig, MdsConfig, NtkConfig, NtkTrackConfig, SeparabilityConfig
 from dcr.refine.config import RefineConfig
 from dcr.steer.config import SteerConfig
 
@@ -36,7 +36,7 @@ from dcr.steer.config import SteerConfig
 VERBS: dict[tuple[str, ...], type] = {
     ("refine",): RefineConfig, ("align",): AlignConfig, ("evaluate",): EvaluateConfig,
     ("steer", "surgical"): SteerConfig, ("probe", "ntk"): NtkConfig, ("probe", "separability"): SeparabilityConfig,
-    ("probe", "mds"): MdsConfig,
+    ("probe", "mds"): MdsConfig, ("probe", "confound"): ConfoundConfig,
 }
 CONFIGS = sorted({*VERBS.values(), NtkTrackConfig}, key=lambda c: c.__name__)
 # fields checked elsewhere, on purpose: the model (resolved against the hub, a directory or an embedded name),
@@ -93,7 +93,8 @@ def cases() -> list[tuple[type, str, str, str]]:
 
 def _build(cls: type, name: str, value: str) -> Any:
     base = [] if cls is NtkTrackConfig else ["model=m"]
-    extra = ["checkpoints=[c]"] if cls is NtkTrackConfig and name != "checkpoints" else []
+    extra = ["checkpoints=[c]"] if cls is NtkTrackConfig and name != "checkpoints" else \
+        ["refine_stage=r"] if cls is ConfoundConfig and name != "refine_stage" else []
     return build_config(cls, None, None, [*base, *extra, f"{name}={value}"])
 
 

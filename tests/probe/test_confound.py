@@ -49,7 +49,7 @@ def test_scores_the_refine_stages_before_and_after_again(refined: Path, tiny_dir
 
 
 def test_bad_refine_stage(tiny_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="refine_stage is empty"):
+    with pytest.raises(ConfigError, match="refine_stage must be a non-empty string"):
         ConfoundConfig(model=str(tiny_dir))
     with pytest.raises(ConfigError, match="template"):
         ConfoundConfig(model=str(tiny_dir), refine_stage=str(tmp_path), template="plain")

@@ -165,14 +165,14 @@ class ConfoundConfig(StageConfig):
                                         "(the same prompts as its before/after numbers).", ge=0)
 
     def __post_init__(self) -> None:
-        check(bool(self.refine_stage), "ConfoundConfig.refine_stage is empty. Fix: pass --refine-stage "
-                                       "RUN/stages/refine-ID (a finished refine stage directory)")
-        check(self.template == "auto", f"template {self.template!r}: the confound probe reads prompts with the "
-                                       "refine stage's template. Fix: leave template at auto")
         seed = self.seed
-        self.seed = 0 if seed is None else seed  # StageConfig's checks read an int
-        super().__post_init__()
-        self.seed = seed
+        self.seed = 0 if seed is None else seed  # StageConfig's own checks read an int
+        try:
+            super().__post_init__()
+        finally:
+            self.seed = seed
+        check(self.template == "auto", f"ConfoundConfig.template {self.template!r}: the confound probe reads prompts "
+                                       "with the refine stage's template. Fix: leave template at auto")
 
     def check_inputs(self) -> None:
         """Also: the refine stage finished (its config.yaml and metrics.json read as a refine stage's), and its
