@@ -257,13 +257,28 @@ def verb_cases() -> list[tuple[tuple[str, ...], str, str, str]]:
     must_fail = ("empty", "non-utf8", "torn", "header-only")
     out = []
     for verb, cls in VERBS.items():
-        by_file = {rel: name for name in cls(model="tiny").data_sets() for rel in read[name]}
+        extra = {"refine_stage": "r"} if verb == ("probe", "confound") else {}  # unreadable: the paper's refine sets
+        by_file = {rel: name for name in cls(model="tiny", **extra).data_sets() for rel in read[name]}
         out += [(verb, name, rel, d) for rel, name in sorted(by_file.items()) for d in must_fail
                 if damages(rel, _read(VENDORED / rel))[d](_read(VENDORED / rel)) is not None]
     return out
 
 
 VERB_SAMPLE = random.Random(0).sample(verb_cases(), 16)
+
+
+def fake_refine_stage(path: Path, model: Path) -> Path:
+    """What ``dcr probe confound`` reads of a refine stage: its config.yaml (the paper's data) and its layer."""
+    import dataclasses
+
+    import yaml
+
+    from dcr.refine import RefineConfig
+
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(RefineConfig(model=str(model)))))
+    (path / "metrics.json").write_text('{"layer": 1}')
+    return path
 
 
 def check_verb(verb: tuple[str, ...], rel: str, damage: str, tmp_path: Path, tiny_dir: Path,
@@ -284,8 +299,10 @@ def check_verb(verb: tuple[str, ...], rel: str, damage: str, tmp_path: Path, tin
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fail)
     monkeypatch.delenv("DCR_DATA_DIR", raising=False)
     out = tmp_path / "out"
+    extra = ["--refine-stage", str(fake_refine_stage(tmp_path / "refine", tiny_dir))] if verb == ("probe", "confound") \
+        else []
     monkeypatch.setattr(sys, "argv", ["dcr", *verb, "--model", str(tiny_dir), "--out", str(out),
-                                      "--data-dir", str(root)])
+                                      "--data-dir", str(root), *extra])
     with pytest.raises(SystemExit) as exc:
         main()
     err = capsys.readouterr().err.strip()

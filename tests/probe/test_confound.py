@@ -40,6 +40,7 @@ def test_scores_the_refine_stages_before_and_after_again(refined: Path, tiny_dir
     assert _accuracies(after["confound"]) == pytest.approx(_accuracies(own["after"]), abs=0.05)
     assert _accuracies(own["before"]) != _accuracies(own["after"])  # lr 1e-2 moved the features: a real check
     assert before["refine_stage_confound"] == own
+    assert read_json(tmp_path / "base" / "manifest.json")["data_files_unchecked"] == []  # all read was checked first
     rows = read_jsonl(tmp_path / "base" / "results.jsonl")
     assert {r["metric"] for r in rows} == {"probe_class_within_source", "probe_source_within_class"}
     assert all(r["split"] == "never-trained" and r["stage"] == "probe-confound" for r in rows)

@@ -174,6 +174,18 @@ class ConfoundConfig(StageConfig):
         check(self.template == "auto", f"ConfoundConfig.template {self.template!r}: the confound probe reads prompts "
                                        "with the refine stage's template. Fix: leave template at auto")
 
+    def data_sets(self) -> tuple[str, ...]:
+        """Those of the refine stage (its data, the overlap scan's sets, the confound families); the paper's
+        refine sets while the refine stage cannot be read yet (:meth:`check_inputs` then says why)."""
+        from dcr.errors import ConfigError
+        from dcr.probe.confound import refine_setup
+        from dcr.refine.config import RefineConfig
+
+        try:
+            return refine_setup(self)[0].data_sets()
+        except ConfigError:
+            return RefineConfig(model=self.model or "m").data_sets()
+
     def check_inputs(self) -> None:
         """Also: the refine stage finished (its config.yaml and metrics.json read as a refine stage's), and its
         layer exists in the model to score."""
