@@ -28,8 +28,10 @@ PY
 
 for pair in "paper:$PAPER" "matched:$MATCHED"; do
   arm=${pair%%:*}; run=${pair#*:}
-  refine=$(stage_dir "$run" refine dcr+stl)
-  for m in "stl:$(stage_dir "$run" align stl)" "dcr-stl:$(stage_dir "$run" align dcr+stl)"; do
+  refine=$(stage_dir "$run" refine dcr+stl)  # assignments: a failed lookup stops the script (set -e)
+  stl=$(stage_dir "$run" align stl)
+  dcr_stl=$(stage_dir "$run" align dcr+stl)
+  for m in "stl:$stl" "dcr-stl:$dcr_stl"; do
     name=${m%%:*}; model=${m#*:}; out="$run-confound/$arm-$name"
     $DCR probe confound --refine-stage "$refine" --model "$model" --out "$out"
     mkdir -p "$DEST/$arm-$name"

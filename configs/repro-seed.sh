@@ -31,11 +31,16 @@ common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "align.teacher_ca
 export OMP_NUM_THREADS=1
 mkdir -p runs "$STAGES"
 if [[ -n "${SHARE_FROM:-}" ]]; then
+  [[ -d "$SHARE_FROM" ]] || { echo "repro-seed.sh: SHARE_FROM=$SHARE_FROM is not a directory" >&2; exit 2; }
   for d in "$SHARE_FROM"/evaluate-*; do
-    [[ -e "$STAGES/$(basename "$d")" ]] && continue
+    [[ -d "$d" && ! -e "$STAGES/$(basename "$d")" ]] || continue
     if python3 -c 'import json, sys; m = json.load(open(sys.argv[1] + "/manifest.json"))
 sys.exit(0 if m.get("status") == "done" and "/" not in str(m["config"]["model"]) else 1)' "$d" 2>/dev/null; then
-      cp -a "$d" "$STAGES/" && echo "shared from $SHARE_FROM: $(basename "$d")"
+      # copied under a temporary name, then renamed: a failed copy never looks like a finished stage
+      rm -rf "$STAGES/.sharing"
+      cp -a "$d" "$STAGES/.sharing"
+      mv "$STAGES/.sharing" "$STAGES/$(basename "$d")"
+      echo "shared from $SHARE_FROM: $(basename "$d")"
     fi
   done
 fi

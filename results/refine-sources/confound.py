@@ -24,14 +24,15 @@ def acc(row: dict) -> str:
 def table(arm: str, root: Path) -> None:
     stl = json.loads((root / f"{arm}-stl" / "metrics.json").read_text())
     dcr = json.loads((root / f"{arm}-dcr-stl" / "metrics.json").read_text())
-    own = stl["refine_stage_confound"]
-    assert own == dcr["refine_stage_confound"], "the two models were scored on different refine stages"
+    own = stl["refine_stage_confound"] or {}  # None: the refine stage ran without the diagnostic
+    assert stl["refine_stage"] == dcr["refine_stage"], "the two models were scored on different refine stages"
     print(f"\n### {arm} refine ({Path(stl['refine_stage']).name}, layer {stl['layer']}, seed {stl['seed']})\n")
     print("| probe | chance | n per side | base (refine before) | refined (after) | STL | DCR + STL |")
     print("|---|---|---|---|---|---|---|")
     for kind in ("class_within_source", "source_within_class"):
         for group, row in stl["confound"][kind].items():
-            cells = [own["before"][kind][group], own["after"][kind][group], row, dcr["confound"][kind][group]]
+            cells = [own.get(p, {}).get(kind, {}).get(group, {}) for p in ("before", "after")]
+            cells += [row, dcr["confound"][kind][group]]
             n = "/".join(str(k) for k in row["n"])
             print(f"| {kind.replace('_', ' ')}: {group} | {row.get('chance', '')} | {n} | "
                   + " | ".join(acc(c) for c in cells) + " |")

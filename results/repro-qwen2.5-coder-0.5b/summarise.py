@@ -72,9 +72,10 @@ def rates(outcomes: dict[tuple[str, int], Outcomes], metrics: dict[tuple[str, in
                 print(f"| {method} | {pool} | {len(vals)} | {sum(vals) / len(vals):.3f} [{lo:.3f}, {hi:.3f}] | {deg} |")
 
 
-def difference(outcomes: dict[tuple[str, int], Outcomes], a: str, b: str, pool: str) -> tuple[float, float, float]:
+def difference(outcomes: dict[tuple[str, int], Outcomes], a: str, b: str,
+               pool: str) -> tuple[float, float, float, int]:
     """Print b - a on the pool, paired over prompts and pooled over seeds; return (mean, low, high) of the
-    interval RULE.md reads: seeds then prompts once three seeds exist, prompts only before."""
+    interval RULE.md reads (seeds then prompts once three seeds exist, prompts only before) and the seeds paired."""
     diffs: dict[str, dict[int, float]] = defaultdict(dict)
     seeds = sorted({s for m, s in outcomes if m == a} & {s for m, s in outcomes if m == b})
     for s in seeds:
@@ -83,13 +84,13 @@ def difference(outcomes: dict[tuple[str, int], Outcomes], a: str, b: str, pool: 
             diffs[pid][s] = float(pb[pid]) - float(pa[pid])
     if not diffs:
         print(f"| {b} - {a} | {pool} | no seed holds both | | |")
-        return float("nan"), float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan"), 0
     p = summarise_pairs(diffs)
     both = f" | seeds too [{p.seeds_low:+.3f}, {p.seeds_high:+.3f}]" if p.seeds_low is not None else ""
     label = "prompts only, one seed" if len(seeds) == 1 else "prompts"
     print(f"| {b} - {a} | {pool} | {p.prompts} x {len(seeds)} | {p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] "
           f"({label}){both} | {p.per_seed_text()} |")
-    return (p.mean, *p.interval(min_seeds=3))
+    return (p.mean, *p.interval(min_seeds=3), len(p.per_seed))
 
 
 def general(metrics: dict[tuple[str, int], dict[str, Any]]) -> None:
@@ -126,7 +127,7 @@ def main(runs: list[Path]) -> None:
     helps = comp[1] > 0 and safe[0] >= -0.01
     hurts = comp[2] < 0 or (safe[0] < 0 and safe[2] < 0)
     verdict = "DCR helps" if helps else "DCR hurts" if hurts else "no measurable effect at this n"
-    seeds = len({s for m, s in outcomes if m == "dcr+stl"})
+    seeds = min(comp[3], safe[3])  # the seeds paired in both pools
     which = "seeds then prompts" if seeds >= 3 else f"prompts only ({seeds} seed(s); RULE.md counts seeds from three)"
     print(f"\nRule (RULE.md, items 1-3; interval: {which}):\nDCR + STL - STL never-trained compliance "
           f"{comp[0]:+.3f} [{comp[1]:+.3f}, {comp[2]:+.3f}], defense {safe[0]:+.3f} [{safe[1]:+.3f}, "

@@ -11,6 +11,7 @@ from dcr.cli import app
 from dcr.errors import ConfigError
 from dcr.io import read_json, read_jsonl
 from dcr.probe import ConfoundConfig, confound
+from dcr.probe.confound import probe_seed, refine_setup
 from dcr.refine import RefineConfig, refine
 
 runner = CliRunner()
@@ -46,7 +47,12 @@ def test_scores_the_refine_stages_before_and_after_again(refined: Path, tiny_dir
     assert all(r["split"] == "never-trained" and r["stage"] == "probe-confound" for r in rows)
     other = read_json(confound(ConfoundConfig(model=str(tiny_dir), refine_stage=str(refined), seed=4,
                                               data_dir=str(data_dir)), tmp_path / "seed4") / "metrics.json")
-    assert other["seed"] == 4  # another seed: other samples and folds
+    # another seed redraws the probe's samples and folds, but the refine data (the training prompts left out) stay
+    # the refine stage's own: its seed is not the probe's
+    assert other["seed"] == 4 and other["refine_seed"] == 3 and other["weights_dtype"] == "fp32"
+    rcfg, _ = refine_setup(ConfoundConfig(model=str(tiny_dir), refine_stage=str(refined), seed=4))
+    assert rcfg.seed == 3 and probe_seed(ConfoundConfig(model="m", refine_stage="r", seed=4), rcfg) == 4
+    assert _accuracies(other["confound"]) != _accuracies(before["confound"])
 
 
 def test_bad_refine_stage(tiny_dir: Path, tmp_path: Path) -> None:

@@ -155,14 +155,19 @@ class MdsConfig(TwoSetConfig):
 class ConfoundConfig(StageConfig):
     """``dcr probe confound``: a finished refine stage's confound diagnostic (``dcr.refine.confound``: probe
     accuracy on class within one source, and on source within one class) measured on any model, e.g. the STL
-    and DCR + STL models, to ask whether STL undoes what refinement did (issue 29, item 5)."""
+    and DCR + STL models, to ask whether STL undoes what refinement did (issue 29, item 5). Data are read from
+    this config's ``data_dir`` (default ``$DCR_DATA_DIR``, else the vendored copy), the directory checked and keyed,
+    not from the one the refine stage named."""
 
     refine_stage: str = field("", help="A finished refine stage directory. Its config.yaml fixes the prompts (its "
                                        "training prompts left out), the layer, pooling, template, length and seed, "
                                        "so the numbers compare with its own before/after.", nonempty=True,
                               path="dir")
-    seed: int | None = field(None, help="Seed of the prompt samples and probe folds; None = the refine stage's "
-                                        "(the same prompts as its before/after numbers).", ge=0)
+    seed: int | None = field(None, help="Seed of the probe's prompt samples and folds; None = the refine stage's "
+                                        "(the same prompts as its before/after numbers). The training prompts "
+                                        "left out stay the refine stage's either way.", ge=0)
+    dtype: str = field("auto", help="Compute dtype: auto = the refine stage's (its features were taken at it), or "
+                                    "fp32, bf16, fp16.")
 
     def __post_init__(self) -> None:
         seed = self.seed

@@ -16,8 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from dcr.config import _NO_LEGACY
 from dcr.errors import ConfigError
 from dcr.io import read_json, write_json
 from dcr.models import load_model
@@ -28,46 +30,79 @@ from dcr.refine.data import refine_data
 from dcr.results import record
 from dcr.stage import run_stage
 
+DEFAULT_N = 50  # prompts per side when the refine stage ran without the diagnostic (confound_n 0)
 
-def refine_setup(cfg: ConfoundConfig) -> tuple[RefineConfig, dict[str, Any]]:
-    """(the refine stage's config with this probe's model, dtype, device and seed; its metrics.json)."""
-    stage = Path(cfg.refine_stage)
+
+def _read_stage(stage: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.yaml, metrics.json) of a finished refine stage, or a one-line ConfigError naming what is wrong."""
     files = {name: stage / name for name in ("config.yaml", "metrics.json")}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise ConfigError(f"refine_stage {stage} is not a finished refine stage (no {', '.join(missing)}). Fix: "
                           "pass the directory of a refine stage that finished (RUN/stages/refine-ID)")
-    raw = yaml.safe_load(files["config.yaml"].read_text(encoding="utf-8"))
-    metrics = read_json(files["metrics.json"])
-    if not isinstance(raw, dict) or "layer" not in metrics:
-        raise ConfigError(f"{files['config.yaml']}: not a refine stage's config (or metrics.json has no layer). "
-                          "Fix: pass a refine stage directory")
-    known = {f.name for f in dataclasses.fields(RefineConfig)}
-    values = {k: v for k, v in raw.items() if k in known}
-    values.update(model=cfg.model, dtype=cfg.dtype, device=cfg.device,
-                  data_dir=cfg.data_dir if cfg.data_dir is not None else values.get("data_dir"))
-    if cfg.seed is not None:
-        values["seed"] = cfg.seed
+    try:
+        raw = yaml.safe_load(files["config.yaml"].read_text(encoding="utf-8"))
+        metrics = read_json(files["metrics.json"])
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"refine_stage {stage}: config.yaml or metrics.json does not parse "
+                          f"({type(exc).__name__}). Fix: pass an intact refine stage directory") from None
+    if not isinstance(raw, dict) or not isinstance(metrics, dict) or "layer" not in metrics:
+        raise ConfigError(f"refine_stage {stage}: not a refine stage's config.yaml and metrics.json (with its "
+                          "layer). Fix: pass a refine stage directory")
+    return raw, metrics
+
+
+def refine_setup(cfg: ConfoundConfig) -> tuple[RefineConfig, dict[str, Any]]:
+    """(the refine stage's own config, with this probe's model, device and data directory; its metrics.json).
+
+    The seed stays the refine stage's, so its data (and the training prompts the probe leaves out) are those it
+    trained on; ``cfg.seed`` only redraws the probe's samples and folds (:func:`probe_seed`). dtype ``auto``
+    keeps the refine stage's dtype. A field the stage's config.yaml predates takes its ``legacy`` value
+    (``dcr.config.field``), the behaviour from before it existed, else its default."""
+    raw, metrics = _read_stage(Path(cfg.refine_stage))
+    values = {}
+    for f in dataclasses.fields(RefineConfig):
+        if f.name in raw:
+            values[f.name] = raw[f.name]
+        elif f.metadata.get("legacy", _NO_LEGACY) is not _NO_LEGACY:
+            values[f.name] = f.metadata["legacy"]
+    values.update(model=cfg.model, device=cfg.device, data_dir=cfg.data_dir)  # one data directory: checked = read
+    if cfg.dtype != "auto":
+        values["dtype"] = cfg.dtype
     return RefineConfig(**values), metrics
+
+
+def probe_seed(cfg: ConfoundConfig, rcfg: RefineConfig) -> int:
+    """The seed of the probe's prompt samples and folds: ``cfg.seed``, else the refine stage's."""
+    return rcfg.seed if cfg.seed is None else cfg.seed
+
+
+def _load_dtype(rcfg: RefineConfig) -> str:
+    """The weights' dtype as the refine stage loaded them (fp32; bf16 frozen weights under LoRA when it kept them)."""
+    from dcr.refine.stage import frozen_dtype
+
+    return "bf16" if rcfg.lora and frozen_dtype(rcfg) == torch.bfloat16 else "fp32"
 
 
 def _run_confound(cfg: ConfoundConfig, out: Path) -> dict[str, Any]:
     """The body of ``confound``."""
-    from dcr.refine.stage import layer_features
+    from dcr.refine.stage import autocast_dtype, layer_features
 
     rcfg, metrics = refine_setup(cfg)
-    layer = int(metrics["layer"])
-    sets = confound_sets(refine_data(rcfg), rcfg.data_dir, rcfg.xstest_heldout_frac, rcfg.split_seed,
-                         rcfg.confound_n or 50, rcfg.seed)
-    model, tok = load_model(cfg.model, dtype="fp32", device=cfg.device)
-    scores = confound_scores(sets, layer_features(model, tok, rcfg, layer), rcfg.seed)
+    layer, seed, n = int(metrics["layer"]), probe_seed(cfg, rcfg), rcfg.confound_n or DEFAULT_N
+    sets = confound_sets(refine_data(rcfg), rcfg.data_dir, rcfg.xstest_heldout_frac, rcfg.split_seed, n, seed)
+    model, tok = load_model(cfg.model, dtype=_load_dtype(rcfg), device=cfg.device)
+    scores = confound_scores(sets, layer_features(model, tok, rcfg, layer), seed)
     for metric, groups in scores.items():
         for group, row in groups.items():
             if row.get("probe_accuracy") is not None:
-                record(out, stage="probe-confound", model=cfg.model, seed=rcfg.seed, layer=layer,
+                record(out, stage="probe-confound", model=cfg.model, seed=seed, layer=layer,
                        benchmark=f"confound-{group}", split="never-trained", metric=f"probe_{metric}",
                        value=row["probe_accuracy"], n=sum(row["n"]), chance=row["chance"])
-    summary = {"model": cfg.model, "refine_stage": cfg.refine_stage, "layer": layer, "seed": rcfg.seed,
+    autocast = autocast_dtype(rcfg.dtype, str(next(model.parameters()).device))
+    summary = {"model": cfg.model, "refine_stage": cfg.refine_stage, "layer": layer, "seed": seed,
+               "refine_seed": rcfg.seed, "confound_n": n, "weights_dtype": _load_dtype(rcfg),
+               "autocast_dtype": str(autocast).removeprefix("torch.") if autocast else None,
                "confound": scores, "refine_stage_confound": metrics.get("confound")}
     write_json(out / "metrics.json", {"config": asdict(cfg), **summary})
     return {"layer": layer, "confound": scores}

@@ -116,7 +116,8 @@ class PairedSummary:
 
 def summarise_pairs(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed: int = 0) -> PairedSummary:
     """:class:`PairedSummary` of ``{prompt: {seed: b - a}}`` (needs at least one pair)."""
-    if not any(diffs.values()):
+    diffs = {p: d for p, d in diffs.items() if d}  # a prompt without a pair would be resampled as NaN
+    if not diffs:
         raise ValueError("no (prompt, seed) pair to summarise")
     mean, low, high = paired_bootstrap(diffs, n_boot, seed)
     per_seed: dict[int, list[float]] = defaultdict(list)
@@ -124,7 +125,7 @@ def summarise_pairs(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed
         for s, v in d.items():
             per_seed[s].append(v)
     slow, shigh = seed_prompt_bootstrap(diffs, n_boot, seed) if len(per_seed) > 1 else (None, None)
-    return PairedSummary(sum(1 for d in diffs.values() if d), mean, low, high, slow, shigh,
+    return PairedSummary(len(diffs), mean, low, high, slow, shigh,
                          {s: sum(v) / len(v) for s, v in per_seed.items()})
 
 
