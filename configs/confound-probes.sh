@@ -14,16 +14,7 @@ PAPER=${1:?PAPER_RUN}; MATCHED=${2:?MATCHED_RUN}; SEED=${3:?SEED}; DEST=${4:?DES
 DCR=${DCR:-dcr}
 
 stage_dir() {  # stage_dir RUN STAGE METHOD -> the run's stage directory of that stage, method and seed
-  python3 - "$1" "$SEED" "$2" "$3" <<'PY'
-import json, sys
-from pathlib import Path
-run, seed, stage, method = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-for node in json.loads((run / "plan.json").read_text())["nodes"]:
-    if node["stage"] == stage and any(u["method"] == method and u["seed"] == seed for u in node["uses"]):
-        print(run / node["dir"] if not Path(node["dir"]).is_absolute() else node["dir"]); break
-else:
-    sys.exit(f"error: {run}/plan.json has no {stage} stage of {method}, seed {seed}. Fix: run that seed first")
-PY
+  python3 "$(dirname "$0")/stage_dir.py" "$1" "$SEED" "$2" "$3"
 }
 
 for pair in "paper:$PAPER" "matched:$MATCHED"; do

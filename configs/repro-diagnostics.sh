@@ -21,16 +21,7 @@ RUN=${1:?RUN_DIR}; SEED=${2:?SEED}; OUT=${3:?OUT}; MODEL=${4:-smollm2-135m}; LAY
 DCR=${DCR:-dcr}
 
 stage_dir() {  # stage_dir STAGE METHOD -> the run's stage directory of that stage, method and seed
-  python3 - "$RUN" "$SEED" "$1" "$2" <<'EOF'
-import json, sys
-from pathlib import Path
-run, seed, stage, method = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-for node in json.loads((run / "plan.json").read_text())["nodes"]:
-    if node["stage"] == stage and any(u["method"] == method and u["seed"] == seed for u in node["uses"]):
-        print(run / node["dir"]); break
-else:
-    sys.exit(f"error: {run}/plan.json has no {stage} stage of {method}, seed {seed}. Fix: run that seed first")
-EOF
+  python3 "$(dirname "$0")/stage_dir.py" "$RUN" "$SEED" "$1" "$2"
 }
 
 REFINED=$(stage_dir refine dcr+stl)

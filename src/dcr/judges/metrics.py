@@ -22,15 +22,12 @@ METRICS = ("agreement", "precision", "recall", "f1", "kappa")
 def _rates(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
     """The five metrics from confusion counts (arrays broadcast, so one call scores every resample)."""
     tp, fp, fn, tn = (np.asarray(x, dtype=float) for x in (tp, fp, fn, tn))
-    n = tp + fp + fn + tn
     with np.errstate(divide="ignore", invalid="ignore"):
-        agreement = (tp + tn) / n
         precision = tp / (tp + fp)
         recall = tp / (tp + fn)
         f1 = 2 * tp / (2 * tp + fp + fn)
-        expected = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n)
-        kappa = (agreement - expected) / (1 - expected)
-    kappa = np.where(np.isclose(expected, 1.0), np.nan, kappa)
+    table = np.stack(np.broadcast_arrays(tp, fn, fp, tn), axis=-1).reshape(*np.broadcast(tp, fn, fp, tn).shape, 2, 2)
+    agreement, kappa = _kappa_from_counts(table)  # rows: human refusal / not; columns: judge
     return {"agreement": agreement, "precision": precision, "recall": recall, "f1": f1, "kappa": kappa}
 
 

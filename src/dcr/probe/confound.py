@@ -25,7 +25,7 @@ from dcr.io import read_json, write_json
 from dcr.models import load_model
 from dcr.probe.config import ConfoundConfig
 from dcr.refine.config import RefineConfig
-from dcr.refine.confound import confound_scores, confound_sets
+from dcr.refine.confound import confound_scores, confound_sets, score_records
 from dcr.refine.data import refine_data
 from dcr.results import record
 from dcr.stage import run_stage
@@ -91,17 +91,14 @@ def _run_confound(cfg: ConfoundConfig, out: Path) -> dict[str, Any]:
     rcfg, metrics = refine_setup(cfg)
     layer, seed, n = int(metrics["layer"]), probe_seed(cfg, rcfg), rcfg.confound_n or DEFAULT_N
     sets = confound_sets(refine_data(rcfg), rcfg.data_dir, rcfg.xstest_heldout_frac, rcfg.split_seed, n, seed)
-    model, tok = load_model(cfg.model, dtype=_load_dtype(rcfg), device=cfg.device)
+    weights = _load_dtype(rcfg)
+    model, tok = load_model(cfg.model, dtype=weights, device=cfg.device)
     scores = confound_scores(sets, layer_features(model, tok, rcfg, layer), seed)
-    for metric, groups in scores.items():
-        for group, row in groups.items():
-            if row.get("probe_accuracy") is not None:
-                record(out, stage="probe-confound", model=cfg.model, seed=seed, layer=layer,
-                       benchmark=f"confound-{group}", split="never-trained", metric=f"probe_{metric}",
-                       value=row["probe_accuracy"], n=sum(row["n"]), chance=row["chance"])
+    for fields in score_records(scores):
+        record(out, stage="probe-confound", model=cfg.model, seed=seed, layer=layer, **fields)
     autocast = autocast_dtype(rcfg.dtype, str(next(model.parameters()).device))
     summary = {"model": cfg.model, "refine_stage": cfg.refine_stage, "layer": layer, "seed": seed,
-               "refine_seed": rcfg.seed, "confound_n": n, "weights_dtype": _load_dtype(rcfg),
+               "refine_seed": rcfg.seed, "confound_n": n, "weights_dtype": weights,
                "autocast_dtype": str(autocast).removeprefix("torch.") if autocast else None,
                "confound": scores, "refine_stage_confound": metrics.get("confound")}
     write_json(out / "metrics.json", {"config": asdict(cfg), **summary})

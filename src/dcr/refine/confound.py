@@ -17,7 +17,7 @@ with fewer than 4 prompts left on a side is reported as not measurable.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -85,3 +85,13 @@ def confound_scores(sets: dict[str, dict[str, list[PromptRecord]]], feats: Featu
         families = [f for f, s in sets.items() if side in s]
         across[side] = {"families": families, **probe([sets[f][side] for f in families])}
     return {"class_within_source": within, "source_within_class": across}
+
+
+def score_records(scores: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ``results.jsonl`` fields of each measured probe in :func:`confound_scores`' output (a probe that was
+    not measurable has no record)."""
+    for metric, groups in scores.items():
+        for group, row in groups.items():
+            if row.get("probe_accuracy") is not None:
+                yield {"benchmark": f"confound-{group}", "split": "never-trained", "metric": f"probe_{metric}",
+                       "value": row["probe_accuracy"], "n": sum(row["n"]), "chance": row["chance"]}

@@ -36,7 +36,7 @@ from dcr.models import (
 )
 from dcr.refine.anchor import build_anchor
 from dcr.refine.config import RefineConfig
-from dcr.refine.confound import confound_scores, confound_sets
+from dcr.refine.confound import confound_scores, confound_sets, score_records
 from dcr.refine.data import RefineData, make_batches, refine_data, steps_per_epoch
 from dcr.refine.features import check_layer, class_mean_center, default_layer, extract_features
 from dcr.refine.metrics import separability
@@ -118,13 +118,9 @@ def plot_loss(rows: list[dict[str, float]], path: Path) -> None:
 def record_confound(out: Path, cfg: RefineConfig, layer: int, confound: dict[str, Any]) -> None:
     """``results.jsonl`` records of the confound diagnostic (``dcr.refine.confound``), per phase."""
     for phase, scores in confound.items():
-        for metric, groups in scores.items():
-            for group, row in groups.items():
-                if row.get("probe_accuracy") is not None:
-                    results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
-                                   benchmark=f"confound-{group}", split="never-trained", phase=phase,
-                                   metric=f"probe_{metric}", value=row["probe_accuracy"], n=sum(row["n"]),
-                                   chance=row["chance"])
+        for fields in score_records(scores):
+            results.record(out, model=cfg.model, stage="refine", method="dcr", seed=cfg.seed, layer=layer,
+                           phase=phase, **fields)
 
 
 def record_metrics(out: Path, cfg: RefineConfig, layer: int, before: dict, after: dict, sizes: dict) -> None:

@@ -103,12 +103,12 @@ class PairedSummary:
     def interval(self, min_seeds: int = 2) -> tuple[float, float]:
         """The interval a reading rule uses: seeds then prompts once there are ``min_seeds`` seeds or more, else
         prompts only (say which: :attr:`seeds_counted`)."""
-        if self.seeds_low is not None and self.seeds_high is not None and len(self.per_seed) >= min_seeds:
-            return self.seeds_low, self.seeds_high
+        if self.seeds_counted(min_seeds):
+            return self.seeds_low, self.seeds_high  # type: ignore[return-value]
         return self.low, self.high
 
     def seeds_counted(self, min_seeds: int = 2) -> bool:
-        return self.seeds_low is not None and len(self.per_seed) >= min_seeds
+        return self.seeds_low is not None and self.seeds_high is not None and len(self.per_seed) >= min_seeds
 
     def per_seed_text(self, fmt: str = "s{seed} {value:+.3f}") -> str:
         return ", ".join(fmt.format(seed=s, value=v) for s, v in sorted(self.per_seed.items()))
