@@ -9,6 +9,11 @@
 # on its own arm's refine stage prompts (`dcr probe confound --refine-stage`), outputs under DEST/ARM-stl and
 # DEST/ARM-dcr-stl (metrics.json, results.jsonl, manifest.json; no weights). Read with
 # `python results/refine-sources/confound.py DEST`. About 40 s per model at SmolLM2-135M on one thread.
+#
+# NTK=1 adds issue 29 item 3's eNTK ratio K(seemingly toxic, toxic) / K(toxic, toxic) (`dcr probe ntk`, the paper's
+# 25 prompts per group) for each arm: base beside the refined model (DEST/ARM-ntk-base-refined) and STL beside DCR +
+# STL (DEST/ARM-ntk-stl-dcr-stl). NTK_BUDGET (GB, default 3) bounds its gradient store, so that it fits beside other
+# jobs (at SmolLM2-135M the default 6 GB store peaks at about 15 GB RSS).
 set -euo pipefail
 PAPER=${1:?PAPER_RUN}; MATCHED=${2:?MATCHED_RUN}; SEED=${3:?SEED}; DEST=${4:?DEST}
 DCR=${DCR:-dcr}
@@ -27,5 +32,13 @@ for pair in "paper:$PAPER" "matched:$MATCHED"; do
     $DCR probe confound --refine-stage "$refine" --model "$model" --out "$out"
     mkdir -p "$DEST/$arm-$name"
     cp "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json" "$DEST/$arm-$name/"
+  done
+  [[ ${NTK:-0} == 1 ]] || continue
+  base=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/manifest.json"))["config"]["model"])' "$refine")
+  for m in "base-refined:$base:$refine" "stl-dcr-stl:$stl:$dcr_stl"; do
+    IFS=: read -r name before after <<< "$m"; out="$run-confound/$arm-ntk-$name"
+    $DCR probe ntk --model "$before" --model-after "$after" --seed "$SEED" --gram-budget-gb "${NTK_BUDGET:-3}" --out "$out"
+    mkdir -p "$DEST/$arm-ntk-$name"
+    cp "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json" "$DEST/$arm-ntk-$name/"
   done
 done

@@ -6,7 +6,9 @@ The argument holds one `dcr probe confound` output per (arm, model): ARM-stl and
 matched, each scored on its own arm's refine stage prompts (`--refine-stage`). Each metrics.json also carries that
 refine stage's own before / after. Printed per arm: probe accuracy on class within one source (harm) and on source
 within one class (data set), for the base model (refine's before), the refined model (refine's after), STL and
-DCR + STL, with n per side.
+DCR + STL, with n per side. Where the seed's DEST also holds ARM-ntk-base-refined and ARM-ntk-stl-dcr-stl
+(`NTK=1 bash configs/confound-probes.sh`), the eNTK ratio K(seemingly toxic, toxic) / K(toxic, toxic) of the four
+models follows (issue 29, item 3).
 """
 
 from __future__ import annotations
@@ -38,10 +40,23 @@ def table(arm: str, root: Path) -> None:
                   + " | ".join(acc(c) for c in cells) + " |")
 
 
+def ntk_row(arm: str, root: Path) -> None:
+    runs = [root / f"{arm}-ntk-{pair}" / "metrics.json" for pair in ("base-refined", "stl-dcr-stl")]
+    if not all(r.is_file() for r in runs):
+        return
+    cells = []
+    for r in runs:
+        m = json.loads(r.read_text())
+        cells += [f"{m[side]['ratio_stoxic_toxic']:.3f}" for side in ("before", "after")]
+    n = json.loads(runs[0].read_text())["config"]["n_per_group"]
+    print(f"| eNTK K(s-toxic, toxic) / K(toxic, toxic) | | {n} per group | " + " | ".join(cells) + " |")
+
+
 def main(root: Path) -> None:
     for arm in ("paper", "matched"):
         if (root / f"{arm}-stl").is_dir():
             table(arm, root)
+            ntk_row(arm, root)
 
 
 if __name__ == "__main__":
