@@ -12,8 +12,9 @@
 #
 # NTK=1 adds issue 29 item 3's eNTK ratio K(seemingly toxic, toxic) / K(toxic, toxic) (`dcr probe ntk`, the paper's
 # 25 prompts per group) for each arm: base beside the refined model (DEST/ARM-ntk-base-refined) and STL beside DCR +
-# STL (DEST/ARM-ntk-stl-dcr-stl). NTK_BUDGET (GB, default 3) bounds its gradient store, so that it fits beside other
-# jobs (at SmolLM2-135M the default 6 GB store peaks at about 15 GB RSS).
+# STL (DEST/ARM-ntk-stl-dcr-stl). NTK_BUDGET (GB, default 3) bounds its gradient store; it does not bound the whole
+# process: at SmolLM2-135M the four pairs of seed 0 recorded 6.6-16.0 GB peak RSS (manifest, sampled), about 10-18 min
+# each at one thread beside other jobs. Leave 16 GB free for it.
 set -euo pipefail
 PAPER=${1:?PAPER_RUN}; MATCHED=${2:?MATCHED_RUN}; SEED=${3:?SEED}; DEST=${4:?DEST}
 DCR=${DCR:-dcr}
@@ -33,10 +34,20 @@ for pair in "paper:$PAPER" "matched:$MATCHED"; do
     mkdir -p "$DEST/$arm-$name"
     cp "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json" "$DEST/$arm-$name/"
   done
-  [[ ${NTK:-0} == 1 ]] || continue
-  base=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/manifest.json"))["config"]["model"])' "$refine")
-  for m in "base-refined:$base:$refine" "stl-dcr-stl:$stl:$dcr_stl"; do
-    IFS=: read -r name before after <<< "$m"; out="$run-confound/$arm-ntk-$name"
+done
+[[ ${NTK:-0} == 1 ]] || exit 0
+# the eNTK pairs: before / after refine for both arms first (item 3 asks for these), then STL / DCR + STL
+for name in base-refined stl-dcr-stl; do
+  for pair in "paper:$PAPER" "matched:$MATCHED"; do
+    arm=${pair%%:*}; run=${pair#*:}
+    if [[ $name == base-refined ]]; then
+      after=$(stage_dir "$run" refine dcr+stl)
+      before=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/manifest.json"))["config"]["model"])' "$after")
+    else
+      before=$(stage_dir "$run" align stl)
+      after=$(stage_dir "$run" align dcr+stl)
+    fi
+    out="$run-confound/$arm-ntk-$name"
     $DCR probe ntk --model "$before" --model-after "$after" --seed "$SEED" --gram-budget-gb "${NTK_BUDGET:-3}" --out "$out"
     mkdir -p "$DEST/$arm-ntk-$name"
     cp "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json" "$DEST/$arm-ntk-$name/"
