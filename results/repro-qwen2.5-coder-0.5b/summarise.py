@@ -33,7 +33,9 @@ def pool_of(group: str) -> str | None:
 
 
 def load(runs: list[Path]) -> tuple[dict[tuple[str, int], Outcomes], dict[tuple[str, int], dict[str, Any]]]:
-    """({(method, seed): {pool: {group/prompt: outcome}}}, {(method, seed): evaluate metrics.json})."""
+    """({(method, seed): {pool: {group/prompt: outcome}}}, {(method, seed): evaluate metrics.json}). Each metrics
+    dict also holds the evaluation's stage directory name under "stage_dir": a stage that does not depend on the seed
+    (the base model's evaluation, shared by SHARE_FROM) has the same name in every seed."""
     outcomes, metrics = {}, {}
     for run in runs:
         for key, node in evaluations(read_json(run / "plan.json")).items():
@@ -42,7 +44,7 @@ def load(runs: list[Path]) -> tuple[dict[tuple[str, int], Outcomes], dict[tuple[
                 if (pool := pool_of(group)) is not None:
                     pools[pool].update({f"{group}/{pid}": v for pid, v in prompts.items()})
             outcomes[key] = dict(pools)
-            metrics[key] = read_json(run / node["dir"] / "metrics.json")
+            metrics[key] = read_json(run / node["dir"] / "metrics.json") | {"stage_dir": Path(node["dir"]).name}
     return outcomes, metrics
 
 
@@ -60,10 +62,16 @@ def degenerate_share(m: dict[str, Any], pool: str) -> str:
 
 
 def rates(outcomes: dict[tuple[str, int], Outcomes], metrics: dict[tuple[str, int], dict[str, Any]]) -> None:
-    print("| method | pool | n (prompts x seeds) | rate [95% Wilson] | degenerate |")
+    """Rates per method, pooled over its distinct evaluations: one evaluation shared by several seeds (the same stage
+    directory) is counted once, so its n and interval are not inflated by copies."""
+    print("| method | pool | n (prompts x distinct evaluations) | rate [95% Wilson] | degenerate |")
     print("|---|---|---|---|---|")
     for method in METHODS:
-        keys = [k for k in outcomes if k[0] == method]
+        keys, seen = [], set()
+        for k in sorted(k for k in outcomes if k[0] == method):
+            if metrics[k]["stage_dir"] not in seen:
+                seen.add(metrics[k]["stage_dir"])
+                keys.append(k)
         for pool in ("never-trained compliance", "five-set defense success"):
             vals = [v for k in keys for v in outcomes[k].get(pool, {}).values()]
             if vals:
