@@ -152,7 +152,8 @@ class RefineConfig(StageConfig):
         ), ge=0)
     retention_action: str = field(
         "fail", keyed=False, help="Above retention_max_rise: fail (the stage stops with an error, so no DCR + STL "
-                                  "number is computed on it) or warn (logged and recorded in metrics.json).",
+                                  "number is computed on it) or warn (logged, recorded in metrics.json and named "
+                                  "at the top of the report).",
                                       choices=RETENTION_ACTIONS)
     confound_n: int = field(
         50, keyed=False, help=(
