@@ -44,11 +44,9 @@ def ntk_row(arm: str, root: Path) -> None:
     runs = [root / f"{arm}-ntk-{pair}" / "metrics.json" for pair in ("base-refined", "stl-dcr-stl")]
     if not all(r.is_file() for r in runs):
         return
-    cells = []
-    for r in runs:
-        m = json.loads(r.read_text())
-        cells += [f"{m[side]['ratio_stoxic_toxic']:.3f}" for side in ("before", "after")]
-    n = json.loads(runs[0].read_text())["config"]["n_per_group"]
+    metrics = [json.loads(r.read_text()) for r in runs]
+    cells = [f"{m[side]['ratio_stoxic_toxic']:.3f}" for m in metrics for side in ("before", "after")]
+    n = metrics[0]["config"]["n_per_group"]
     print(f"| eNTK K(s-toxic, toxic) / K(toxic, toxic) | | {n} per group | " + " | ".join(cells) + " |")
 
 

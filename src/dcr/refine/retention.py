@@ -83,15 +83,20 @@ def verdict(before: dict[str, Any], after: dict[str, Any], cfg: Any) -> dict[str
         for b, a in zip(before["generations"], after["generations"]):  # stage.log survives a failed stage
             log.warning("retention %s %r\n  before: %r\n  after:  %r", b["id"], b["prompt"][:120],
                         b["completion"][:200], a["completion"][:200])
-        msg = (f"refine did not preserve the model's language: the NLL of {after['n']} held-out AlpacaEval "
-               f"reference answers rose {before['nll_per_token']:.3f} -> {after['nll_per_token']:.3f} nats per "
-               f"token (+{rise:.3f} > retention_max_rise {cfg.retention_max_rise}); greedy answers before and "
-               f"after are in the stage log")
+        msg = (f"refine did not preserve the model's language: {rise_text(out)}; greedy answers before and after "
+               "are in the stage log")
         if cfg.retention_action == "fail":
             raise DcrError(msg + ". Fix: a lower lr, a deeper layer, fewer trainable blocks (--lora) or fewer "
                            "epochs; or set refine.retention_action: warn to keep the model anyway")
         log.warning(msg)
     return out
+
+
+def rise_text(r: dict[str, Any]) -> str:
+    """The NLL rise of a retention summary (:func:`verdict`'s output, metrics.json ``retention``) in words; the
+    stage's error or warning and the report's warning (``dcr.report.retention``) both say it."""
+    return (f"the NLL of {r['n']} held-out AlpacaEval reference answers rose {r['nll_before']:.3f} -> "
+            f"{r['nll_after']:.3f} nats per token (+{r['nll_rise']:.3f} > retention_max_rise {r['max_rise']})")
 
 
 def write_generations(out: Path, before: dict[str, Any], after: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
+from dcr.refine.retention import rise_text
 from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
 from dcr.report.render import Block, Para
 
@@ -37,10 +38,9 @@ def retention_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
         used = ", ".join(f"{m} (seed {s})" for m, s in uses) or "the refined methods"
         model = (node.get("config") or {}).get("model", "?")
         blocks.append(Para(
-            f"**Warning: the refined model of {node.get('dir')} ({model}) did not keep its language.** The NLL of "
-            f"{r.get('n', '?')} held-out reference answers rose {r['nll_before']:.3f} -> {r['nll_after']:.3f} nats "
-            f"per token (+{r['nll_rise']:.3f} > retention_max_rise {r.get('max_rise')}; retention_action "
-            f"{r.get('action', '?')}); greedy answers {r.get('answers_before')} -> {r.get('answers_after')} "
+            f"**Warning: the refined model of {node.get('dir')} ({model}) did not keep its language:** "
+            f"{rise_text(r)}, retention_action {r.get('action', '?')}; greedy answers {r.get('answers_before')} -> "
+            f"{r.get('answers_after')} "
             f"(retention.jsonl). The rows of {used} come from it: they are not a result about DCR, and text that is "
             "fluent but unrelated to the prompt counts as compliance under the keyword judge."))
     return blocks
