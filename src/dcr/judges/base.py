@@ -20,7 +20,7 @@ from typing import Any
 from dcr.errors import ConfigError, DcrError
 
 MEASURES = ("refusal", "safe_response")
-SPECS = "keyword | prefix | guard:MODEL | http:BASE_URL[#MODEL_NAME]"
+SPECS = "keyword | prefix | guard:MODEL | http:BASE_URL[#MODEL_NAME], each refusal judge optionally +unrelated:MODEL"
 # A refusal judge's label -> XSTest's three-class rubric (the HTTP judge's classes, the keyword judge's labels);
 # labels outside it (``empty``, ``unparsed``) have no class.
 RUBRIC_CLASS = {"1_full_compliance": "full_compliance", "2_full_refusal": "full_refusal",
@@ -79,8 +79,12 @@ def check_pairs(prompts: Sequence[str], completions: Sequence[str]) -> None:
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """``"guard:smollm2-135m"`` -> ``("guard", "smollm2-135m")``; ``"keyword"`` -> ``("keyword", "")``."""
-    spec = (spec or "keyword").strip()
+    """``"guard:smollm2-135m"`` -> ``("guard", "smollm2-135m")``; ``"keyword"`` -> ``("keyword", "")``. A
+    ``+unrelated:MODEL`` suffix (:mod:`dcr.judges.unrelated`) is checked and the inner judge's parts returned."""
+    from dcr.judges.unrelated import MODIFIER, split_spec
+
+    spec, scorer = split_spec((spec or "keyword").strip())
+    spec = spec or "keyword"
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in (*NO_ARGUMENT, "guard", "http"):
@@ -93,6 +97,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
         from dcr.specs import parse_http
 
         parse_http(arg, "judge spec")
+    if scorer is not None and kind == "guard":
+        raise ConfigError(f"judge spec {spec}{MODIFIER}{scorer}: the unrelated check wraps refusal judges only (a "
+                          "guard judges safe responses). Fix: use keyword" + MODIFIER + scorer)
     return kind, arg.strip()
 
 
@@ -105,7 +112,17 @@ def get_judge(spec: str = "keyword", **kw: Any) -> Judge:
       (kw: ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ``template``).
     - ``http:BASE_URL[#MODEL_NAME]``: :class:`dcr.judges.http.HttpJudge` against an OpenAI-compatible
       server (kw: ``timeout``, ``retries``, ``partial_is_refusal``, ``unparsed_is_refusal``, ``workers``).
+    - ``SPEC+unrelated:MODEL``: that refusal judge wrapped by :class:`dcr.judges.unrelated.UnrelatedJudge`
+      (``kw`` goes to the inner judge).
     """
+    from dcr.judges.unrelated import split_spec
+
+    inner, scorer = split_spec((spec or "keyword").strip())
+    if scorer is not None:
+        from dcr.judges.unrelated import UnrelatedJudge
+
+        parse_spec(spec)
+        return UnrelatedJudge.load(get_judge(inner or "keyword", **kw), scorer)
     kind, arg = parse_spec(spec)
     if kind == "keyword":
         from dcr.judges.keyword import KeywordJudge

@@ -99,6 +99,11 @@ def judge_identity(spec: str | None) -> str | None:
     changed rule set invalidates cached judgements and finished evaluate stages)."""
     if spec is None:
         return None
+    from dcr.judges.unrelated import MODIFIER, rule_fingerprint, split_spec
+
+    inner, scorer = split_spec(spec)
+    if scorer is not None:
+        return f"{judge_identity(inner)}{MODIFIER}{scorer}@{rule_fingerprint()}"
     fingerprint = FINGERPRINTS.get(spec.strip().lower())
     return f"{spec}@{fingerprint()}" if fingerprint else spec
 
