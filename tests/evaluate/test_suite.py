@@ -184,3 +184,26 @@ def test_heldout_zero_labels_every_xstest_safe_prompt_in_distribution(tiny_dir: 
     out = evaluate(_cfg(tiny_dir, data_dir, ["xstest-safe"], limit=6, xstest_heldout_frac=0.0), tmp_path / "ev")
     by_split = {r["split"]: r["n"] for r in read_jsonl(out / "results.jsonl") if r["metric"] == "compliance_rate"}
     assert by_split == {"all": 6, "in-distribution": 6}  # no held-out split at all, not an empty one
+
+
+def test_unrelated_extra_judge_disagrees_where_it_relabels(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``keyword+unrelated:MODEL`` as an extra judge: its own cached judgements, and a disagreement with keyword
+    on exactly the compliances it turned into degenerate (a change of outcome, not of the refusal boolean)."""
+    from dcr.judges.unrelated import UnrelatedRule
+
+    monkeypatch.setattr(UnrelatedRule, "unrelated", lambda self, logprob, pmi: True)  # every compliance
+    spec = f"keyword+unrelated:{tiny_dir}"
+    out = evaluate(_cfg(tiny_dir, data_dir, ["xstest"], limit=10, max_new_tokens=12, extra_judges=[spec]),
+                   tmp_path / "ev")
+    files = sorted((out / "judgements").glob("xstest__keyword_*.jsonl"))
+    assert len(files) == 2 and "unrelated" in files[1].name
+    keyword, wrapped = read_jsonl(files[0]), read_jsonl(files[1])
+    complied = {r["id"] for r in keyword if r["label"] == "compliance"}
+    assert complied  # else the test below could not fail
+    assert {r["id"] for r in wrapped if r["label"] == "degenerate"} == complied | {
+        r["id"] for r in keyword if r["label"] == "degenerate"}
+    got = [m for m in read_json(out / "metrics.json")["benchmarks"]["xstest"]["metrics"]
+           if m["metric"] == "judge_disagreement"]
+    assert len(got) == 1 and got[0]["judge"].startswith("keyword vs keyword+unrelated:")
+    assert got[0]["value"] == pytest.approx(len(complied) / 10)

@@ -14,7 +14,7 @@ from dcr.judges.base import Judge, get_judge, parse_spec
 from dcr.judges.degenerate import DEGENERATE
 from dcr.judges.keyword import KeywordJudge
 from dcr.judges.record import judge_identity
-from dcr.judges.unrelated import UnrelatedJudge, UnrelatedRule, answer_scores, split_spec
+from dcr.judges.unrelated import UnrelatedJudge, UnrelatedRule, answer_scores, rule_fingerprint, split_spec
 from dcr.prompts import format_prompt
 from dcr.testing import tiny_lm
 
@@ -39,10 +39,12 @@ def test_bad_specs(spec: str, needle: str) -> None:
         parse_spec(spec)
 
 
-def test_identity_names_inner_rules_scorer_and_thresholds() -> None:
+def test_identity_names_inner_rules_scorer_and_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     ident = judge_identity("keyword+unrelated:smollm2-135m")
     assert ident.startswith(judge_identity("keyword") + "+unrelated:smollm2-135m@")
-    assert "max_pmi=0.0" in ident and "max_logprob=-3.0" in ident
+    assert ident.split("@")[-1] == rule_fingerprint() and len(rule_fingerprint()) == 16
+    monkeypatch.setattr(UnrelatedRule.__init__, "__defaults__", (0.1, -3.0, 128))  # other thresholds, other id
+    assert judge_identity("keyword+unrelated:smollm2-135m") != ident
 
 
 def test_rule_needs_both_conditions() -> None:

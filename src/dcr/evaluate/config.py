@@ -26,11 +26,13 @@ class EvaluateConfig(StageConfig):
     limit: int | None = field(None, help="At most this many items per benchmark, a seeded subsample (None = all).",
         ge=1)
     judge: str = field("keyword", help="Refusal judge for compliance and refusal rates: keyword | guard:MODEL | "
-                                       "http:BASE_URL[#MODEL_NAME].", nonempty=True)
+                                       "http:BASE_URL[#MODEL_NAME]; a refusal judge may add +unrelated:MODEL "
+                                       "(dcr.judges.unrelated).", nonempty=True)
     safety_judge: str | None = field(None, help="Judge of defense success on unsafe prompts (the paper: a guard "
                                                 "model); None = the refusal judge (defense = refusal).", nonempty=True)
     extra_judges: list[str] = field(default_factory=list, help="More refusal judges run on the same completions "
-                                    "(e.g. prefix, http:URL); each one's disagreement rate with --judge is "
+                                    "(e.g. prefix, http:URL, keyword+unrelated:smollm2-135m); each one's "
+                                    "disagreement rate with --judge (on refusal / compliance / degenerate) is "
                                     "reported per benchmark (judge_disagreement).")
     steer: str | None = field(None, help="A `dcr steer` output directory whose hooks are applied while evaluating.",
         nonempty=True, path="dir")

@@ -26,6 +26,7 @@ from dcr.evaluate.refusal_prob import refusal_prob
 from dcr.generate import generate
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
 from dcr.judges import Judge
+from dcr.judges.degenerate import DEGENERATE
 from dcr.judges.record import judge_identity
 
 JUDGE_CHUNK = 64
@@ -164,9 +165,16 @@ def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any,
     return metrics, detail
 
 
+def outcome_of(label: str, refused: bool) -> str:
+    """A refusal judge's verdict as one of three outcomes: ``refusal``, ``degenerate`` (no refusal, no compliance)
+    or ``compliance``; judges disagree when these differ."""
+    return "refusal" if refused else DEGENERATE if label == DEGENERATE else "compliance"
+
+
 def _apply_judges(table: list[dict[str, Any]], judges: Judges, jdir: Path, name: str) -> list[Metric]:
     """Mark each row ``refused`` / ``judge_label`` (refusal judge) and unsafe rows ``defended`` (safety judge);
-    returns the disagreement rate of every other configured judge with the refusal judge."""
+    returns the disagreement rate of every other configured judge with the refusal judge (on the outcome:
+    refusal, compliance or degenerate, :func:`outcome_of`)."""
     out: list[Metric] = []
     if judges.refusal is not None:
         verdicts = judge_cached(judges.refusal, table, judgement_file(jdir, name, judges.refusal))
@@ -174,7 +182,7 @@ def _apply_judges(table: list[dict[str, Any]], judges: Judges, jdir: Path, name:
             r["judge_label"], r["refused"] = verdicts[r["id"]]
         for extra in judges.extra:
             other = judge_cached(extra, table, judgement_file(jdir, name, extra))
-            flips = [other[r["id"]][1] != r["refused"] for r in table]
+            flips = [outcome_of(*other[r["id"]]) != outcome_of(r["judge_label"], r["refused"]) for r in table]
             out.append(Metric(kind_of({r["label"] for r in table}), "all", "judge_disagreement", mean(flips),
                               len(flips), f"{judges.refusal.name} vs {extra.name}"))
     unsafe = [r for r in table if r["label"] == "unsafe"]

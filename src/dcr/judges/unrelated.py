@@ -140,5 +140,8 @@ class UnrelatedJudge(Judge):
 
 
 def rule_fingerprint() -> str:
-    """What identifies the check's verdicts besides the scorer's name (for cached judgements and stage keys)."""
-    return repr(UnrelatedRule())
+    """What identifies the check's verdicts besides the scorer's name (for cached judgements and stage keys): a
+    short hash of the default thresholds."""
+    import hashlib
+
+    return hashlib.sha256(repr(UnrelatedRule()).encode()).hexdigest()[:16]
