@@ -75,6 +75,18 @@ def test_scores_match_a_hand_computation() -> None:
         assert pmi == pytest.approx(given - alone, abs=1e-4)
 
 
+def test_second_pass_only_where_the_first_is_low_enough() -> None:
+    model, tok = tiny_lm("llama", seed=0)
+    prompts, answers = ["How do I kill a process?", "Hi"], ["Use kill -9 PID.", "hello there, friend"]
+    full = answer_scores(model, tok, prompts, answers)
+    cut = (full[0][0] + full[1][0]) / 2  # between the two answers' log-probabilities
+    part = answer_scores(model, tok, prompts, answers, pmi_if_logprob_at_most=cut)
+    low = 0 if full[0][0] <= cut else 1
+    assert part[low] == pytest.approx(full[low], abs=1e-5)
+    assert part[1 - low][0] == pytest.approx(full[1 - low][0], abs=1e-5) and math.isnan(part[1 - low][1])
+    assert not UnrelatedRule(max_pmi=math.inf, max_logprob=math.inf).unrelated(-9.0, math.nan)
+
+
 def test_scores_read_only_the_first_max_tokens() -> None:
     model, tok = tiny_lm("llama", seed=0)
     short = answer_scores(model, tok, ["Hi"], ["abc"], max_tokens=3)

@@ -25,6 +25,7 @@ results/judge-degenerate/README.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,8 @@ class UnrelatedRule:
             raise ConfigError(f"unrelated rule: max_tokens {self.max_tokens} must be >= 1. Fix: raise it")
 
     def unrelated(self, logprob: float, pmi: float) -> bool:
-        """Whether scores (mean log-probability given the prompt, PMI per token) mark an unrelated answer."""
+        """Whether scores (mean log-probability given the prompt, PMI per token) mark an unrelated answer (a NaN
+        PMI, not computed, never does)."""
         return pmi <= self.max_pmi and logprob <= self.max_logprob
 
 
@@ -66,9 +68,12 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def answer_scores(model: Any, tok: Any, prompts: Sequence[str], completions: Sequence[str], max_tokens: int = 128,
-                  template: str = "auto", batch_size: int = 8) -> list[tuple[float, float]]:
+                  template: str = "auto", batch_size: int = 8,
+                  pmi_if_logprob_at_most: float = math.inf) -> list[tuple[float, float]]:
     """(mean log-probability given the prompt, PMI per token) of each non-empty completion's first
-    ``max_tokens`` tokens under ``model``; ``(0.0, 0.0)`` for a completion that tokenises to nothing."""
+    ``max_tokens`` tokens under ``model``; ``(0.0, 0.0)`` for a completion that tokenises to nothing. The second
+    pass (given an empty prompt) runs only where the first gave at most ``pmi_if_logprob_at_most``; elsewhere the
+    PMI is NaN (the unrelated rule needs both, so :class:`UnrelatedJudge` halves its cost this way)."""
     import torch
 
     from dcr.evaluate.general import score_pairs
@@ -86,10 +91,13 @@ def answer_scores(model: Any, tok: Any, prompts: Sequence[str], completions: Seq
     with torch.no_grad():
         given = score_pairs(model, tok, [format_prompt(tok, prompts[i], template) for i in idx],
                             [answers[i] for i in idx], batch_size, add)
-        alone = score_pairs(model, tok, [empty] * len(idx), [answers[i] for i in idx], batch_size, add)
+        low = [k for k, i in enumerate(idx) if given[k] / counts[i] <= pmi_if_logprob_at_most]
+        alone = dict(zip(low, score_pairs(model, tok, [empty] * len(low), [answers[idx[k]] for k in low],
+                                          batch_size, add)))
     out = [(0.0, 0.0)] * len(completions)
     for k, i in enumerate(idx):
-        out[i] = (given[k] / counts[i], (given[k] - alone[k]) / counts[i])
+        pmi = (given[k] - alone[k]) / counts[i] if k in alone else math.nan
+        out[i] = (given[k] / counts[i], pmi)
     return out
 
 
@@ -121,7 +129,8 @@ class UnrelatedJudge(Judge):
         labels = self.inner.labels(prompts, completions)
         idx = [i for i, label in enumerate(labels) if RUBRIC_CLASS.get(label) == "full_compliance"]
         scores = answer_scores(self.model, self.tok, [prompts[i] for i in idx], [completions[i] for i in idx],
-                               self.rule.max_tokens, self.template, self.batch_size) if idx else []
+                               self.rule.max_tokens, self.template, self.batch_size,
+                               self.rule.max_logprob) if idx else []
         self.last_scores = [None] * len(labels)
         for i, (logprob, pmi) in zip(idx, scores):
             self.last_scores[i] = (logprob, pmi)
