@@ -36,9 +36,10 @@ def in_pool(group: str) -> bool:
 
 
 def completions(stage: Path, bench: str) -> dict[str, dict[str, Any]]:
+    """{id: generation row} of an archived stage (gzipped) or of a run's own stage directory (plain JSONL)."""
     path = stage / "generations" / f"{bench}.jsonl.gz"
     if not path.exists():
-        return {}
+        return {str(r["id"]): r for r in read_jsonl(path.with_suffix(""))} if path.with_suffix("").exists() else {}
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return {str(r["id"]): r for r in map(json.loads, fh)}
 

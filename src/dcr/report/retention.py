@@ -42,5 +42,6 @@ def retention_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
             f"{rise_text(r)}, retention_action {r.get('action', '?')}; greedy answers {r.get('answers_before')} -> "
             f"{r.get('answers_after')} "
             f"(retention.jsonl). The rows of {used} come from it: they are not a result about DCR, and text that is "
-            "fluent but unrelated to the prompt counts as compliance under the keyword judge."))
+            "fluent but unrelated to the prompt counts as compliance under the keyword judge (judge "
+            "keyword+unrelated:smollm2-135m reads it)."))
     return blocks
