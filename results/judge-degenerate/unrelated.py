@@ -14,15 +14,15 @@ Only compliance on safe prompts can move (an unsafe prompt's degenerate answer i
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dcr.io import append_jsonl, read_json, read_jsonl
+from dcr.data.readers import read_jsonl
+from dcr.io import append_jsonl, read_json
+from dcr.io import read_jsonl as read_cache
 from dcr.judges.unrelated import SCORER, UnrelatedRule, answer_scores
 from dcr.report.paired import _groups, _verdicts, evaluations, is_never_trained, summarise_pairs, wilson
 
@@ -35,37 +35,37 @@ def in_pool(group: str) -> bool:
     return group == "xstest safe held-out" or is_never_trained(group)
 
 
-def completions(stage: Path, bench: str) -> dict[str, dict[str, Any]]:
-    """{id: generation row} of an archived stage (gzipped) or of a run's own stage directory (plain JSONL)."""
-    path = stage / "generations" / f"{bench}.jsonl.gz"
-    if not path.exists():
-        return {str(r["id"]): r for r in read_jsonl(path.with_suffix(""))} if path.with_suffix("").exists() else {}
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return {str(r["id"]): r for r in map(json.loads, fh)}
-
-
-def scored(stage: Path, cache: Path, scorer: Any) -> dict[tuple[str, str], tuple[float, float]]:
-    """{(bench, id): (logprob, pmi)} of every never-trained safe-prompt compliance of one evaluate stage (cached)."""
-    have = {(r["bench"], r["id"]): (r["logprob"], r["pmi"]) for r in read_jsonl(cache)} if cache.exists() else {}
-    cfg = read_json(stage / "manifest.json")["config"]
+def pool_rows(stage: Path, cfg: dict[str, Any]) -> list[tuple[str, str, str, bool, dict[str, Any]]]:
+    """(bench, id, group, keyword compliance, generation row) of every never-trained safe prompt of one evaluate
+    stage with a keyword verdict; generations from an archive (gzipped) or a run's own stage directory."""
+    out = []
     for bench in cfg.get("benchmarks", []):
-        verdicts, rows = _verdicts(stage, bench, cfg.get("judge", "keyword")), completions(stage, bench)
+        verdicts = _verdicts(stage, bench, cfg.get("judge", "keyword"))
         if not verdicts:  # no refusal verdicts: a general-ability benchmark
             continue
-        todo = [pid for pid, group in _groups(bench, cfg).items()
-                if in_pool(group) and pid in verdicts and pid in rows and not any(verdicts[pid])
-                and (bench, pid) not in have]
-        for lo in range(0, len(todo), 64):
-            part = todo[lo:lo + 64]
-            if scorer[0] is None:
-                from dcr.models import load_model
+        gen = stage / "generations" / f"{bench}.jsonl"
+        rows = {str(r["id"]): r for r in read_jsonl(gen if gen.exists() else gen.with_name(gen.name + ".gz"))}
+        out += [(bench, pid, group, not any(verdicts[pid]), rows[pid]) for pid, group in _groups(bench, cfg).items()
+                if in_pool(group) and pid in verdicts and pid in rows]
+    return out
 
-                scorer[:] = load_model(SCORER, dtype="fp32")
-            got = answer_scores(*scorer, [rows[p]["prompt"] for p in part], [rows[p]["completion"] for p in part],
-                                RULE.max_tokens, pmi_if_logprob_at_most=RULE.max_logprob)
-            got = [(a, None if math.isnan(b) else b) for a, b in got]  # PMI only where logprob <= max_logprob
-            append_jsonl(cache, [{"bench": bench, "id": p, "logprob": a, "pmi": b} for p, (a, b) in zip(part, got)])
-            have.update({(bench, p): s for p, s in zip(part, got)})
+
+def scored(pool: list[tuple[str, str, str, bool, dict[str, Any]]], cache: Path,
+           scorer: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(bench, id): (logprob, pmi)} of every keyword compliance in ``pool`` (:func:`pool_rows`), cached."""
+    have = {(r["bench"], r["id"]): (r["logprob"], r["pmi"]) for r in read_cache(cache)} if cache.exists() else {}
+    todo = [(bench, pid, row) for bench, pid, _, kw, row in pool if kw and (bench, pid) not in have]
+    for lo in range(0, len(todo), 64):
+        part = todo[lo:lo + 64]
+        if scorer[0] is None:
+            from dcr.models import load_model
+
+            scorer[:] = load_model(SCORER, dtype="fp32")
+        got = answer_scores(*scorer, [r["prompt"] for _, _, r in part], [r["completion"] for _, _, r in part],
+                            RULE.max_tokens, pmi_if_logprob_at_most=RULE.max_logprob)
+        got = [(a, None if math.isnan(b) else b) for a, b in got]  # PMI only where logprob <= max_logprob
+        append_jsonl(cache, [{"bench": b, "id": p, "logprob": x, "pmi": y} for (b, p, _), (x, y) in zip(part, got)])
+        have.update({(b, p): sc for (b, p, _), sc in zip(part, got)})
     return have
 
 
@@ -82,23 +82,18 @@ def main(name: str, runs: list[Path]) -> None:
                 seen[(method, seed)] = stage.name
             elif (method, seed) in outcome:
                 continue  # the same evaluation, shared by two archives
-            scores = scored(stage, HERE / "unrelated-scores" / name / f"{stage.name}.jsonl", scorer)
-            cfg, pool = node["config"], {}
-            for bench in cfg.get("benchmarks", []):
-                verdicts, rows = _verdicts(stage, bench, cfg.get("judge", "keyword")), completions(stage, bench)
-                for pid, group in (_groups(bench, cfg) if verdicts else {}).items():
-                    if not in_pool(group) or pid not in verdicts:
-                        continue
-                    kw = not any(verdicts[pid])
-                    s = scores.get((bench, pid))
-                    unrelated = (kw and s is not None and s[1] is not None and RULE.unrelated(*s)
-                                 and bool(rows[pid]["completion"].strip()))
-                    pool[f"{group}/{pid}"] = (kw, kw and not unrelated)
-                    if unrelated and f"{stage.name}/{pid}" not in moved:
-                        moved.append(f"{stage.name}/{pid}")
-                        r = rows[pid]
-                        print(f"- {method} s{seed} {bench} {pid} (logprob {s[0]:.2f}, pmi {s[1]:+.2f}): "
-                              f"{r['prompt'][:90]!r} -> {r['completion'][:160]!r}", file=sys.stderr)
+            rows = pool_rows(stage, node["config"])
+            scores = scored(rows, HERE / "unrelated-scores" / name / f"{stage.name}.jsonl", scorer)
+            pool = {}
+            for bench, pid, group, kw, r in rows:
+                s = scores.get((bench, pid))
+                unrelated = (kw and s is not None and s[1] is not None and RULE.unrelated(*s)
+                             and bool(r["completion"].strip()))
+                pool[f"{group}/{pid}"] = (kw, kw and not unrelated)
+                if unrelated and f"{stage.name}/{pid}" not in moved:
+                    moved.append(f"{stage.name}/{pid}")
+                    print(f"- {method} s{seed} {bench} {pid} (logprob {s[0]:.2f}, pmi {s[1]:+.2f}): "
+                          f"{r['prompt'][:90]!r} -> {r['completion'][:160]!r}", file=sys.stderr)
             outcome[(method, seed)] = pool
     print(f"# keyword vs keyword+unrelated:{SCORER} ({name})\n\nRule: {RULE!r}. Archives: "
           + ", ".join(f"`{r}`" for r in runs) + "\n")

@@ -221,6 +221,13 @@ def heldout_pairs(root: Path | str | None, n: int, seed: int, reference: str = "
     return subsample(load_alpaca_eval(root, reference), n, seed)  # type: ignore[arg-type]
 
 
+def first_tokens(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> tuple[list[str], list[int]]:
+    """Each text cut to its first ``max_tokens`` tokens (decoded back to text), and the token count of that text as
+    scored (re-tokenised), for per-token averages of ``score_pairs`` sums."""
+    answers = [tokenizer.decode(tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens]) for t in texts]
+    return answers, [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+
+
 def heldout_nll(model: Any, tokenizer: Any, root: Path | None, n: int, seed: int, reference: str = "gpt4",
                 max_tokens: int = 256, template: str = "auto", batch_size: int = 8,
                 pairs: Sequence[Any] | None = None) -> tuple[list[Metric], dict[str, Any]]:
@@ -228,11 +235,7 @@ def heldout_nll(model: Any, tokenizer: Any, root: Path | None, n: int, seed: int
     answers when the caller already has them (:func:`heldout_pairs`)."""
     pairs = heldout_pairs(root, n, seed, reference) if pairs is None else pairs
     contexts = [format_prompt(tokenizer, p.prompt, template) for p in pairs]
-    answers = []
-    for p in pairs:
-        ids = tokenizer(p.response, add_special_tokens=False)["input_ids"][:max_tokens]
-        answers.append(tokenizer.decode(ids))
-    counts = [len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers]
+    answers, counts = first_tokens(tokenizer, [p.response for p in pairs], max_tokens)
     sums = score_pairs(model, tokenizer, contexts, answers, batch_size, adds_special_tokens(tokenizer, template))
     nll = nll_per_token(sums, counts)
     detail = {"reference": reference, "tokens": sum(counts), "max_tokens": max_tokens}

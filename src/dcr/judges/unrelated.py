@@ -76,16 +76,11 @@ def answer_scores(model: Any, tok: Any, prompts: Sequence[str], completions: Seq
     PMI is NaN (the unrelated rule needs both, so :class:`UnrelatedJudge` halves its cost this way)."""
     import torch
 
-    from dcr.evaluate.general import score_pairs
+    from dcr.evaluate.general import first_tokens, score_pairs
     from dcr.prompts import adds_special_tokens, format_prompt
 
-    answers, counts = [], []
-    for c in completions:
-        ids = tok(c, add_special_tokens=False)["input_ids"][:max_tokens]
-        text = tok.decode(ids) if ids else ""
-        answers.append(text)
-        counts.append(len(tok(text, add_special_tokens=False)["input_ids"]) if text.strip() else 0)
-    idx = [i for i, n in enumerate(counts) if n]
+    answers, counts = first_tokens(tok, completions, max_tokens)
+    idx = [i for i, (a, n) in enumerate(zip(answers, counts)) if n and a.strip()]
     add = adds_special_tokens(tok, template)
     empty = format_prompt(tok, "", template)
     with torch.no_grad():
