@@ -9,6 +9,7 @@ import pytest
 import dcr.generate as gen
 from dcr.generate import fast_path, greedy_batch
 from dcr.greedy import common_prefix, greedy_decode, plain_argmax
+from dcr.models import contiguous_head, load_model
 from dcr.prompts import format_prompt, stop_ids
 from dcr.testing import tiny_lm
 
@@ -76,6 +77,8 @@ def test_falls_back_to_generate_where_tokens_would_differ(monkeypatch: pytest.Mo
     assert not fast_path(qwen, 10, 12)  # hooks may rely on generate's prompt pass
     handle.remove()
     assert fast_path(qwen, 10, 12)
+    contiguous_head(qwen)  # dcr's own head hook (every model load_model returns has it) changes nothing: still fast
+    assert qwen.get_output_embeddings()._forward_pre_hooks and fast_path(qwen, 10, 12)
     qwen.generation_config.repetition_penalty = 1.1
     assert not plain_argmax(qwen) and not fast_path(qwen, 10, 12)
 
@@ -102,3 +105,18 @@ def test_generate_marks_rows_cut_for_the_judge() -> None:
             assert p["completion"].startswith(c["completion"]) and len(c["completion"]) >= 3
         else:
             assert c["completion"] == p["completion"]
+
+
+def test_a_loaded_model_takes_the_fast_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model as ``dcr evaluate`` loads it (with dcr's head hook) runs the fast loop, with generate's tokens."""
+    model, tok = tiny_lm("qwen2", seed=1)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded, ltok = load_model(str(tmp_path / "m"), dtype="fp32", device="cpu")
+    texts = [format_prompt(ltok, p, "auto") for p in PROMPTS]
+    eos = stop_ids(ltok, "auto", loaded)
+    calls: list[int] = []
+    real = gen.decode_rows
+    monkeypatch.setattr(gen, "decode_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = greedy_batch(loaded, ltok, texts, 8, eos_ids=eos)
+    assert calls and [d.text for d in out] == _hf(loaded, ltok, texts, 8, eos)

@@ -14,6 +14,7 @@ from dcr.dist import barrier, gather, is_main, rank, world_size
 from dcr.fingerprint import short_hash
 from dcr.greedy import Decoded, decode_rows, plain_argmax
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json
+from dcr.models import BENIGN_HOOKS
 from dcr.prompts import adds_special_tokens, format_prompt, stop_ids
 
 log = logging.getLogger("dcr.generate")
@@ -33,10 +34,12 @@ def fast_path(model: Any, longest: int, max_new_tokens: int) -> bool:
     """Whether :func:`dcr.greedy.greedy_decode` gives ``generate``'s tokens: greedy is a plain argmax, no
     sliding attention window is reached (its mask counts cache slots, which the shared prefix moves), and no
     module carries forward hooks (steering hooks such as SCANS' classify on ``generate``'s one prompt pass and
-    expect its batch to stay whole)."""
+    expect its batch to stay whole). dcr's own hooks that change no value (``BENIGN_HOOKS``: the LM head's
+    contiguous input, on every model :func:`dcr.models.load_model` returns) do not count."""
     window = getattr(model.config, "sliding_window", None) or getattr(
         getattr(model.config, "text_config", None), "sliding_window", None)
-    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    hooked = any(h not in BENIGN_HOOKS for m in model.modules()
+                 for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
     return plain_argmax(model) and not hooked and (not window or longest + max_new_tokens <= window)
 
 

@@ -186,6 +186,10 @@ def _contiguous_input(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return (args[0].contiguous(), *args[1:])
 
 
+# dcr's own forward hooks that change no value and need no whole batch: dcr.generate.fast_path ignores them
+BENIGN_HOOKS = (_contiguous_input,)
+
+
 def contiguous_head(model: Any) -> Any:
     """Give the LM head a contiguous input. Generation and prefix scoring keep only the last position
     (``logits_to_keep=1``), a strided ``[B, 1, H]`` view; under CPU autocast torch then multiplies it with the head
