@@ -12,6 +12,7 @@ import torch
 from dcr import results
 from dcr.config import field
 from dcr.io import read_json, write_json
+from dcr.models import pick_dtype
 from dcr.stage import MANIFEST, is_done, run_stage, stage_key
 
 
@@ -81,6 +82,7 @@ def test_manifest_contents(tmp_path: Path) -> None:
     assert m["summary"] == {"loss": 0.5}
     assert m["host"]["cpus"] >= 1
     assert m["host"]["torch_threads"] == torch.get_num_threads()  # CPU results depend on it (reduction order)
+    assert m["host"]["auto_dtype"] == str(pick_dtype("auto")).removeprefix("torch.")  # bf16 on AMX, else fp32
     log = (out / "stage.log").read_text()
     assert "stage toy started" in log and "finished" in log
 

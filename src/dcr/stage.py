@@ -286,6 +286,17 @@ def _killed(out: Path, old: dict[str, Any]) -> dict[str, Any]:
     return {"status": "killed", "pid": old.get("pid"), "peak_rss_mb": peak, "last_log_line": last}
 
 
+def host_record() -> dict[str, Any]:
+    """Where a stage ran. ``auto_dtype``: what ``dtype: auto`` computes in here (bf16 on a GPU or on a CPU with
+    AMX / avx512_bf16, else fp32). Stage ids key the configured ``auto``, not this, so a stage's numbers depend on
+    the machine that ran it: seeds run on machines that resolve ``auto`` differently must not be pooled unread."""
+    from dcr.models import pick_dtype
+
+    return {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "auto_dtype": str(pick_dtype("auto")).removeprefix("torch.")}
+
+
 def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set[str], checked: set[str],
             mem: PeakMemory, start: float) -> str:
     transient = summary.pop("transient", None) or {}
@@ -295,8 +306,7 @@ def _finish(out: Path, head: dict[str, Any], summary: dict[str, Any], reads: set
         **head, "status": status, "transient": transient, "data_files": fingerprint_files(reads),
         # read by the stage but not by its validation first (check_inputs; StageConfig.data_sets)
         "data_files_unchecked": sorted(reads - checked),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "host": host_record(),
         "wall_time_s": wall, "wall_time_total_s": round(wall + sum(a["wall_time_s"] for a in head["attempts"]), 3),
         "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
         "peak_cuda_mb": round(mem.peak_cuda / 2**20, 1), "summary": summary})

@@ -9,6 +9,7 @@ from typing import Any
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json
 from dcr.report import figures, judging, matched, paired, tables
+from dcr.report.hosts import dtype_warnings
 from dcr.report.render import Block, Bullets, Heading, Image, Para, to_html, to_markdown
 from dcr.report.retention import retention_warnings
 from dcr.report.trained import note, trained
@@ -72,7 +73,7 @@ def build(run_dir: Path) -> list[Block]:
     """The report's blocks: overview, Table 1 per model, missing columns, judges, sizes, figures, costs."""
     rows, notes = _records(run_dir)
     plan = _plan(run_dir)
-    blocks = _overview(plan, rows, run_dir) + notes + retention_warnings(run_dir, plan)
+    blocks = _overview(plan, rows, run_dir) + notes + retention_warnings(run_dir, plan) + dtype_warnings(run_dir, plan)
     heldout = heldout_frac(run_dir, plan) != 0
     blocks.append(Heading("Over-refusal, safety and general ability (Table 1 layout)"))
     refined = trained(run_dir, plan)

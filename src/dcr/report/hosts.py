@@ -1,0 +1,45 @@
+"""The report's warning for stages whose ``dtype: auto`` resolved differently (issue 27/28: the machine changes).
+
+``dtype: auto`` means bf16 on a GPU or on a CPU with AMX / avx512_bf16, and fp32 elsewhere. Stage ids key the
+configured value, not the resolved one, so one run, or the seeds merged into one report, can hold stages computed in
+different dtypes when they ran on different machines. Every stage's manifest records what ``auto`` meant where it
+ran (``host.auto_dtype``, :func:`dcr.stage.host_record`); :func:`dtype_warnings` names the mix before any table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dcr.io import read_json
+from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
+from dcr.report.render import Block, Para
+
+UNRECORDED = "not recorded (stage predates the record)"
+
+
+def auto_dtypes(run_dir: Path, plan: dict[str, Any]) -> dict[str, list[str]]:
+    """{resolved dtype: [stage dirs]} over the finished stages configured with ``dtype: auto``."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for node in plan.get("nodes", []):
+        path = run_dir / str(node.get("dir", "")) / "manifest.json"
+        if node.get("status") not in EVALUATED or (node.get("config") or {}).get("dtype") != "auto" or \
+                not path.is_file():
+            continue
+        host = read_json(path).get("host") or {}
+        out[str(host.get("auto_dtype") or UNRECORDED)].append(str(node.get("dir")))
+    return dict(out)
+
+
+def dtype_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
+    """One warning when finished ``dtype: auto`` stages resolved to more than one recorded dtype (none otherwise:
+    one dtype, or only stages that predate the record)."""
+    seen = auto_dtypes(run_dir, plan)
+    if len([d for d in seen if d != UNRECORDED]) < 2:
+        return []
+    parts = "; ".join(f"{d}: {len(dirs)} ({', '.join(sorted(dirs)[:3])}{', ...' if len(dirs) > 3 else ''})"
+                      for d, dirs in sorted(seen.items()))
+    return [Para(f"**Warning: `dtype: auto` resolved to different dtypes in this run's stages** ({parts}). They ran "
+                 "on machines with and without bf16 matmul; rows and paired differences that mix them compare models "
+                 "computed in different precisions. Rerun with an explicit `dtype` to pool them.")]
