@@ -3,6 +3,7 @@
     python benchmarks/bench_align.py                        # quickstart: 128 pairs, micro-batch 8 x 2, 2 epochs
     python benchmarks/bench_align.py --size medium          # 384 pairs, micro-batch 8 x 4, 1 epoch
     python benchmarks/bench_align.py --compare HEAD~3       # the same measurement against another revision
+    python benchmarks/bench_align.py --fused-lora off        # this tree without the fused LoRA forward
 
 Builds the training mix from safety pairs only (no teacher generation), the model and the Trainer with the
 stage's own functions, and times ``trainer.train()`` alone (no tracking, no merge). Tokens are the non-padding
@@ -33,8 +34,9 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     from dcr.align.data import build_mix
 
     torch.set_num_threads(args.threads)
+    extra = {} if args.fused_lora is None else {"fused_lora": args.fused_lora == "on"}  # older revisions lack it
     cfg = AlignConfig(model=args.model, n_general=0, track_every=0, save_every=10_000, lr=5e-4,
-                      **SIZES[args.size])
+                      **SIZES[args.size], **extra)
     with tempfile.TemporaryDirectory() as tmp:
         rows, _ = build_mix(cfg, Path(tmp))
         model, tok = align_train.load_trainable(cfg)
@@ -60,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--size", choices=sorted(SIZES), default="quickstart")
+    ap.add_argument("--fused-lora", choices=["on", "off"], help="AlignConfig.fused_lora (default: the config's)")
     add_common_args(ap)
     args = ap.parse_args()
     run_benchmark(args, measure, f"align (LoRA SFT) {args.model}, {args.size} sizes, {args.threads} threads",
