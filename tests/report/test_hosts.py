@@ -31,10 +31,14 @@ def test_a_mix_of_resolved_dtypes_is_named(tmp_path: Path) -> None:
     assert text.count("Warning") == 1 and "bfloat16: 1 (stages/refine-a)" in text and "float32: 1" in text
 
 
-def test_one_dtype_or_only_unrecorded_stages_give_no_warning(tmp_path: Path) -> None:
-    same = {"nodes": [_stage(tmp_path, "refine-a", "bfloat16"), _stage(tmp_path, "align-b", "bfloat16"),
-                      _stage(tmp_path, "evaluate-c", None)]}
+def test_one_dtype_gives_nothing_and_unrecorded_stages_beside_it_a_note(tmp_path: Path) -> None:
+    same = {"nodes": [_stage(tmp_path, "refine-a", "bfloat16"), _stage(tmp_path, "align-b", "bfloat16")]}
     assert dtype_warnings(tmp_path, same) == []
+    old = {"nodes": [_stage(tmp_path, "evaluate-c", None), _stage(tmp_path, "evaluate-d", None)]}
+    assert dtype_warnings(tmp_path, old) == []  # archives from before the record: nothing to compare
+    mixed = {"nodes": [*same["nodes"], *old["nodes"]]}
+    text = to_markdown(dtype_warnings(tmp_path, mixed), tmp_path)
+    assert "Warning" not in text and text.startswith("Note: some") and "bfloat16: 2" in text
 
 
 def test_the_built_report_puts_the_warning_before_table_1(tmp_path: Path) -> None:

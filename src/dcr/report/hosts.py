@@ -33,13 +33,19 @@ def auto_dtypes(run_dir: Path, plan: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def dtype_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
-    """One warning when finished ``dtype: auto`` stages resolved to more than one recorded dtype (none otherwise:
-    one dtype, or only stages that predate the record)."""
+    """A warning when finished ``dtype: auto`` stages resolved to more than one recorded dtype; a note when one
+    recorded dtype sits beside stages that predate the record (they may have resolved it otherwise); nothing when
+    all agree or none is recorded."""
     seen = auto_dtypes(run_dir, plan)
-    if len([d for d in seen if d != UNRECORDED]) < 2:
+    if len(seen) < 2:
         return []
     parts = "; ".join(f"{d}: {len(dirs)} ({', '.join(sorted(dirs)[:3])}{', ...' if len(dirs) > 3 else ''})"
                       for d, dirs in sorted(seen.items()))
-    return [Para(f"**Warning: `dtype: auto` resolved to different dtypes in this run's stages** ({parts}). They ran "
-                 "on machines with and without bf16 matmul; rows and paired differences that mix them compare models "
-                 "computed in different precisions. Rerun with an explicit `dtype` to pool them.")]
+    if len([d for d in seen if d != UNRECORDED]) >= 2:
+        return [Para(f"**Warning: `dtype: auto` resolved to different dtypes in this run's stages** ({parts}). They "
+                     "ran on machines with and without bf16 matmul; rows and paired differences that mix them compare "
+                     "models computed in different precisions. Rerun with an explicit `dtype` to pool them.")]
+    return [Para("Note: some `dtype: auto` stages of this run predate the record of what `auto` resolved to "
+                 f"({parts}). If they ran on a machine with a different answer (bf16 with AMX / avx512_bf16 or a "
+                 "GPU, else fp32), rows that mix them compare models computed in different precisions; their "
+                 "READMEs say which.")]
