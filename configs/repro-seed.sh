@@ -3,6 +3,7 @@
 #
 #   SEED=0 bash configs/repro-seed.sh                                          # Qwen2.5-Coder-0.5B
 #   SEED=0 EXP=configs/repro-qwen2.5-coder-1.5b.yaml NAME=qwen1.5b bash configs/repro-seed.sh
+#   SEED=2 DTYPE=fp32 bash configs/repro-seed.sh                               # 0.5B seed 2 beside fp32 seeds 0-1
 #
 # A seed's stage directories hold weights and do not survive a change of machine, so a seed must finish in one
 # working session (about 3 h). Two processes with one torch thread each give 1.2-1.5x the throughput of one
@@ -28,6 +29,8 @@ case "$EXP" in *1.5b*) echo "repro-seed.sh: two 1.5B processes do not fit in 24 
                        exit 2;; esac
 STAGES=runs/repro-$NAME-s$SEED/stages
 common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "align.teacher_cache=runs/repro-$NAME-s$SEED/teacher")
+# DTYPE=fp32: pin the compute dtype, so that a seed pools with seeds run on another machine (0.5B seeds 0-1: fp32)
+[[ -n "${DTYPE:-}" ]] && common+=(--set "dtype=$DTYPE")
 export OMP_NUM_THREADS=1
 mkdir -p runs "$STAGES"
 if [[ -n "${SHARE_FROM:-}" ]]; then
