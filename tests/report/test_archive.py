@@ -31,6 +31,8 @@ def _run_with_weights(run: Path, data_dir: Path) -> None:
     (run / "stages" / "stl0" / "generations").mkdir()
     (run / "stages" / "stl0" / "generations" / "harmfulq.jsonl").write_text("{}\n")
     write_json(run / "stages" / "stl0" / "manifest.json", {"status": "done", "key": "k", "wall_time_s": 7.0})
+    for name in ("split.json", "retention.jsonl", "loss.csv"):  # refine's records (here on any stage: same rule)
+        (run / "stages" / "stl0" / name).write_text("{}\n")
 
 
 def test_archive_keeps_report_inputs_not_weights(tmp_path: Path, data_dir: Path) -> None:
@@ -42,7 +44,8 @@ def test_archive_keeps_report_inputs_not_weights(tmp_path: Path, data_dir: Path)
     files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
     assert any(f.startswith("stages/stl0/judgements/harmfulq__") for f in files)
     assert {"plan.json", "results.jsonl", "report.md", "stages/align-0/tracking.csv",
-            "stages/stl0/manifest.json", "figures/fig4-trajectory-m.png"} <= files
+            "stages/stl0/manifest.json", "figures/fig4-trajectory-m.png", "stages/stl0/split.json",
+            "stages/stl0/retention.jsonl", "stages/stl0/loss.csv"} <= files
     assert not any(f.endswith(".safetensors") for f in files)
     assert [f for f in files if "generations" in f] == ["stages/stl0/generations/harmfulq.jsonl.gz"]
     assert all(n["dir"] == f"stages/{n['id']}" for n in read_json(dest / "plan.json")["nodes"])

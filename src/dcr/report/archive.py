@@ -27,7 +27,11 @@ from pathlib import Path
 from dcr.errors import DcrError
 from dcr.io import atomic_dir, read_json, write_json
 
-STAGE_FILES = ("manifest.json", "metrics.json", "tracking.csv", "results.jsonl")  # per stage, when present
+# per stage, when present: the report's inputs, plus refine's own record of what it trained on and what it kept
+# (split.json: the training prompts and their overlap with evaluation sets; retention.jsonl: greedy answers before and
+# after; loss.csv: the training curve), a few KB each
+STAGE_FILES = ("manifest.json", "metrics.json", "tracking.csv", "results.jsonl", "split.json", "retention.jsonl",
+               "loss.csv")
 RUN_FILES = ("results.jsonl", "report.md", "report.html")  # plan.json is rewritten, figures/ copied
 
 
