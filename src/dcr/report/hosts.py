@@ -12,8 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dcr.io import read_json
-from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
+from dcr.report.paired import finished_files
 from dcr.report.render import Block, Para
 
 UNRECORDED = "not recorded (stage predates the record)"
@@ -22,13 +21,9 @@ UNRECORDED = "not recorded (stage predates the record)"
 def auto_dtypes(run_dir: Path, plan: dict[str, Any]) -> dict[str, list[str]]:
     """{resolved dtype: [stage dirs]} over the finished stages configured with ``dtype: auto``."""
     out: dict[str, list[str]] = defaultdict(list)
-    for node in plan.get("nodes", []):
-        path = run_dir / str(node.get("dir", "")) / "manifest.json"
-        if node.get("status") not in EVALUATED or (node.get("config") or {}).get("dtype") != "auto" or \
-                not path.is_file():
-            continue
-        host = read_json(path).get("host") or {}
-        out[str(host.get("auto_dtype") or UNRECORDED)].append(str(node.get("dir")))
+    for node, manifest in finished_files(run_dir, plan, "manifest.json"):
+        if (node.get("config") or {}).get("dtype") == "auto":
+            out[str((manifest.get("host") or {}).get("auto_dtype") or UNRECORDED)].append(str(node.get("dir")))
     return dict(out)
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dcr.io import read_jsonl
+from dcr.io import read_json, read_jsonl
 from dcr.report.render import Para, Table
 
 NEVER_TRAINED = ("oktest", "coconot", "or-bench", "phtest")  # over-refusal sets no stage trains on
@@ -160,6 +161,17 @@ def _groups(bench: str, cfg: dict[str, Any]) -> dict[str, str]:
             r.label == "safe" else ""
         out[r.id] = f"{bench} {r.label}{split}"
     return out
+
+
+def finished_files(run_dir: Path, plan: dict[str, Any], name: str,
+                   stage: str | None = None) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(plan node, parsed ``name``) of every finished stage (of kind ``stage`` when given) whose directory holds the
+    JSON file ``name``: refine's metrics.json and split.json, any stage's manifest.json."""
+    for node in plan.get("nodes", []):
+        path = run_dir / str(node.get("dir", "")) / name
+        if (stage is None or node.get("stage") == stage) and node.get("status", "done") in EVALUATED \
+                and path.is_file():
+            yield node, read_json(path)
 
 
 def evaluations(plan: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -11,23 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dcr.io import read_json
 from dcr.refine.retention import rise_text
-from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
+from dcr.report.paired import finished_files
 from dcr.report.render import Block, Para
 
 
 def failed_retention(run_dir: Path, plan: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(plan node, its metrics.json retention) of every finished refine stage whose retention check failed."""
-    out = []
-    for node in plan.get("nodes", []):
-        path = run_dir / str(node.get("dir", "")) / "metrics.json"
-        if node.get("stage") != "refine" or node.get("status") not in EVALUATED or not path.is_file():
-            continue
-        retention = read_json(path).get("retention") or {}
-        if retention.get("ok") is False:
-            out.append((node, retention))
-    return out
+    found = ((node, metrics.get("retention") or {}) for node, metrics in
+             finished_files(run_dir, plan, "metrics.json", "refine"))
+    return [(node, retention) for node, retention in found if retention.get("ok") is False]
 
 
 def retention_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dcr.io import read_json
-from dcr.report.paired import EVALUATED  # plan statuses of a stage that finished
+from dcr.report.paired import finished_files
 
 PAPER_FAMILIES = ("hh-rlhf", "xstest")  # split.json files written before families were recorded
 # the evaluation benchmarks of each family (XSTest safe prompts keep their in-distribution / held-out split)
@@ -41,11 +40,7 @@ class Trained:
 def trained(run_dir: Path, plan: dict[str, Any]) -> Trained:
     """Read every finished refine stage's split.json in the run."""
     out = Trained()
-    for node in plan.get("nodes", []):
-        path = run_dir / str(node.get("dir", "")) / "split.json"
-        if node.get("stage") != "refine" or node.get("status", "done") not in EVALUATED or not path.is_file():
-            continue
-        split = read_json(path)
+    for _node, split in finished_files(run_dir, plan, "split.json", "refine"):
         out.families.update(split.get("families") or PAPER_FAMILIES)
         out.sources.update((split.get("sources") or {}).keys())
         out.overlap.update(b for hits in (split.get("evaluation_overlap") or {}).values() for b in hits)
