@@ -14,8 +14,9 @@
 #   DCR + STL.
 # Each probe writes metrics.json / results.jsonl / figures under OUT/<name>; finished probes are skipped when the
 # script runs again. NTK=0 runs the separability probes only (the eNTK probes peak at about 15 GB on SmolLM2 and
-# 21 GB on Gemma-3-270M:
-# run them when nothing else needs the memory).
+# 21 GB on Gemma-3-270M: run them when nothing else needs the memory). NTK_BUDGET (GB) bounds the eNTK probe's
+# gradient store (--gram-budget-gb; unset = the probe's default); Qwen2.5-Coder-1.5B needs NTK_BUDGET=4 to stay
+# within 16 GB (15.4 GB measured, BENCHMARKS.md).
 set -euo pipefail
 RUN=${1:?RUN_DIR}; SEED=${2:?SEED}; OUT=${3:?OUT}; MODEL=${4:-smollm2-135m}; LAYER=${5:-15}
 DCR=${DCR:-dcr}
@@ -35,5 +36,6 @@ for pair in "base:$MODEL" "refined:$REFINED" "stl:$STL" "dcr-stl:$DCR_STL"; do
     --layers "$LAYER" --seed "$SEED" --out "$OUT/separability-indist-$name"
 done
 [[ ${NTK:-1} == 0 ]] && exit 0
-$DCR probe ntk --model "$MODEL" --model-after "$REFINED" --out "$OUT/ntk-base-refined"
-$DCR probe ntk --model "$STL" --model-after "$DCR_STL" --out "$OUT/ntk-stl-dcr-stl"
+BUDGET=(); [[ -n ${NTK_BUDGET:-} ]] && BUDGET=(--gram-budget-gb "$NTK_BUDGET")
+$DCR probe ntk --model "$MODEL" --model-after "$REFINED" "${BUDGET[@]}" --out "$OUT/ntk-base-refined"
+$DCR probe ntk --model "$STL" --model-after "$DCR_STL" "${BUDGET[@]}" --out "$OUT/ntk-stl-dcr-stl"
