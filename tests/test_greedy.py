@@ -50,7 +50,7 @@ def test_done_cuts_a_row_and_leaves_the_others() -> None:
     texts = [format_prompt(tok, p, "auto") for p in PROMPTS]
     full = greedy_decode(model, tok, texts, 16)
     target = max(range(len(full)), key=lambda i: len(full[i].text))
-    cut = greedy_decode(model, tok, texts, 16, done=lambda t: t == full[target].text.strip()[:4], check_every=1)
+    cut = greedy_decode(model, tok, texts, 16, done=lambda i, t: t == full[target].text.strip()[:4], check_every=1)
     assert cut[target].ended == "done" and full[target].text.startswith(cut[target].text)
     assert len(cut[target].text) < len(full[target].text)
     others = [i for i in range(len(full)) if cut[i].ended != "done"]
@@ -97,7 +97,7 @@ def test_generate_marks_rows_cut_for_the_judge() -> None:
     plain = gen.generate(model, tok, recs, max_new_tokens=16, batch_size=4, progress=False)
     assert all("truncated_for_judge" not in r for r in plain)
     cut = gen.generate(model, tok, recs, max_new_tokens=16, batch_size=4, progress=False,
-                       reader_done=lambda t: len(t) >= 3)
+                       reader_done=lambda t, p: len(t) >= 3)
     flags = [r["truncated_for_judge"] for r in cut]
     assert any(flags)
     for p, c in zip(plain, cut):
@@ -105,6 +105,45 @@ def test_generate_marks_rows_cut_for_the_judge() -> None:
             assert p["completion"].startswith(c["completion"]) and len(c["completion"]) >= 3
         else:
             assert c["completion"] == p["completion"]
+
+
+@pytest.mark.parametrize("stop_at", [None, 2])
+def test_the_generate_path_cuts_rows_where_the_loop_does(stop_at: int | None) -> None:
+    """A hooked (steered) model decodes through ``generate``; its rows are cut afterwards exactly where the fast
+    loop cuts them while decoding (same text, same ``ended``), row by row (``done`` gets the input row)."""
+    model, tok = tiny_lm("llama", seed=1)
+    texts = [format_prompt(tok, p, "auto") for p in PROMPTS]
+    eos = stop_ids(tok, "auto", model)
+    if stop_at is not None:  # a token of row 0's answer that odd rows 1 and 3 never write, as a stop id
+        free = greedy_decode(model, tok, texts, 16, eos_ids=eos)
+        spare = [c for c in free[0].text[stop_at:] if c not in free[1].text + free[3].text]
+        eos = [*eos, tok.convert_tokens_to_ids(spare[0])]
+
+    def done(i: int, text: str) -> bool:
+        return i % 2 == 1 and len(text) >= 3  # odd input rows only
+
+    loop = greedy_decode(model, tok, texts, 16, eos_ids=eos, done=done)
+    assert {"done", "length" if stop_at is None else "stop"} <= {d.ended for d in loop}
+    handle = model.model.layers[0].register_forward_pre_hook(lambda *a: None)
+    try:
+        assert not fast_path(model, 40, 16)
+        assert greedy_batch(model, tok, texts, 16, eos_ids=eos, done=done) == loop
+    finally:
+        handle.remove()
+
+
+def test_generate_hands_the_reader_each_rows_prompt() -> None:
+    model, tok = tiny_lm("llama", seed=1)
+    recs = [{"id": str(i), "prompt": p} for i, p in enumerate(PROMPTS)]
+    seen: list[tuple[str, str]] = []
+
+    def reader(text: str, prompt: str) -> bool:
+        seen.append((text, prompt))
+        return prompt == PROMPTS[1] and len(text) >= 3
+
+    rows = gen.generate(model, tok, recs, max_new_tokens=16, batch_size=4, progress=False, reader_done=reader)
+    assert {p for _, p in seen} <= set(PROMPTS) and PROMPTS[1] in {p for _, p in seen}
+    assert [r["truncated_for_judge"] for r in rows] == [p == PROMPTS[1] for p in PROMPTS]
 
 
 def test_a_loaded_model_takes_the_fast_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

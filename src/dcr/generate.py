@@ -43,15 +43,37 @@ def fast_path(model: Any, longest: int, max_new_tokens: int) -> bool:
     return plain_argmax(model) and not hooked and (not window or longest + max_new_tokens <= window)
 
 
+def cut_rows(tokenizer: Any, rows: Sequence[Sequence[int]], stops: set[int], max_new_tokens: int,
+             done: Callable[[int, str], bool] | None, check_every: int = 4) -> list[Decoded]:
+    """Whole continuations (token ids, padding after a stop id allowed) cut as :func:`dcr.greedy.decode_rows`
+    cuts them while decoding: a row ends at its first stop id (``stop``), else at the first multiple of
+    ``check_every`` tokens below ``max_new_tokens`` where ``done(i, text)`` holds (``done``), else ``length``."""
+    out = []
+    for i, row in enumerate(rows):
+        ids = list(row)
+        end = next((k + 1 for k, t in enumerate(ids) if t in stops), None)
+        ids, ended = (ids[:end], "stop") if end is not None else (ids, "length")
+        if done is not None:
+            last = min(len(ids) - (ended == "stop"), max_new_tokens - 1)  # checked only while the row is live
+            for step in range(check_every, last + 1, check_every):
+                if done(i, tokenizer.decode(ids[:step], skip_special_tokens=True).strip()):
+                    ids, ended = ids[:step], "done"
+                    break
+        out.append(Decoded(tokenizer.decode(ids, skip_special_tokens=True), ended))
+    return out
+
+
 @torch.no_grad()
 def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
                  add_special_tokens: bool = False, eos_ids: list[int] | None = None,
-                 done: Callable[[str], bool] | None = None) -> list[Decoded]:
+                 done: Callable[[int, str], bool] | None = None) -> list[Decoded]:
     """Greedy continuations of one batch of full model inputs (template already applied); a row stops at any
-    of ``eos_ids`` (default: the model's generation config) or, when given, once ``done(text)`` is True.
+    of ``eos_ids`` (default: the model's generation config) or, when given, once ``done(i, text)`` is True
+    (``i``: the row's index in ``texts``).
 
     The shared-prefix, row-dropping loop of :mod:`dcr.greedy` where it gives ``generate``'s tokens
-    (:func:`fast_path`), else ``transformers``' ``generate`` over left-padded rows (``done`` unused there)."""
+    (:func:`fast_path`), else ``transformers``' ``generate`` over left-padded rows, cut afterwards where the
+    loop would have cut them (:func:`cut_rows`), so a steered model's answers are read as far as anyone's."""
     rows = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
     if fast_path(model, max((len(r) for r in rows), default=0), max_new_tokens):
         return decode_rows(model, tokenizer, rows, max_new_tokens, eos_ids, done)
@@ -62,17 +84,17 @@ def greedy_batch(model: Any, tokenizer: Any, texts: Sequence[str], max_new_token
     out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, do_sample=False,
                          pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
     new = out[:, enc["input_ids"].shape[1]:]
-    stops = set(eos_ids or [])
-    ended = ["stop" if stops & set(row.tolist()) else "length" for row in new]
-    return [Decoded(t, e) for t, e in zip(tokenizer.batch_decode(new, skip_special_tokens=True), ended)]
+    return cut_rows(tokenizer, new.tolist(), set(eos_ids or []), max_new_tokens, done)
 
 
 def generate_decoded(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int = 128,
-                     template: str = "auto", done: Callable[[str], bool] | None = None) -> list[Decoded]:
-    """Greedy completions (stripped) for one batch of user prompts formatted with ``template``."""
+                     template: str = "auto", done: Callable[[str, str], bool] | None = None) -> list[Decoded]:
+    """Greedy completions (stripped) for one batch of user prompts formatted with ``template``; ``done(text,
+    prompt)`` (a judge's :meth:`~dcr.judges.base.Judge.has_read`) ends a row early."""
     texts = [format_prompt(tokenizer, p, template) for p in prompts]
+    row_done = (lambda i, text: done(text, prompts[i])) if done is not None else None
     outs = greedy_batch(model, tokenizer, texts, max_new_tokens, adds_special_tokens(tokenizer, template),
-                        stop_ids(tokenizer, template, model), done)
+                        stop_ids(tokenizer, template, model), row_done)
     return [Decoded(d.text.strip(), d.ended) for d in outs]
 
 
@@ -82,7 +104,7 @@ def generate_texts(
     prompts: Sequence[str],
     max_new_tokens: int = 128,
     template: str = "auto",
-    done: Callable[[str], bool] | None = None,
+    done: Callable[[str, str], bool] | None = None,
 ) -> list[str]:
     """Greedy completions for one batch of user prompts (formatted with ``template``)."""
     return [d.text for d in generate_decoded(model, tokenizer, prompts, max_new_tokens, template, done)]
@@ -118,7 +140,7 @@ def generate(
     template: str = "auto",
     progress: bool = True,
     description: str = "generating",
-    reader_done: Callable[[str], bool] | None = None,
+    reader_done: Callable[[str, str], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Greedy completions for ``records`` (each with ``id`` and ``prompt``); the result keeps input order.
 
@@ -128,7 +150,7 @@ def generate(
     regenerates a partly written one whole (appending only its missing rows). Rows cached under another plan
     (another batch size or prompt set) are discarded, never mixed in.
 
-    ``reader_done(completion)`` (the judge's :meth:`~dcr.judges.base.Judge.has_read`) ends a row once its reader
+    ``reader_done(completion, prompt)`` (the judge's :meth:`~dcr.judges.base.Judge.has_read`) ends a row once its reader
     has read all it reads; rows then carry ``truncated_for_judge`` (True where a row was cut there). The caller
     keys its cache on that policy (``dcr.evaluate``'s generation meta), so a whole-answer judge never reads
     a cut row.
@@ -168,7 +190,7 @@ def generate(
 
 def _generate_round(model: Any, tokenizer: Any, round_: list[list[str]], by_id: dict[str, dict[str, Any]],
                     done: dict[str, dict[str, Any]], max_new_tokens: int, template: str,
-                    reader_done: Callable[[str], bool] | None) -> list[dict[str, Any]]:
+                    reader_done: Callable[[str, str], bool] | None) -> list[dict[str, Any]]:
     """The new rows of up to ``world_size`` planned batches, in plan order; rank r generates batch r."""
     mine: list[dict[str, Any]] = []
     if rank() < len(round_):

@@ -9,7 +9,7 @@ step costs about the same for 16 rows as for 64 (weights are read once per step)
 2. lays each row out as ``[prefix][padding][rest of the prompt]``: the padding is masked and the position ids
    skip it, so each row sees the same positions and tokens as with left padding;
 3. decodes greedily and removes a row from the batch (``Cache.batch_select_indices``) as soon as it emits a stop
-   id or ``done(text)`` says a reader has seen all it reads (the keyword judge's window, see
+   id or ``done(i, text)`` says the reader of input row ``i`` has seen all it reads (the keyword judge's window, see
    :func:`dcr.judges.keyword.window_closed`).
 
 In exact arithmetic the tokens are those of ``generate(do_sample=False)``; in bf16 a row's numbers depend a
@@ -137,17 +137,17 @@ def _prefill(model: Any, rows: list[list[int]], pad_id: int,
 @torch.no_grad()
 def greedy_decode(model: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
                   add_special_tokens: bool = False, eos_ids: Sequence[int] | None = None,
-                  done: Callable[[str], bool] | None = None, check_every: int = 4,
+                  done: Callable[[int, str], bool] | None = None, check_every: int = 4,
                   prefill_chunk: int = 25) -> list[Decoded]:
-    """Greedy continuations of full model inputs (template applied), in input order. ``done(text)``, asked every
-    ``check_every`` tokens of a row, ends the row early (``ended == "done"``). Prompts are read
-    ``prefill_chunk`` rows at a time, in length order."""
+    """Greedy continuations of full model inputs (template applied), in input order. ``done(i, text)`` (``i``:
+    the row's index in ``texts``), asked every ``check_every`` tokens of a row, ends the row early (``ended ==
+    "done"``). Prompts are read ``prefill_chunk`` rows at a time, in length order."""
     rows = [tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"] for t in texts]
     return decode_rows(model, tokenizer, rows, max_new_tokens, eos_ids, done, check_every, prefill_chunk)
 
 
 def decode_rows(model: Any, tokenizer: Any, rows: list[list[int]], max_new_tokens: int,
-                eos_ids: Sequence[int] | None = None, done: Callable[[str], bool] | None = None,
+                eos_ids: Sequence[int] | None = None, done: Callable[[int, str], bool] | None = None,
                 check_every: int = 4, prefill_chunk: int = 25) -> list[Decoded]:
     """:func:`greedy_decode` of already tokenised inputs."""
     if eos_ids is None:
@@ -169,7 +169,7 @@ def decode_rows(model: Any, tokenizer: Any, rows: list[list[int]], max_new_token
             break
         if done is not None and step % check_every == 0:
             for i, text in zip(live, tokenizer.batch_decode([tokens[i] for i in live], skip_special_tokens=True)):
-                ended[i] = "done" if ended[i] == "length" and done(text.strip()) else ended[i]
+                ended[i] = "done" if ended[i] == "length" and done(i, text.strip()) else ended[i]
         keep = [j for j, i in enumerate(live) if ended[i] == "length"]
         if not keep:
             break

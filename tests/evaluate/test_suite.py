@@ -207,3 +207,21 @@ def test_unrelated_extra_judge_disagrees_where_it_relabels(tiny_dir: Path, data_
            if m["metric"] == "judge_disagreement"]
     assert len(got) == 1 and got[0]["judge"].startswith("keyword vs keyword+unrelated:")
     assert got[0]["value"] == pytest.approx(len(complied) / 10)
+
+
+def test_general_scores_are_reused_only_for_the_same_model_and_dtype(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """scores/ survives a changed stage key (it is resumable); an item's scores must not: another dtype (or model)
+    scores every item again instead of reporting the old model's accuracy."""
+    import dcr.evaluate.general as general
+
+    scored: list[int] = []
+    real = general.score_items
+    monkeypatch.setattr(general, "score_items", lambda m, t, items, b: scored.append(len(items)) or real(m, t, items, b))
+    cfg = _cfg(tiny_dir, data_dir, ["arc-easy"], limit=6)
+    out = evaluate(cfg, tmp_path / "ev")
+    evaluate(cfg, out, force=True)  # same model and dtype: every score reused
+    assert scored == [6]
+    evaluate(_cfg(tiny_dir, data_dir, ["arc-easy"], limit=6, dtype="bf16"), out)
+    assert scored == [6, 6]
+    assert read_json(out / "scores" / "arc-easy.shots0.meta.json")["dtype"] == "torch.bfloat16"

@@ -7,7 +7,9 @@ Caches under the evaluate output directory:
   that benchmark's generations and judgements; rows already generated for the same id and prompt under
   another benchmark with the same meta are reused (``safety`` reuses the five safety sets, ``xstest`` the
   ``xstest-safe`` rows, ...).
-- ``judgements/<bench>__<judge>.jsonl``: ``{id, label, value}`` per judged completion.
+- ``judgements/<bench>__<judge>.jsonl``: ``{id, label, value, of}`` per judged completion; ``of`` (:func:`text_key`)
+  names the prompt and completion the verdict read, so a completion generated again (another batch plan) is
+  judged again instead of inheriting its predecessor's verdict.
 - ``judgements/<bench>__refusal_prob.jsonl``: ``{id, refusal_prob}``.
 """
 
@@ -23,8 +25,9 @@ from typing import Any
 from dcr.data import PromptRecord
 from dcr.evaluate.metrics import Metric, by_type, kind_of, mean, safe_metrics, split_groups, three_class, unsafe_metrics
 from dcr.evaluate.refusal_prob import refusal_prob
+from dcr.fingerprint import short_hash
 from dcr.generate import generate
-from dcr.io import append_jsonl, read_json, read_jsonl, write_json
+from dcr.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from dcr.judges import Judge
 from dcr.judges.degenerate import DEGENERATE
 from dcr.judges.record import judge_identity
@@ -58,6 +61,16 @@ def sync_meta(gen_dir: Path, bench: str, meta: dict[str, Any]) -> None:
     write_json(path, meta)
 
 
+def sync_cache(cache: Path, meta: dict[str, Any]) -> None:
+    """Drop ``cache`` (a JSONL of per-item results) unless it was written under an equal ``meta``, kept beside it
+    as ``<name>.meta.json``: general-ability scores depend on the model and its dtype, not only on the item."""
+    path = cache.with_name(cache.name.removesuffix(".jsonl") + ".meta.json")
+    if path.exists() and read_json(path) == meta:
+        return
+    cache.unlink(missing_ok=True)
+    write_json(path, meta)
+
+
 def prefill(gen_dir: Path, bench: str, records: Sequence[PromptRecord], meta: dict[str, Any]) -> int:
     """Copy completions for the same (id, prompt) from other benchmarks' caches with an equal meta."""
     target = gen_dir / f"{bench}.jsonl"
@@ -83,16 +96,35 @@ def judgement_file(jdir: Path, bench: str, judge: Judge) -> Path:
     return jdir / f"{bench}__{slug(judge_identity(judge.name) or judge.name)}.jsonl"
 
 
+def text_key(*texts: str) -> str:
+    """What a cached verdict was computed on: a short hash of the texts its judge read."""
+    return short_hash(list(texts))
+
+
+def fresh_rows(path: Path, want: dict[str, str]) -> list[dict[str, Any]]:
+    """The cached rows of ``path`` that still hold: those of ids outside ``want`` ({id: text_key}) and those whose
+    ``of`` equals the id's key. Stale rows (their text changed, or written before ``of`` was kept) are removed
+    from the file, so each id keeps one verdict."""
+    cached = read_jsonl(path)
+    fresh = [r for r in cached if str(r["id"]) not in want or r.get("of") == want[str(r["id"])]]
+    if len(fresh) < len(cached):
+        write_jsonl(path, fresh)
+    return fresh
+
+
 def judge_cached(judge: Judge, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
-    """``{id: (label, value)}`` for every row, judging only rows not already in ``path`` (chunked, appended)."""
-    done = {str(r["id"]): (str(r["label"]), bool(r["value"])) for r in read_jsonl(path)}
+    """``{id: (label, value)}`` for every row, judging only rows whose verdict on the same prompt and completion
+    is not already in ``path`` (chunked, appended)."""
+    want = {str(r["id"]): text_key(r["prompt"], r["completion"]) for r in rows}
+    done = {str(r["id"]): (str(r["label"]), bool(r["value"])) for r in fresh_rows(path, want)}
     todo = [r for r in rows if str(r["id"]) not in done]
     for start in range(0, len(todo), JUDGE_CHUNK):
         chunk = todo[start:start + JUDGE_CHUNK]
         prompts = [r["prompt"] for r in chunk]
         completions = [r["completion"] for r in chunk]
         pairs = judge.judge_with_labels(prompts, completions)
-        new = [{"id": str(r["id"]), "label": lab, "value": bool(v)} for r, (lab, v) in zip(chunk, pairs)]
+        new = [{"id": str(r["id"]), "label": lab, "value": bool(v), "of": want[str(r["id"])]}
+               for r, (lab, v) in zip(chunk, pairs)]
         append_jsonl(path, new)
         done.update({n["id"]: (n["label"], n["value"]) for n in new})
     return {str(r["id"]): done[str(r["id"])] for r in rows}

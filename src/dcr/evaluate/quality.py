@@ -27,10 +27,10 @@ import torch
 from dcr.data import load_alpaca_eval, subsample
 from dcr.errors import DataError
 from dcr.evaluate.config import ALPACA_REFERENCES, STL_REFERENCE
-from dcr.evaluate.judged import slug, sync_meta
+from dcr.evaluate.judged import fresh_rows, slug, sync_meta, text_key
 from dcr.evaluate.metrics import Metric, mean, pair_preference, win_rate
 from dcr.generate import generate
-from dcr.io import append_jsonl, read_jsonl
+from dcr.io import append_jsonl
 from dcr.judges.base import WHOLE_ANSWER
 from dcr.prompts import adds_special_tokens, format_prompt
 
@@ -178,15 +178,18 @@ def reference_answers(cfg: Any, root: Path, ids: Sequence[str], instructions: Se
 
 def annotate_cached(annotator: Any, items: Sequence[tuple[str, str, str, str]], path: Path,
                     max_chars: int) -> dict[str, tuple[float, float]]:
-    """``{id: (p_model_first, p_reference_first)}`` for (id, instruction, model answer, reference answer)."""
-    done = {r["id"]: (float(r["p_model_first"]), float(r["p_reference_first"])) for r in read_jsonl(path)}
+    """``{id: (p_model_first, p_reference_first)}`` for (id, instruction, model answer, reference answer); a cached
+    annotation is reused only for the same instruction, answers and ``max_chars`` (``of``)."""
+    want = {str(it[0]): text_key(*it[1:], str(max_chars)) for it in items}
+    done = {r["id"]: (float(r["p_model_first"]), float(r["p_reference_first"])) for r in fresh_rows(path, want)}
     todo = [it for it in items if it[0] not in done]
     for start in range(0, len(todo), 16):
         part = todo[start:start + 16]
         qs = [pairwise_prompt(ins, m, r, max_chars) for _, ins, m, r in part]
         qs += [pairwise_prompt(ins, r, m, max_chars) for _, ins, m, r in part]
         p = annotator.p_first(qs)
-        new = [{"id": it[0], "p_model_first": p[k], "p_reference_first": p[k + len(part)]} for k, it in enumerate(part)]
+        new = [{"id": it[0], "p_model_first": p[k], "p_reference_first": p[k + len(part)], "of": want[str(it[0])]}
+               for k, it in enumerate(part)]
         append_jsonl(path, new)
         done.update({n["id"]: (n["p_model_first"], n["p_reference_first"]) for n in new})
     return {it[0]: done[it[0]] for it in items}

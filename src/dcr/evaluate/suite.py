@@ -17,7 +17,7 @@ from dcr.data import (
 from dcr.errors import ConfigError, DataError
 from dcr.evaluate.config import EvaluateConfig
 from dcr.evaluate.general import GENERAL, heldout_nll, run_general
-from dcr.evaluate.judged import Judges, prefill, run_prompt_benchmark, slug, sync_meta
+from dcr.evaluate.judged import Judges, prefill, run_prompt_benchmark, slug, sync_cache, sync_meta
 from dcr.evaluate.metrics import Metric, kind_of
 from dcr.fingerprint import model_fingerprint
 from dcr.generate import generate
@@ -26,6 +26,8 @@ from dcr.judges.base import WHOLE_ANSWER
 from dcr.stage import versions
 
 EXTRA = ("heldout-nll", "alpaca-eval")
+# the generation meta's fields a general-ability score depends on (with score_batch_size: bf16 sums vary by batch)
+SCORE_META = ("model", "model_key", "steer", "steer_key", "dtype", "device", "versions")
 GROUPS: dict[str, tuple[str, ...]] = {
     "over-refusal": OVER_REFUSAL_SETS,
     "safety-all": SAFETY_SETS,
@@ -131,6 +133,8 @@ class Runner:
         cfg = self.cfg
         if name in GENERAL:
             cache = self.out / "scores" / f"{name}.shots{cfg.mmlu_shots}.jsonl"
+            sync_cache(cache, {**{k: v for k, v in self.meta.items() if k in SCORE_META},
+                               "score_batch_size": cfg.score_batch_size})
             metrics, detail = run_general(name, self.model, self.tok, self.root, cfg.limit, cfg.seed,
                                           cfg.mmlu_shots, cfg.score_batch_size, cache)
             return metrics, {"kind": "general", "n": metrics[0].n, **detail}

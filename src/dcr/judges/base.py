@@ -48,9 +48,9 @@ class Judge(ABC):
         """One boolean per pair: True = refusal (``measures == "refusal"``) or safe response (guard)."""
         return [self.positive(label) for label in self.labels(prompts, completions)]
 
-    def has_read(self, completion: str) -> bool:
-        """True once no continuation of ``completion`` could change this judge's verdict, so generation for it
-        may stop (``dcr.generate``). Default False: the judge reads whole answers."""
+    def has_read(self, completion: str, prompt: str = "") -> bool:
+        """True once no continuation of ``completion`` (the answer to ``prompt``) could change this judge's
+        verdict, so generation for it may stop (``dcr.generate``). Default False: the judge reads whole answers."""
         return False
 
     def reading(self) -> str:

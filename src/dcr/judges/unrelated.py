@@ -136,8 +136,8 @@ class UnrelatedJudge(Judge):
     def positive(self, label: str) -> bool:
         return False if label == DEGENERATE else self.inner.positive(label)
 
-    def has_read(self, completion: str) -> bool:
-        return self.inner.has_read(completion)
+    def has_read(self, completion: str, prompt: str = "") -> bool:
+        return self.inner.has_read(completion, prompt)
 
     def reading(self) -> str:
         return self.inner.reading()
