@@ -110,3 +110,56 @@ def test_rerun_stages_count_and_unfinished_do_not(tmp_path: Path, data_dir: Path
     for status, pairs in (("skipped", 6), ("incomplete", 6), ("failed", 0), ("pending", 0)):
         nodes[0]["status"] = status
         assert len(collect(tmp_path, {"nodes": nodes}).get("harmfulq unsafe", {})) == pairs, status
+
+
+def _verdict_file(stage: Path, bench: str, judge: str, values: dict[str, bool]) -> None:
+    (stage / "judgements" / f"{bench}__{slug(judge_identity(judge) or judge)}.jsonl").write_text(
+        "".join(json.dumps({"id": k, "label": "safe" if v else "unsafe", "value": v}) + "\n"
+                for k, v in values.items()))
+
+
+def test_unsafe_prompts_are_read_by_the_safety_judge_when_one_is_set(tmp_path: Path, data_dir: Path) -> None:
+    """Table 1 counts a guard's "safe response" as defense success; the paired table must read the same verdicts,
+    not the keyword judge's refusals."""
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, dict.fromkeys(ids, True)),  # keyword: all refused
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, dict.fromkeys(ids, True))]
+    _verdict_file(tmp_path / "stages" / "stl0", "harmfulq", "guard:g", {i: k < 3 for k, i in enumerate(ids)})
+    _verdict_file(tmp_path / "stages" / "dcr0", "harmfulq", "guard:g", {i: k < 5 for k, i in enumerate(ids)})
+    plan = {"nodes": nodes}
+    assert paired_table(tmp_path, plan)[0].rows[0][5].startswith("+0.000")  # keyword only: no difference
+    for n in nodes:
+        n["config"]["safety_judge"] = "guard:g"
+    [table] = paired_table(tmp_path, plan)
+    assert table.rows[0][3].startswith("0.500") and table.rows[0][5].startswith("+0.333")
+    assert any("unsafe prompts (defense success) by guard:g" in n for n in table.notes)
+
+
+def test_a_plan_of_two_models_pairs_each_model_alone(tmp_path: Path, data_dir: Path) -> None:
+    from dcr.report.paired import evaluations
+
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, dict.fromkeys(ids, True)),
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, dict.fromkeys(ids, False)),  # model m: -1.000
+             _stage(tmp_path, "stl0b", "stl", 0, data_dir, dict.fromkeys(ids, False)),
+             _stage(tmp_path, "dcr0b", "dcr+stl", 0, data_dir, dict.fromkeys(ids, False))]  # model m2: 0.000
+    for n in nodes[2:]:
+        n["uses"][0]["model"] = "m2"
+    plan = {"nodes": nodes}
+    with pytest.raises(ValueError, match="several models"):
+        evaluations(plan)
+    assert [n["id"] for n in evaluations(plan, "m2").values()] == ["stl0b", "dcr0b"]
+    first, second = paired_table(tmp_path, plan)
+    assert first.title.endswith("(m)") and first.rows[0][5].startswith("-1.000")
+    assert second.title.endswith("(m2)") and second.rows[0][5].startswith("+0.000")
+
+
+def test_pools_name_the_sets_in_them_and_unjudged_sets_are_named(tmp_path: Path, data_dir: Path) -> None:
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, dict.fromkeys(ids, True)),
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, dict.fromkeys(ids, True))]
+    for n in nodes:
+        n["config"]["benchmarks"] = ["harmfulq", "advbench"]  # advbench: no verdicts under today's rules
+    [table] = paired_table(tmp_path, {"nodes": nodes})
+    assert [r[0] for r in table.rows] == ["harmfulq unsafe", "safety, defense success (1 set: harmfulq)"]
+    assert any("stl seed 0: advbench" in n and "dcr+stl seed 0: advbench" in n for n in table.notes)

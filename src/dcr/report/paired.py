@@ -174,31 +174,66 @@ def finished_files(run_dir: Path, plan: dict[str, Any], name: str,
             yield node, read_json(path)
 
 
-def evaluations(plan: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    """{(method, seed): the plan node of its finished evaluate stage}."""
+def models(plan: dict[str, Any]) -> list[str]:
+    """The models of the plan's finished evaluations, sorted (a use without one counts as ``""``)."""
+    return sorted({use.get("model", "") for node in plan.get("nodes", []) if node.get("stage") == "evaluate"
+                   and node.get("status", "done") in EVALUATED for use in node.get("uses", [])})
+
+
+def evaluations(plan: dict[str, Any], model: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """{(method, seed): the plan node of its finished evaluate stage} of ``model``; None: the plan's one model
+    (a plan of several models must name one, or one model's evaluations would stand in for another's)."""
+    names = models(plan)
+    if model is None and len(names) > 1:
+        raise ValueError(f"the plan evaluates several models ({', '.join(names)}); pass model=")
     stages: dict[tuple[str, int], dict[str, Any]] = {}
     for node in plan.get("nodes", []):
         if node.get("stage") == "evaluate" and node.get("status", "done") in EVALUATED:
             for use in node.get("uses", []):
-                stages[(use["method"], use["seed"])] = node
+                if model is None or use.get("model", "") == model:
+                    stages[(use["method"], use["seed"])] = node
     return stages
 
 
+def prompt_benchmarks(cfg: dict[str, Any]) -> list[str]:
+    """The prompt benchmarks (groups expanded, file-name slugs) an evaluate config judged."""
+    from dcr.evaluate.judged import slug
+    from dcr.evaluate.suite import EXTRA, GENERAL, expand_benchmarks
+
+    return [slug(b) for b in expand_benchmarks(list(cfg.get("benchmarks", []))) if b not in GENERAL + EXTRA]
+
+
 def node_outcomes(run_dir: Path, node: dict[str, Any]) -> dict[str, dict[str, bool]]:
-    """{group: {prompt: outcome}} of one evaluate stage (benchmarks without refusal verdicts left out)."""
+    """{group: {prompt: outcome}} of one evaluate stage (benchmarks without verdicts left out: :func:`unjudged`).
+    Safe prompts are read by the config's ``judge``; unsafe ones by its ``safety_judge`` when set (a guard's "safe
+    response" is the defense success Table 1 counts), else by ``judge``."""
     cfg, out = node["config"], defaultdict(dict)
-    for bench in cfg.get("benchmarks", []):
-        verdicts = _verdicts(run_dir / node["dir"], bench, cfg.get("judge", "keyword"))
-        if verdicts:
+    judge = cfg.get("judge", "keyword")
+    for bench in prompt_benchmarks(cfg):
+        verdicts = _verdicts(run_dir / node["dir"], bench, judge)
+        unsafe = _verdicts(run_dir / node["dir"], bench, cfg["safety_judge"]) if cfg.get("safety_judge") \
+            else verdicts
+        if verdicts or unsafe:
             for pid, group in _groups(bench, cfg).items():
-                if pid in verdicts:
-                    out[group][pid] = outcome(verdicts[pid], " safe" in group)
+                chosen = verdicts if " safe" in group else unsafe
+                if pid in chosen:
+                    out[group][pid] = outcome(chosen[pid], " safe" in group)
     return dict(out)
 
 
-def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> dict[str, Any]:
-    """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated."""
-    stages = evaluations(plan)
+def unjudged(run_dir: Path, node: dict[str, Any]) -> list[str]:
+    """The prompt benchmarks of an evaluate stage with no verdicts under today's rules of its judge(s): judged
+    under older rules (re-run the stage to judge them again), or not evaluated."""
+    cfg = node["config"]
+    judges = [cfg.get("judge", "keyword"), *([cfg["safety_judge"]] if cfg.get("safety_judge") else [])]
+    return [b for b in prompt_benchmarks(cfg) if not any(_verdicts(run_dir / node["dir"], b, j) for j in judges)]
+
+
+def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl",
+            model: str | None = None) -> dict[str, Any]:
+    """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated
+    (``model``: as :func:`evaluations`)."""
+    stages = evaluations(plan, model)
     out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     for (method, seed), node in sorted(stages.items()):
         other = stages.get((b, seed))
@@ -212,20 +247,49 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
     return out
 
 
+def _sets(groups: list[str]) -> str:
+    names = sorted({g.split()[0] for g in groups})
+    return f"{len(names)} set{'s' * (len(names) != 1)}: {', '.join(names)}"
+
+
+def _pools(data: dict[str, Any], styled: frozenset[str]) -> dict[str, list[str]]:
+    """The pooled rows, each named by the sets that are really in it."""
+    never = [g for g in data if is_never_trained(g, styled)]
+    safety = [g for g in data if is_safety(g)]
+    pools = {f"over-refusal, never trained ({_sets(never)})": never,
+             f"safety, defense success ({_sets(safety)})": safety}
+    styled_groups = [g for g in data if g.split()[0] in styled & set(NEVER_TRAINED) and " safe" in g]
+    if styled_groups:
+        pools[f"over-refusal, in-distribution style ({_sets(styled_groups)})"] = styled_groups
+    return {name: groups for name, groups in pools.items() if groups}
+
+
+def _unjudged_note(run_dir: Path, plan: dict[str, Any], model: str | None, a: str, b: str) -> list[str]:
+    gaps = [f"{method} seed {seed}: {', '.join(missing)}" for (method, seed), node in
+            sorted(evaluations(plan, model).items()) if method in (a, b) and (missing := unjudged(run_dir, node))]
+    return [f"Left out, no verdicts under today's judge rules (judged by older rules, or not evaluated; re-run the "
+            f"stage to judge them again): {'; '.join(gaps)}."] if gaps else []
+
+
 def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl") -> list[Any]:
-    """The report block: one row per group plus the never-trained over-refusal and the safety pools."""
+    """The report block, per model: one row per group plus the never-trained over-refusal and the safety pools."""
+    names = models(plan)
+    blocks: list[Any] = []
+    for model in names or [None]:
+        blocks += _paired_model(run_dir, plan, a, b, model if len(names) > 1 else None)
+    return blocks
+
+
+def _paired_model(run_dir: Path, plan: dict[str, Any], a: str, b: str, model: str | None) -> list[Any]:
     from dcr.report.trained import trained
 
-    data = collect(run_dir, plan, a, b)
+    data = collect(run_dir, plan, a, b, model)
+    of = f" ({model})" if model else ""
     if not data:
-        return [Para(f"No paired comparison: no seed with both {a} and {b} evaluated (with per-prompt verdicts).")]
-    styled = trained(run_dir, plan).benchmarks
-    never = [n for n in NEVER_TRAINED if n not in styled]
-    pools = {f"over-refusal, never trained ({', '.join(never)})": [g for g in data if is_never_trained(g, styled)],
-             f"safety, defense success ({len(SAFETY)} sets)": [g for g in data if is_safety(g)]}
-    if styled & set(NEVER_TRAINED):
-        pools[f"over-refusal, in-distribution style ({', '.join(sorted(styled & set(NEVER_TRAINED)))})"] = [
-            g for g in data if g.split()[0] in styled and " safe" in g]
+        return [Para(f"No paired comparison{of}: no seed with both {a} and {b} evaluated (with per-prompt "
+                     f"verdicts).")]
+    judge_note = _judge_note(plan)
+    pools = _pools(data, trained(run_dir, plan).benchmarks)
     rows = []
     for name, groups in [(g, [g]) for g in sorted(data)] + list(pools.items()):
         merged = {f"{g}/{p}": v for g in groups for p, v in data[g].items()}
@@ -234,12 +298,21 @@ def paired_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "
     header = ["group (outcome: compliance on safe, defense success on unsafe)", "n prompts", "seeds",
               f"{a} rate [95% Wilson]", f"{b} rate [95% Wilson]", f"{b} - {a} [95% paired bootstrap]",
               "95% with seeds resampled too", "per seed"]
-    return [Table(f"{b} minus {a}, paired over prompts", header, rows,
+    return [Table(f"{b} minus {a}, paired over prompts{of}", header, rows,
                   ["The same prompts for both methods; rates and differences pooled over seeds (n = prompt x seed "
                    "pairs); the paired bootstrap resamples prompts with all their seeds, so it measures the choice "
                    "of prompts only. The next column resamples seeds, then prompts: it also counts how much the "
                    "difference moves from one training seed to another (rough with two or three seeds). Where "
-                   "the per-seed values differ in sign, read that column."])]
+                   "the per-seed values differ in sign, read that column.", *judge_note,
+                   *_unjudged_note(run_dir, plan, model, a, b)])]
+
+
+def _judge_note(plan: dict[str, Any]) -> list[str]:
+    """Which judge read the safe and the unsafe prompts, when they differ."""
+    cfgs = [n["config"] for n in plan.get("nodes", []) if n.get("stage") == "evaluate" and n.get("config")]
+    pairs = sorted({(c.get("judge", "keyword"), c.get("safety_judge") or c.get("judge", "keyword")) for c in cfgs})
+    return [f"Safe prompts read by {j}, unsafe prompts (defense success) by {s}, as in Table 1." for j, s in pairs
+            if j != s]
 
 
 def _row(name: str, merged: dict[str, dict[int, tuple[bool, bool]]]) -> list[str]:
