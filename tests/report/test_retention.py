@@ -50,3 +50,25 @@ def test_the_built_report_puts_the_warning_before_table_1(tmp_path: Path) -> Non
     text = to_markdown(build(tmp_path), tmp_path)
     assert "did not keep its language" in text
     assert text.index("did not keep its language") < text.index("Table 1 layout")
+
+
+def _silenced(tmp_path: Path, name: str, after: dict[str, int], **extra: float) -> dict:
+    node = _refine(tmp_path, name, ok=True)
+    path = tmp_path / "stages" / name / "metrics.json"
+    write_json(path, {"retention": {"nll_before": 1.357, "nll_after": 1.468, "nll_rise": 0.111, "max_rise": 0.5,
+                                    "ok": True, "n": 32, "action": "fail",
+                                    "answers_before": {"compliance": 7, "refusal": 1}, "answers_after": after,
+                                    **extra}})
+    return node
+
+
+def test_a_refine_that_kept_its_nll_but_stopped_answering_is_named(tmp_path: Path) -> None:
+    """Qwen 1.5B seed 0: NLL +0.111 (passes), greedy answers 7 -> 2 complying (3 empty, 3 refusals)."""
+    plan = {"nodes": [_silenced(tmp_path, "refine-quiet", {"compliance": 2, "empty": 3, "refusal": 3}),
+                      _silenced(tmp_path, "refine-fine", {"compliance": 6, "refusal": 2}),  # -1 of 8: 0.125
+                      _silenced(tmp_path, "refine-strict", {"compliance": 6, "refusal": 2}, max_answer_drop=0.1)]}
+    text = to_markdown(retention_warnings(tmp_path, plan), tmp_path)
+    assert text.count("answers fewer ordinary instructions") == 2 and "did not keep its language" not in text
+    assert "stages/refine-quiet" in text and "stages/refine-strict" in text and "refine-fine" not in text
+    assert "7 complied before and 2 after" in text and "a drop of 0.62 > retention_max_answer_drop 0.25" in text
+

@@ -150,6 +150,13 @@ class RefineConfig(StageConfig):
         "is a perplexity 1.65x the base model's: far beyond what a refinement that keeps the model's language "
         "moves (BENCHMARKS.md), far below what text that loops moves."
         ), ge=0)
+    retention_max_answer_drop: float = field(
+        0.25, keyed=False, help=(
+        "Largest drop in the share of those greedy answers that comply (keyword judge: not a refusal, empty or "
+        "degenerate) the stage accepts without a warning in its log and at the top of the report; never a "
+        "reason to fail (8 answers are few). The NLL alone missed Qwen2.5-Coder-1.5B's refined model answering "
+        "2 of 8 ordinary instructions instead of 7 (3 empty, 3 refusals) at +0.11 nats per token."
+        ), ge=0, le=1)
     retention_action: str = field(
         "fail", keyed=False, help="Above retention_max_rise: fail (the stage stops with an error, so no DCR + STL "
                                   "number is computed on it) or warn (logged, recorded in metrics.json and named "

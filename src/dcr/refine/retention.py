@@ -68,17 +68,43 @@ def answer_labels(generations: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(Counter(labels).items()))
 
 
+def answer_drop(r: dict[str, Any]) -> float:
+    """The fall in the share of complying greedy answers, before -> after, of a retention summary (0 without
+    answers)."""
+    n = sum(r.get("answers_before", {}).values())
+    return (r["answers_before"].get("compliance", 0) - r["answers_after"].get("compliance", 0)) / n if n else 0.0
+
+
+def answers_kept(r: dict[str, Any]) -> bool:
+    """Whether the greedy answers' compliance fell by at most ``max_answer_drop`` (0.25, the field's default, for
+    summaries written before it was recorded)."""
+    return answer_drop(r) <= r.get("max_answer_drop", 0.25)
+
+
+def answers_text(r: dict[str, Any]) -> str:
+    """The greedy answers' labels before -> after, in words (the stage's warning and the report's)."""
+    n = sum(r.get("answers_before", {}).values())
+    return (f"of {n} greedy answers to ordinary instructions, {r['answers_before'].get('compliance', 0)} complied "
+            f"before and {r['answers_after'].get('compliance', 0)} after ({r['answers_before']} -> "
+            f"{r['answers_after']}; a drop of {answer_drop(r):.2f} > retention_max_answer_drop "
+            f"{r.get('max_answer_drop', 0.25)})")
+
+
 def verdict(before: dict[str, Any], after: dict[str, Any], cfg: Any) -> dict[str, Any]:
     """The summary kept in metrics.json (the NLL before/after and how the judge reads the greedy answers before
     and after); logs a warning, or raises (``retention_action: fail``), when the NLL rose above
-    ``retention_max_rise``. The answer labels are recorded and logged, never a reason to fail."""
+    ``retention_max_rise``. Answers that stop complying (``retention_max_answer_drop``) are warned about, never
+    a reason to fail."""
     rise = after["nll_per_token"] - before["nll_per_token"]
     ok = rise <= cfg.retention_max_rise
     out = {"nll_before": before["nll_per_token"], "nll_after": after["nll_per_token"], "nll_rise": rise,
            "max_rise": cfg.retention_max_rise, "ok": ok, "n": after["n"], "tokens": after["tokens"],
            "action": cfg.retention_action, "answers_before": answer_labels(before["generations"]),
-           "answers_after": answer_labels(after["generations"])}
+           "answers_after": answer_labels(after["generations"]), "max_answer_drop": cfg.retention_max_answer_drop}
+    out["answers_ok"] = answers_kept(out)
     log.info("retention: greedy answers before %s, after %s", out["answers_before"], out["answers_after"])
+    if not out["answers_ok"]:
+        log.warning("refine kept the NLL but the model answers fewer ordinary instructions: %s", answers_text(out))
     if not ok:
         for b, a in zip(before["generations"], after["generations"]):  # stage.log survives a failed stage
             log.warning("retention %s %r\n  before: %r\n  after:  %r", b["id"], b["prompt"][:120],
