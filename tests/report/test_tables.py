@@ -71,3 +71,22 @@ def test_a_stand_in_model_gets_the_papers_rows_beside_its_own() -> None:
     assert paper["paper: STL (Qwen2.5-1.5B, Table 1)"][ok] == "0.75"
     assert any("Qwen2.5-Coder-1.5B-Instruct" in n for n in qwen.notes)
     assert not any(r[0].startswith("paper:") for r in smol.rows)
+
+
+def test_one_base_evaluation_used_by_every_seed_counts_once() -> None:
+    """The base model is evaluated once and that stage is tagged with every seed; Table 1 must show one
+    measurement (seeds 1, no ± 0.00), while STL's three evaluations stay three."""
+    from dcr.report.tables import table1
+
+    def rec(method: str, seed: int, value: float, stage: str) -> dict:
+        return {"model": "m", "method": method, "seed": seed, "benchmark": "oktest", "split": "all",
+                "kind": "over-refusal", "metric": "compliance_rate", "value": value, "n": 300, "stage": stage}
+
+    rows = [rec("base", s, 0.8, "evaluate-base") for s in (0, 1, 2)]
+    rows += [rec("stl", s, v, f"evaluate-stl{s}") for s, v in ((0, 0.5), (1, 0.6), (2, 0.7))]
+    [table] = table1(rows)
+    body = {r[0]: r for r in table.rows}
+    base = next(r for name, r in body.items() if name.lower().startswith("base"))
+    stl = next(r for name, r in body.items() if name.lower().startswith("stl"))
+    assert base[1] == "1" and "0.80" in base and not any("±" in c for c in base)
+    assert stl[1] == "3" and "0.60 ± 0.10" in stl

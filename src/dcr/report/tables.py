@@ -94,13 +94,21 @@ def _pick(rows: list[dict[str, Any]], col: Column) -> dict[str, Any] | None:
 
 
 def per_seed(rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> dict[tuple[str, str], dict[int, dict]]:
-    """``{(model, method): {seed: {column key or avg key: value}}}``, averages computed within each seed."""
+    """``{(model, method): {seed: {column key or avg key: value}}}``, averages computed within each seed. Seeds
+    whose records come from a stage an earlier seed already gave (the base model: one evaluation, used by every
+    seed) count once, so its row shows one measurement, not a spread of zero over copies."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("metric") != "missing" and "method" in r:
             groups.setdefault((str(r.get("model")), str(r["method"]), int(r.get("seed", 0))), []).append(r)
     out: dict[tuple[str, str], dict[int, dict]] = {}
-    for (model, method, seed), part in groups.items():
+    seen: set[tuple[str, str, str]] = set()
+    for (model, method, seed), part in sorted(groups.items()):
+        stage = str(part[0].get("stage", ""))
+        if stage and all(str(r.get("stage", "")) == stage for r in part):
+            if (model, method, stage) in seen:
+                continue
+            seen.add((model, method, stage))
         vals: dict[str, float] = {}
         for col in columns:
             rec = _pick(part, col)
