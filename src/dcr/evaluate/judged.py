@@ -176,12 +176,7 @@ def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any,
     rows = generate(model, tok, [{"id": r.id, "prompt": r.prompt} for r in records], gen_dir / f"{name}.jsonl",
                     cfg.max_new_tokens, cfg.batch_size, cfg.template, description=name,
                     reader_done=reader.has_read if reader else None)
-    labels = {r.id: r for r in records}
-    table = [{**row, "label": labels[row["id"]].label, "type": labels[row["id"]].type,
-              "split": split_of(labels[row["id"]], *split_ids)} for row in rows]
-    notes: list[str] = []
-    disagreements = _apply_judges(table, judges, out / "judgements", name)
-    metrics = _judged_metrics(table, judges, notes) + disagreements
+    table, metrics, notes = judge_rows(name, records, rows, judges, out, split_ids)
     if cfg.refusal_prob:
         probs = refusal_prob_cached(model, tok, records, out / "judgements" / f"{name}__refusal_prob.jsonl",
                                     cfg.template, cfg.score_batch_size)
@@ -195,6 +190,20 @@ def run_prompt_benchmark(name: str, records: Sequence[PromptRecord], model: Any,
               "by_type": by_type(judged) if judges.refusal is not None else {},
               "three_class": three_class(table) if judges.refusal is not None else {}, "notes": notes}
     return metrics, detail
+
+
+def judge_rows(name: str, records: Sequence[PromptRecord], rows: Sequence[dict[str, Any]], judges: Judges,
+               out: Path, split_ids: tuple[set[str], set[str]]) -> tuple[list[dict[str, Any]], list[Metric], list[str]]:
+    """(table, metrics, notes) of one prompt benchmark's completions ``rows`` (``{id, prompt, completion}``): each
+    row with its record's label, type and XSTest split, judged (verdicts cached under ``out/judgements``), and the
+    judged metrics (compliance, defense success, degenerate and disagreement rates). The evaluate stage runs it
+    after generating; ``dcr report --rejudge`` runs it on an archive's completions under today's judge rules."""
+    labels = {r.id: r for r in records}
+    table = [{**row, "label": labels[row["id"]].label, "type": labels[row["id"]].type,
+              "split": split_of(labels[row["id"]], *split_ids)} for row in rows]
+    notes: list[str] = []
+    disagreements = _apply_judges(table, judges, out / "judgements", name)
+    return table, _judged_metrics(table, judges, notes) + disagreements, notes
 
 
 def outcome_of(label: str, refused: bool) -> str:

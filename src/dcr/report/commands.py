@@ -16,9 +16,19 @@ def report_cmd(
                                                        "run directories)."),
     ablation: bool = typer.Option(False, "--ablation", help="Each run directory is one refine variant (the first "
                                                             "is the reference): an ablation report, not a merge."),
+    rejudge: bool = typer.Option(False, "--rejudge", help="First judge each run's stored completions again under "
+                                                          "today's judge rules (an archive made by `dcr archive`, "
+                                                          "whose verdicts an older judge made), rewriting its "
+                                                          "verdicts, metrics and results.jsonl (dcr.report.rejudge)."),
 ) -> None:
     """Write report.md and report.html (tables, figures, costs) from a finished or partial run, or from several
     runs merged (e.g. seeds run in separate directories), or an ablation report over refine variants."""
+    if rejudge:
+        from dcr.report.rejudge import rejudge_run
+
+        for run in run_dirs:
+            for stage, benches in rejudge_run(run.resolve()).items():
+                typer.echo(f"re-judged {run / stage}: {', '.join(benches) or 'nothing to judge'}")
     if len(run_dirs) > 1 or out is not None or ablation:
         from dcr.errors import DcrError
         from dcr.report.merge import merge_runs
