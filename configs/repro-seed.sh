@@ -2,7 +2,6 @@
 # One seed of a reproduction file in two one-thread processes side by side, then the whole seed's report:
 #
 #   SEED=0 bash configs/repro-seed.sh                                          # Qwen2.5-Coder-0.5B
-#   SEED=0 EXP=configs/repro-qwen2.5-coder-1.5b.yaml NAME=qwen1.5b bash configs/repro-seed.sh
 #   SEED=2 DTYPE=fp32 bash configs/repro-seed.sh                               # 0.5B seed 2 beside fp32 seeds 0-1
 #
 # A seed's stage directories hold weights and do not survive a change of machine, so a seed must finish in one
