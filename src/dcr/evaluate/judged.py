@@ -50,25 +50,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "judge"
 
 
-def sync_meta(gen_dir: Path, bench: str, meta: dict[str, Any]) -> None:
-    """Drop ``bench``'s cached generations and judgements when they were made under another meta."""
-    path = gen_dir / f"{bench}.meta.json"
-    if path.exists() and read_json(path) == meta:
-        return
-    (gen_dir / f"{bench}.jsonl").unlink(missing_ok=True)
-    for stale in (gen_dir.parent / "judgements").glob(f"{bench}__*.jsonl"):
-        stale.unlink()
-    write_json(path, meta)
-
-
-def sync_cache(cache: Path, meta: dict[str, Any]) -> None:
+def sync_cache(cache: Path, meta: dict[str, Any]) -> bool:
     """Drop ``cache`` (a JSONL of per-item results) unless it was written under an equal ``meta``, kept beside it
-    as ``<name>.meta.json``: general-ability scores depend on the model and its dtype, not only on the item."""
+    as ``<name>.meta.json`` (general-ability scores depend on the model and its dtype, not only on the item);
+    True when it was dropped."""
     path = cache.with_name(cache.name.removesuffix(".jsonl") + ".meta.json")
     if path.exists() and read_json(path) == meta:
-        return
+        return False
     cache.unlink(missing_ok=True)
     write_json(path, meta)
+    return True
+
+
+def sync_meta(gen_dir: Path, bench: str, meta: dict[str, Any]) -> None:
+    """Drop ``bench``'s cached generations and judgements when they were made under another meta."""
+    if sync_cache(gen_dir / f"{bench}.jsonl", meta):
+        for stale in (gen_dir.parent / "judgements").glob(f"{bench}__*.jsonl"):
+            stale.unlink()
 
 
 def prefill(gen_dir: Path, bench: str, records: Sequence[PromptRecord], meta: dict[str, Any]) -> int:

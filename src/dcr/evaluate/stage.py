@@ -20,6 +20,7 @@ from dcr.data import SAFETY_SETS, BenchmarkMissing
 from dcr.dist import is_main, solo, world_size
 from dcr.errors import DataError
 from dcr.evaluate.config import ALPACA_REFERENCES, STL_REFERENCE, EvaluateConfig
+from dcr.evaluate.metrics import Metric
 from dcr.evaluate.suite import METRICS_FILE, Runner, expand_benchmarks, safety_average
 from dcr.io import write_json
 from dcr.judges.record import judge_identity
@@ -37,6 +38,12 @@ def _missing_reason(exc: Exception) -> str | None:
     if isinstance(exc, DataError) and exc.path is not None and not Path(str(exc.path)).exists():
         return str(exc)
     return None
+
+
+def metric_fields(cfg: EvaluateConfig, benchmark: str, m: Metric) -> dict[str, Any]:
+    """One results.jsonl record of a benchmark's metric (``dcr.results.record`` adds the time)."""
+    return {"model": cfg.model, "benchmark": benchmark, "kind": m.kind, "split": m.split, "metric": m.metric,
+            "value": m.value, "n": m.n, "judge": m.judge, **cfg.tags}
 
 
 def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runner, summary: dict[str, Any],
@@ -61,8 +68,7 @@ def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runn
         summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
                                        "metrics": [m.as_dict() for m in metrics]}
         for m in metrics:
-            record(out, model=cfg.model, benchmark=name, kind=m.kind, split=m.split, metric=m.metric,
-                   value=m.value, n=m.n, judge=m.judge, **cfg.tags)
+            record(out, **metric_fields(cfg, name, m))
         write_json(out / METRICS_FILE, summary)
 
 
@@ -97,8 +103,7 @@ def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str,
         summary["benchmarks"]["safety-avg"] = {"kind": "safety", "n": avg.n, "model": cfg.model, "limit": cfg.limit,
                                                "seed": cfg.seed, "macro_average_of": list(SAFETY_SETS),
                                                "metrics": [avg.as_dict()]}
-        record(out, model=cfg.model, benchmark="safety-avg", kind=avg.kind, split=avg.split, metric=avg.metric,
-               value=avg.value, n=avg.n, judge=avg.judge, **cfg.tags)
+        record(out, **metric_fields(cfg, "safety-avg", avg))
     write_json(out / METRICS_FILE, summary)
     return {"benchmarks": sorted(summary["benchmarks"]), "missing": sorted(summary["missing"]),
             "transient": transient}

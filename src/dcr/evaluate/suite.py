@@ -106,6 +106,12 @@ class Runner:
             self._split = ({r.id for r in held}, {r.id for r in ind} | {r.id for r in held})
         return self._split
 
+    def prompts(self, name: str) -> tuple[list[Any], tuple[set[str], set[str]]]:
+        """A prompt benchmark's records as this config selects them, and the XSTest split ids they need."""
+        records = load_benchmark(name, self.root, self.cfg.limit, self.cfg.seed)
+        has_xstest = any(r.source == "xstest" and r.label == "safe" for r in records)
+        return records, self.split_ids() if has_xstest else (set(), set())
+
     def pregenerate(self, names: list[str]) -> None:
         """Multi-process launch: all ranks generate every prompt benchmark's planned batches, sharded, into the
         generation caches; the main process then evaluates from the cache (the same completions as one process:
@@ -153,9 +159,7 @@ class Runner:
                 self._annotator = get_annotator(cfg.annotator, cfg.dtype, cfg.device)
             metrics, detail = run_quality(self.model, self.tok, cfg, self.out, self.root, self._annotator, self.meta)
             return metrics, {"kind": "quality", "n": metrics[0].n, **detail}
-        records = load_benchmark(name, self.root, cfg.limit, cfg.seed)
-        has_xstest = any(r.source == "xstest" and r.label == "safe" for r in records)
-        split_ids = self.split_ids() if has_xstest else (set(), set())
+        records, split_ids = self.prompts(name)
         judges = self.judges()
         metrics, detail = run_prompt_benchmark(slug(name), records, self.model, self.tok, cfg, self.out, judges,
                                                self.meta, split_ids, self.reader)

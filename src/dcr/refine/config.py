@@ -15,6 +15,7 @@ FROZEN_DTYPES = ("auto", "fp32", "bf16")
 RETENTION_ACTIONS = ("fail", "warn")
 CENTERS = ("none", "base")
 BALANCES = ("class", "class-and-source")
+MAX_ANSWER_DROP = 0.25  # retention_max_answer_drop's default, also read for summaries written before it existed
 
 
 @dataclass(kw_only=True)
@@ -151,7 +152,7 @@ class RefineConfig(StageConfig):
         "moves (BENCHMARKS.md), far below what text that loops moves."
         ), ge=0)
     retention_max_answer_drop: float = field(
-        0.25, keyed=False, help=(
+        MAX_ANSWER_DROP, keyed=False, help=(
         "Largest drop in the share of those greedy answers that comply (keyword judge: not a refusal, empty or "
         "degenerate) the stage accepts without a warning in its log and at the top of the report; never a "
         "reason to fail (8 answers are few). The NLL alone missed Qwen2.5-Coder-1.5B's refined model answering "

@@ -30,6 +30,7 @@ import torch
 
 from dcr.errors import DcrError
 from dcr.io import write_jsonl
+from dcr.refine.config import MAX_ANSWER_DROP
 
 log = logging.getLogger("dcr.refine")
 RETENTION_FILE = "retention.jsonl"
@@ -76,9 +77,9 @@ def answer_drop(r: dict[str, Any]) -> float:
 
 
 def answers_kept(r: dict[str, Any]) -> bool:
-    """Whether the greedy answers' compliance fell by at most ``max_answer_drop`` (0.25, the field's default, for
-    summaries written before it was recorded)."""
-    return answer_drop(r) <= r.get("max_answer_drop", 0.25)
+    """Whether the greedy answers' compliance fell by at most ``max_answer_drop`` (the field's default for summaries
+    written before it was recorded)."""
+    return answer_drop(r) <= r.get("max_answer_drop", MAX_ANSWER_DROP)
 
 
 def answers_text(r: dict[str, Any]) -> str:
@@ -87,7 +88,7 @@ def answers_text(r: dict[str, Any]) -> str:
     return (f"of {n} greedy answers to ordinary instructions, {r['answers_before'].get('compliance', 0)} complied "
             f"before and {r['answers_after'].get('compliance', 0)} after ({r['answers_before']} -> "
             f"{r['answers_after']}; a drop of {answer_drop(r):.2f} > retention_max_answer_drop "
-            f"{r.get('max_answer_drop', 0.25)})")
+            f"{r.get('max_answer_drop', MAX_ANSWER_DROP)})")
 
 
 def verdict(before: dict[str, Any], after: dict[str, Any], cfg: Any) -> dict[str, Any]:

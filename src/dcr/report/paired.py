@@ -174,10 +174,14 @@ def finished_files(run_dir: Path, plan: dict[str, Any], name: str,
             yield node, read_json(path)
 
 
+def _finished_evaluations(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node for node in plan.get("nodes", [])
+            if node.get("stage") == "evaluate" and node.get("status", "done") in EVALUATED]
+
+
 def models(plan: dict[str, Any]) -> list[str]:
     """The models of the plan's finished evaluations, sorted (a use without one counts as ``""``)."""
-    return sorted({use.get("model", "") for node in plan.get("nodes", []) if node.get("stage") == "evaluate"
-                   and node.get("status", "done") in EVALUATED for use in node.get("uses", [])})
+    return sorted({use.get("model", "") for node in _finished_evaluations(plan) for use in node.get("uses", [])})
 
 
 def evaluations(plan: dict[str, Any], model: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
@@ -187,11 +191,10 @@ def evaluations(plan: dict[str, Any], model: str | None = None) -> dict[tuple[st
     if model is None and len(names) > 1:
         raise ValueError(f"the plan evaluates several models ({', '.join(names)}); pass model=")
     stages: dict[tuple[str, int], dict[str, Any]] = {}
-    for node in plan.get("nodes", []):
-        if node.get("stage") == "evaluate" and node.get("status", "done") in EVALUATED:
-            for use in node.get("uses", []):
-                if model is None or use.get("model", "") == model:
-                    stages[(use["method"], use["seed"])] = node
+    for node in _finished_evaluations(plan):
+        for use in node.get("uses", []):
+            if model is None or use.get("model", "") == model:
+                stages[(use["method"], use["seed"])] = node
     return stages
 
 

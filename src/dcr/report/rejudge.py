@@ -14,25 +14,22 @@ refusal judge and are kept as measured. Old verdict files stay beside the new on
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from dcr.errors import DcrError
-from dcr.io import read_json, read_jsonl, write_json, write_jsonl
+from dcr.io import read_json, write_json, write_jsonl
 
 JUDGE_FREE = ("refusal_prob",)  # metrics a prompt benchmark keeps without a judge
 
 
 def _completions(stage: Path, name: str) -> list[dict[str, Any]] | None:
     """The archived (gzipped) or live completions of one benchmark, or None when the stage has none."""
+    from dcr.data.readers import read_jsonl
+
     for path in (stage / "generations" / f"{name}.jsonl.gz", stage / "generations" / f"{name}.jsonl"):
         if path.is_file():
-            if path.suffix == ".gz":
-                with gzip.open(path, "rt", encoding="utf-8") as fh:
-                    return [json.loads(line) for line in fh if line.strip()]
             return read_jsonl(path)
     return None
 
@@ -51,9 +48,9 @@ def _config(stage: Path) -> Any:
 
 def rejudge_stage(stage: Path) -> list[str]:
     """Judge one finished evaluate stage's completions under today's rules; returns the benchmarks re-judged."""
-    from dcr.data import load_benchmark
     from dcr.evaluate.judged import judge_rows, slug
     from dcr.evaluate.metrics import Metric
+    from dcr.evaluate.stage import metric_fields
     from dcr.evaluate.suite import EXTRA, GENERAL, Runner, expand_benchmarks, safety_average
     from dcr.judges.record import judge_identity
 
@@ -66,15 +63,12 @@ def rejudge_stage(stage: Path) -> list[str]:
         rows = _completions(stage, slug(name))
         if name in GENERAL + EXTRA or entry is None or rows is None:
             continue
-        records = load_benchmark(name, runner.root, cfg.limit, cfg.seed)
+        records, split_ids = runner.prompts(name)
         if {str(r["id"]) for r in rows} != {r.id for r in records}:
             raise DcrError(f"{stage}: the archived completions of {name} are not the prompts its config selects "
                            f"today (data dir {runner.root}). Fix: pass the data directory the run used "
                            "(--data-dir or $DCR_DATA_DIR)")
-        has_xstest = any(r.source == "xstest" and r.label == "safe" for r in records)
-        judges = runner.judges()
-        _, metrics, notes = judge_rows(slug(name), records, rows, judges, stage,
-                                       runner.split_ids() if has_xstest else (set(), set()))
+        _, metrics, notes = judge_rows(slug(name), records, rows, runner.judges(), stage, split_ids)
         kept = [m for m in entry.get("metrics", []) if m["metric"] in JUDGE_FREE]
         entry.update(metrics=[m.as_dict() for m in metrics] + kept, notes=notes)
         done.append(name)
@@ -82,23 +76,14 @@ def rejudge_stage(stage: Path) -> list[str]:
     if avg is not None and "safety-avg" in summary["benchmarks"]:
         summary["benchmarks"]["safety-avg"]["metrics"] = [avg.as_dict()]
     specs = [cfg.judge, cfg.safety_judge, *cfg.extra_judges]
-    summary["rejudged"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "benchmarks": done,
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    summary["rejudged"] = {"time": now, "benchmarks": done,
                            "judges": [judge_identity(s) or s for s in specs if s]}
     write_json(stage / "metrics.json", summary)
-    write_jsonl(stage / "results.jsonl", _records(summary, cfg, Metric))
+    write_jsonl(stage / "results.jsonl", [{**metric_fields(cfg, name, Metric(**m)), "time": now}
+                                          for name, entry in summary["benchmarks"].items()
+                                          for m in entry.get("metrics", [])])
     return done
-
-
-def _records(summary: dict[str, Any], cfg: Any, metric: Any) -> list[dict[str, Any]]:
-    """The stage's results.jsonl rows, as the stage writes them, from its metrics.json benchmarks."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%S")
-    rows = []
-    for name, entry in summary["benchmarks"].items():
-        for m in entry.get("metrics", []):
-            m = metric(**m)
-            rows.append({"model": cfg.model, "benchmark": name, "kind": m.kind, "split": m.split, "metric": m.metric,
-                         "value": m.value, "n": m.n, "judge": m.judge, **cfg.tags, "time": now})
-    return rows
 
 
 def rejudge_run(run_dir: Path) -> dict[str, list[str]]:

@@ -17,12 +17,26 @@ from dcr.refine.retention import answers_kept, answers_text, rise_text
 from dcr.report.paired import finished_files
 from dcr.report.render import Block, Para
 
+Found = list[tuple[dict[str, Any], dict[str, Any]]]
 
-def failed_retention(run_dir: Path, plan: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+
+def _retentions(run_dir: Path, plan: dict[str, Any]) -> Found:
+    """(plan node, its metrics.json retention, {} without one) of every finished refine stage."""
+    return [(node, metrics.get("retention") or {}) for node, metrics in
+            finished_files(run_dir, plan, "metrics.json", "refine")]
+
+
+def _failed(found: Found) -> Found:
+    return [(node, r) for node, r in found if r.get("ok") is False]
+
+
+def _silenced(found: Found) -> Found:
+    return [(node, r) for node, r in found if r.get("ok") is True and r.get("answers_before") and not answers_kept(r)]
+
+
+def failed_retention(run_dir: Path, plan: dict[str, Any]) -> Found:
     """(plan node, its metrics.json retention) of every finished refine stage whose retention check failed."""
-    found = ((node, metrics.get("retention") or {}) for node, metrics in
-             finished_files(run_dir, plan, "metrics.json", "refine"))
-    return [(node, retention) for node, retention in found if retention.get("ok") is False]
+    return _failed(_retentions(run_dir, plan))
 
 
 def _built_on(node: dict[str, Any]) -> tuple[str, str]:
@@ -31,19 +45,18 @@ def _built_on(node: dict[str, Any]) -> tuple[str, str]:
         "model", "?")
 
 
-def silenced(run_dir: Path, plan: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def silenced(run_dir: Path, plan: dict[str, Any]) -> Found:
     """(plan node, retention) of every finished refine stage that kept its NLL but whose greedy answers to
     ordinary instructions stopped complying (:func:`dcr.refine.retention.answers_kept`)."""
-    found = ((node, metrics.get("retention") or {}) for node, metrics in
-             finished_files(run_dir, plan, "metrics.json", "refine"))
-    return [(node, r) for node, r in found if r.get("ok") is True and r.get("answers_before") and not answers_kept(r)]
+    return _silenced(_retentions(run_dir, plan))
 
 
 def retention_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
     """One warning paragraph per refined model that failed its retention check or stopped answering (none when
     all kept both)."""
     blocks: list[Block] = []
-    for node, r in silenced(run_dir, plan):
+    found = _retentions(run_dir, plan)
+    for node, r in _silenced(found):
         used, model = _built_on(node)
         blocks.append(Para(
             f"**Warning: the refined model of {node.get('dir')} ({model}) answers fewer ordinary instructions:** "
@@ -51,7 +64,7 @@ def retention_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
             f"but {answers_text(r)} (retention.jsonl). The rows of {used} start from a model that refuses or says "
             "nothing more often before any safety training: read the refined model's own row (method dcr) before "
             "crediting DCR + STL's refusals to discernment."))
-    for node, r in failed_retention(run_dir, plan):
+    for node, r in _failed(found):
         used, model = _built_on(node)
         blocks.append(Para(
             f"**Warning: the refined model of {node.get('dir')} ({model}) did not keep its language:** "
