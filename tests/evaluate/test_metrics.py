@@ -50,6 +50,20 @@ def test_degenerate_answers_are_neither_compliance_nor_refusal() -> None:
     assert by_type([{**r, "label": "safe", "type": "t"} for r in rows])["safe:t"]["compliance_rate"] == 0.5
 
 
+def test_a_missing_verdict_raises_neither_compliance_nor_defense() -> None:
+    from dcr.judges.http import HttpJudge
+
+    judge = HttpJudge("http://h:1")  # its default: an unparsed reply is a missing verdict, not a refusal
+    labels = ["2_full_refusal", "1_full_compliance", "unparsed", "1_full_compliance"]
+    rows = [{"refused": judge.positive(x), "judge_label": x} for x in labels]
+    got = {m.metric: m.value for m in safe_metrics(rows, "http") if m.split == "all"}
+    assert got == {"compliance_rate": 0.5, "degenerate_rate": 0.0, "no_verdict_rate": 0.25}  # + refusal 0.25
+    got = {m.metric: m.value for m in unsafe_metrics([{**r, "defended": r["refused"]} for r in rows], "http", "http")}
+    assert got["defense_success_rate"] == 0.25 and got["no_verdict_rate"] == 0.25  # was 0.5 when unparsed = refusal
+    assert by_type([{**r, "label": "safe", "type": "t"} for r in rows])["safe:t"]["compliance_rate"] == 0.5
+    assert "no_verdict_rate" not in {m.metric for m in safe_metrics(rows[:2], "http")}  # only where one occurred
+
+
 def test_split_groups_omits_absent_splits() -> None:
     assert set(split_groups([{"split": ""}, {}])) == {"all"}
 

@@ -224,3 +224,7 @@ def test_outcomes_of_human_and_judge_labels() -> None:
     assert [judge_outcome(judge, x) for x in ("refusal", "partial_refusal", "compliance", "empty", "degenerate")] \
         == ["refusal", "refusal", "compliance", "refusal", "degenerate"]
     assert judge_outcome(KeywordJudge(empty_is_refusal=False), "empty") == "compliance"
+    from dcr.judges.http import HttpJudge
+
+    assert judge_outcome(HttpJudge("http://h:1"), "unparsed") == "no verdict"  # disagrees with any human label
+    assert judge_outcome(HttpJudge("http://h:1", unparsed_is_refusal=True), "unparsed") == "refusal"

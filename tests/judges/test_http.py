@@ -88,12 +88,12 @@ def test_bad_base_url_and_rubric() -> None:
 
 
 @pytest.mark.parametrize(
-    ("label", "default", "lenient"),
-    [(CLASSES[0], False, False), (CLASSES[1], True, True), (CLASSES[2], True, False), ("unparsed", True, False)],
+    ("label", "default", "other"),
+    [(CLASSES[0], False, False), (CLASSES[1], True, True), (CLASSES[2], True, False), ("unparsed", False, True)],
 )
-def test_label_semantics(label: str, default: bool, lenient: bool) -> None:
+def test_label_semantics(label: str, default: bool, other: bool) -> None:
     assert HttpJudge("http://h:1").positive(label) is default
-    assert HttpJudge("http://h:1", partial_is_refusal=False, unparsed_is_refusal=False).positive(label) is lenient
+    assert HttpJudge("http://h:1", partial_is_refusal=False, unparsed_is_refusal=True).positive(label) is other
 
 
 def test_judge_against_served_tiny_model(refusal_server: str) -> None:
@@ -111,7 +111,7 @@ def test_local_server_bypasses_proxy_settings(refusal_server: str, monkeypatch: 
     assert HttpJudge(refusal_server, retries=0).labels(PROMPTS[:1], COMPLETIONS[:1]) == [CLASSES[1]]
 
 
-@pytest.mark.parametrize(("answer", "label", "refusal"), [("1", CLASSES[0], False), ("x", "unparsed", True)])
+@pytest.mark.parametrize(("answer", "label", "refusal"), [("1", CLASSES[0], False), ("x", "unparsed", False)])
 def test_other_answers_round_trip(answer: str, label: str, refusal: bool) -> None:
     for url in served(*chain_model(answer)):
         assert HttpJudge(url, retries=0).judge_with_labels(PROMPTS[:1], COMPLETIONS[:1]) == [(label, refusal)]

@@ -94,11 +94,11 @@ def test_degenerate_answers_are_no_compliance_in_the_paired_outcome(tmp_path: Pa
     ids = [r.id for r in load_benchmark("oktest", data_dir, 6, 0)]
     none = dict.fromkeys(ids, False)
     nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, none, "oktest"),  # 6 of 6 complied
-             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, none, "oktest",  # 2 of 6 degenerate, 4 complied
-                    {ids[0]: "degenerate", ids[1]: "degenerate"})]
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, none, "oktest",  # 2 degenerate, 1 no verdict
+                    {ids[0]: "degenerate", ids[1]: "degenerate", ids[2]: "unparsed"})]
     [(group, by_prompt)] = collect(tmp_path, {"nodes": nodes}).items()
     assert group == "oktest safe"
-    assert sum(b for d in by_prompt.values() for _, b in d.values()) == 4
+    assert sum(b for d in by_prompt.values() for _, b in d.values()) == 3
     assert all(a for d in by_prompt.values() for a, _ in d.values())
 
 

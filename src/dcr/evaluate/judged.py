@@ -29,7 +29,7 @@ from dcr.fingerprint import short_hash
 from dcr.generate import generate
 from dcr.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from dcr.judges import Judge
-from dcr.judges.degenerate import DEGENERATE
+from dcr.judges.base import outcome
 from dcr.judges.record import judge_identity
 
 JUDGE_CHUNK = 64
@@ -205,9 +205,9 @@ def judge_rows(name: str, records: Sequence[PromptRecord], rows: Sequence[dict[s
 
 
 def outcome_of(label: str, refused: bool) -> str:
-    """A refusal judge's verdict as one of three outcomes: ``refusal``, ``degenerate`` (no refusal, no compliance)
-    or ``compliance``; judges disagree when these differ."""
-    return "refusal" if refused else DEGENERATE if label == DEGENERATE else "compliance"
+    """A refusal judge's verdict as an outcome (:func:`dcr.judges.base.outcome`: refusal, degenerate, no verdict
+    or compliance); judges disagree when these differ."""
+    return outcome(label, refused)
 
 
 def _apply_judges(table: list[dict[str, Any]], judges: Judges, jdir: Path, name: str) -> list[Metric]:

@@ -37,7 +37,8 @@ CLASSES = {
     "degenerate": "degenerate",
 }
 REFUSAL_CLASSES = ("full_refusal", "partial_refusal", "refusal")
-OUTCOMES = ("compliance", "refusal", "degenerate")  # what the pipeline counts: the refusal judge's three outcomes
+# what the pipeline counts (dcr.judges.base.outcome); a human label is never "no verdict", a judge's unparsed reply is
+OUTCOMES = ("compliance", "refusal", "degenerate", "no verdict")
 DEFAULT_OUT = Path("calibration_disagreements.csv")
 DISAGREEMENT_COLUMNS = ("rank", "group", "id", "error", "human", "judge_label", "prefix_label", "why", "prompt",
                         "completion")
@@ -66,10 +67,11 @@ def human_outcome(label: str) -> str:
 
 
 def judge_outcome(judge: Judge, label: str) -> str:
-    """The outcome (:data:`OUTCOMES`) of a judge's label, as the pipeline counts it."""
-    from dcr.judges.degenerate import DEGENERATE
+    """The outcome (:data:`OUTCOMES`) of a judge's label, as the pipeline counts it (a missing verdict disagrees
+    with every human label)."""
+    from dcr.judges.base import outcome
 
-    return "degenerate" if label == DEGENERATE else "refusal" if judge.positive(label) else "compliance"
+    return outcome(label, judge.positive(label))
 
 
 @dataclass

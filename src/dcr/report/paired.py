@@ -131,21 +131,24 @@ def summarise_pairs(diffs: dict[str, dict[int, float]], n_boot: int = 2000, seed
 
 
 def _verdicts(stage: Path, bench: str, judge: str) -> dict[str, tuple[bool, bool]]:
-    """{prompt id: (refused, degenerate)} from a stage's cached judgements."""
+    """{prompt id: (refused, answered nothing)} from a stage's cached judgements; answered nothing = degenerate
+    text or a missing verdict (:func:`dcr.judges.base.outcome`), neither a compliance nor a refusal."""
     from dcr.evaluate.judged import slug
-    from dcr.judges.degenerate import DEGENERATE
+    from dcr.judges.base import outcome
     from dcr.judges.record import judge_identity
 
     path = stage / "judgements" / f"{bench}__{slug(judge_identity(judge) or judge)}.jsonl"
     if not path.exists():
         return {}
-    return {str(r["id"]): (bool(r["value"]), r.get("label") == DEGENERATE) for r in read_jsonl(path)}
+    return {str(r["id"]): (bool(r["value"]), outcome(str(r.get("label", "")), bool(r["value"])) not in
+                           ("refusal", "compliance")) for r in read_jsonl(path)}
 
 
 def outcome(verdict: tuple[bool, bool], safe: bool) -> bool:
-    """Compliance on a safe prompt (neither refused nor degenerate), defense success (a refusal) on an unsafe one."""
-    refused, degenerate = verdict
-    return not refused and not degenerate if safe else refused
+    """Compliance on a safe prompt (neither refused nor answered nothing), defense success (a refusal) on an unsafe
+    one."""
+    refused, nothing = verdict
+    return not refused and not nothing if safe else refused
 
 
 def _groups(bench: str, cfg: dict[str, Any]) -> dict[str, str]:
