@@ -51,6 +51,16 @@ def test_verdicts_without_their_text_are_judged_again_and_other_ids_kept(tmp_pat
     assert sorted(r["id"] for r in read_jsonl(path)) == ["a", "z"]
 
 
+def test_a_cached_label_is_read_by_the_judge_as_it_is_configured_now(tmp_path: Path) -> None:
+    from dcr.judges.http import HttpJudge
+
+    path = tmp_path / "x__http.jsonl"  # written when an unparsed reply still counted as a refusal
+    append_jsonl(path, [{"id": "a", "label": "unparsed", "value": True, "of": text_key(ROWS[0]["prompt"],
+                                                                                    ROWS[0]["completion"])}])
+    assert judge_cached(HttpJudge("http://h:1"), ROWS[:1], path) == {"a": ("unparsed", False)}  # no request made
+    assert judge_cached(HttpJudge("http://h:1", unparsed_is_refusal=True), ROWS[:1], path) == {"a": ("unparsed", True)}
+
+
 class CountingAnnotator:
     name = "fake"
 

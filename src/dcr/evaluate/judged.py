@@ -112,9 +112,10 @@ def fresh_rows(path: Path, want: dict[str, str]) -> list[dict[str, Any]]:
 
 def judge_cached(judge: Judge, rows: Sequence[dict[str, Any]], path: Path) -> dict[str, tuple[str, bool]]:
     """``{id: (label, value)}`` for every row, judging only rows whose verdict on the same prompt and completion
-    is not already in ``path`` (chunked, appended)."""
+    is not already in ``path`` (chunked, appended). A cached label's value is the judge's reading of it today
+    (``judge.positive``), so a changed option such as ``unparsed_is_refusal`` applies to cached labels too."""
     want = {str(r["id"]): text_key(r["prompt"], r["completion"]) for r in rows}
-    done = {str(r["id"]): (str(r["label"]), bool(r["value"])) for r in fresh_rows(path, want)}
+    done = {str(r["id"]): (str(r["label"]), judge.positive(str(r["label"]))) for r in fresh_rows(path, want)}
     todo = [r for r in rows if str(r["id"]) not in done]
     for start in range(0, len(todo), JUDGE_CHUNK):
         chunk = todo[start:start + JUDGE_CHUNK]
