@@ -95,6 +95,23 @@ def test_dict_config(tmp_path: Path) -> None:
     assert skipped is True
 
 
+def test_a_stage_reused_under_other_source_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dcr.fingerprint import source_hash
+
+    fn = Counter()
+    out, _ = run_stage("toy", {"seed": 1}, tmp_path / "s", fn)
+    assert read_json(out / MANIFEST)["versions"]["dcr_source"] == source_hash()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dcr.stage"):
+        assert run_stage("toy", {"seed": 1}, out, fn)[1] is True
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the same source: reused silently
+    manifest = read_json(out / MANIFEST)
+    write_json(out / MANIFEST, {**manifest, "versions": {**manifest["versions"], "dcr_source": "0" * 16}})
+    with caplog.at_level("WARNING", logger="dcr.stage"):
+        assert run_stage("toy", {"seed": 1}, out, fn)[1] is True  # still reused: the source is not in the key
+    assert "other dcr source (0000000000000000" in caplog.text and source_hash() in caplog.text
+
+
 def test_results_record_and_load(tmp_path: Path) -> None:
     row = results.record(tmp_path, model="m", metric="compliance_rate", value=0.5, n=10)
     assert row["value"] == 0.5 and "time" in row

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -30,8 +31,21 @@ _READS: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("dcr_re
 
 
 def code_version() -> str:
-    """The dcr version that enters every stage key (an upgrade reruns stages instead of reusing them)."""
+    """The dcr version that enters every stage key (an upgrade reruns stages instead of reusing them). The source
+    itself (:func:`source_hash`) does not enter keys, so a long run resumes across a fix elsewhere in the code; it is
+    recorded in every manifest, and a stage reused under other source says so (``dcr.stage.run_stage``)."""
     return dcr.__version__
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """A 16-hex-digit sha256 of the installed dcr package's Python source (relative paths and contents): which code
+    built a stage, whatever the version number says."""
+    root = Path(dcr.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def short_hash(payload: Any) -> str:

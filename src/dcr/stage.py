@@ -36,7 +36,14 @@ import torch
 from dcr.config import StageConfig
 from dcr.dist import barrier, from_main, is_main
 from dcr.errors import DcrError
-from dcr.fingerprint import files_unchanged, fingerprint_files, resolved_data_dir, stage_key, track_reads
+from dcr.fingerprint import (
+    files_unchanged,
+    fingerprint_files,
+    resolved_data_dir,
+    source_hash,
+    stage_key,
+    track_reads,
+)
 from dcr.io import read_json, write_json
 
 MANIFEST = "manifest.json"
@@ -54,7 +61,7 @@ class StageLocked(DcrError):
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "dcr_source": source_hash()}
     for pkg in ("dcr", "torch", "transformers", "peft", "trl", "accelerate", "datasets"):
         try:
             out[pkg] = md.version(pkg)
@@ -340,6 +347,14 @@ def _run_body(name: str, key: str, out: Path, fn: Callable[[Path], dict[str, Any
     return status
 
 
+def _note_other_source(name: str, out: Path) -> None:
+    """Warn when a reused stage was built by other dcr source than this process runs (same version, same key)."""
+    built = ((read_manifest(out) or {}).get("versions") or {}).get("dcr_source")
+    if built and built != source_hash():
+        log.warning("%s: reused a stage built by other dcr source (%s; this code is %s) in %s. Fix: pass --force "
+                    "(or delete the directory) if the change should rebuild it", name, built, source_hash(), out)
+
+
 def run_stage(
     name: str,
     config: Any,
@@ -366,6 +381,7 @@ def run_stage(
         return out, skip
     if skip:
         log.info("%s: skipped (finished, key %s) in %s", name, key, out)
+        _note_other_source(name, out)
         return out, True
     checked: set[str] = set()
     if isinstance(config, StageConfig):
