@@ -1,4 +1,4 @@
-"""Read the Qwen2.5-Coder-0.5B reproduction by its rule (RULE.md, issue 28). Run from the repository root:
+"""Read the Qwen2.5-Coder reproductions (0.5B, and 1.5B: the same rule) by their RULE.md (issue 28). Run from the repository root:
 
     python results/repro-qwen2.5-coder-0.5b/summarise.py results/repro-qwen2.5-coder-0.5b/seed*
 
@@ -134,8 +134,9 @@ def main(runs: list[Path]) -> None:
     difference(outcomes, "base", "stl", "five-set defense success")
     helps = comp[1] > 0 and safe[0] >= -0.01
     hurts = comp[2] < 0 or (safe[0] < 0 and safe[2] < 0)
-    verdict = "DCR helps" if helps else "DCR hurts" if hurts else "no measurable effect at this n"
     seeds = min(comp[3], safe[3])  # the seeds paired in both pools
+    verdict = "not read: no seed holds both STL and DCR + STL" if not seeds else "DCR helps" if helps else \
+        "DCR hurts" if hurts else "no measurable effect at this n"
     which = "seeds then prompts" if seeds >= 3 else f"prompts only ({seeds} seed(s); RULE.md counts seeds from three)"
     print(f"\nRule (RULE.md, items 1-3; interval: {which}):\nDCR + STL - STL never-trained compliance "
           f"{comp[0]:+.3f} [{comp[1]:+.3f}, {comp[2]:+.3f}], defense {safe[0]:+.3f} [{safe[1]:+.3f}, "
