@@ -1,4 +1,4 @@
-"""Read the Qwen2.5-Coder reproductions (0.5B, and 1.5B: the same rule) by their RULE.md (issue 28). Run from the repository root:
+"""Read the Qwen2.5-Coder reproductions (0.5B; 1.5B has the same rule) by RULE.md (issue 28). From the repository root:
 
     python results/repro-qwen2.5-coder-0.5b/summarise.py results/repro-qwen2.5-coder-0.5b/seed*
 
