@@ -43,16 +43,21 @@ def split_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[st
     return groups
 
 
+def row_outcome(row: Mapping[str, Any]) -> str:
+    """A judged row's outcome (``dcr.judges.base.outcome`` of its ``judge_label`` and ``refused``)."""
+    return outcome(str(row.get("judge_label", "")), bool(row["refused"]))
+
+
 def complied(row: Mapping[str, Any]) -> bool:
     """A compliance: not refused, not degenerate text (a loop or a fence run answers nothing) and not a missing
-    verdict (``dcr.judges.base.outcome``)."""
-    return outcome(str(row.get("judge_label", "")), bool(row["refused"])) == "compliance"
+    verdict (:func:`row_outcome`)."""
+    return row_outcome(row) == "compliance"
 
 
 def _no_verdict(rows: Sequence[Mapping[str, Any]], kind: str, split: str, judge: str) -> list[Metric]:
     """The rate of missing verdicts (an LLM judge's unparsed replies counted as neither outcome), only where any
     occurred: the compliance, degenerate and refusal rates then sum to 1 minus it."""
-    missing = [outcome(str(r.get("judge_label", "")), bool(r["refused"])) == NO_VERDICT for r in rows]
+    missing = [row_outcome(r) == NO_VERDICT for r in rows]
     return [Metric(kind, split, "no_verdict_rate", mean(missing), len(missing), judge)] if any(missing) else []
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from dcr.data import readers
 from dcr.errors import DataError, DcrError
 from dcr.io import atomic_open, write_json, write_table
-from dcr.judges.base import Judge, get_judge
+from dcr.judges.base import Judge, get_judge, outcome
 from dcr.judges.metrics import bootstrap_metrics, paired_difference, rounded
 from dcr.models import sha256_file
 
@@ -69,8 +69,6 @@ def human_outcome(label: str) -> str:
 def judge_outcome(judge: Judge, label: str) -> str:
     """The outcome (:data:`OUTCOMES`) of a judge's label, as the pipeline counts it (a missing verdict disagrees
     with every human label)."""
-    from dcr.judges.base import outcome
-
     return outcome(label, judge.positive(label))
 
 
