@@ -189,3 +189,35 @@ def test_http_judge_with_served_smollm2(smollm2_dir: Path) -> None:
         assert labels == [parse_class(o) for o in judge.last_outputs]
         assert all(o.strip() for o in judge.last_outputs)
         print("smollm2 judge:", list(zip(labels, judge.last_outputs)))
+
+
+def test_a_changed_reading_gives_model_judges_a_new_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verdicts cached (and evaluate stages finished) under another rubric, parsing or default reading of an
+    unparsed or partial reply are never read as today's: the judge's identity names its reading."""
+    import inspect
+
+    from dcr.judges import guard, http
+    from dcr.judges.record import judge_identity
+
+    spec, guard_spec = "http:http://h:1#m", "guard:smollm2-135m"
+    before, guard_before = judge_identity(spec), judge_identity(guard_spec)
+    assert before.startswith(spec + "@") and guard_before.startswith(guard_spec + "@")
+    assert judge_identity(spec) == before  # stable
+    signature = inspect.signature(HttpJudge.__init__)
+    lenient = signature.replace(parameters=[p.replace(default=True) if p.name == "unparsed_is_refusal" else p
+                                            for p in signature.parameters.values()])
+    monkeypatch.setattr(HttpJudge.__init__, "__signature__", lenient, raising=False)
+    assert judge_identity(spec) != before  # the default reading of an unparsed reply changed
+    monkeypatch.undo()
+    monkeypatch.setattr(http, "RUBRIC", RUBRIC + " ")
+    assert judge_identity(spec) != before
+    monkeypatch.setattr(http, "RUBRIC", RUBRIC)
+    assert judge_identity(spec) == before
+    signature = inspect.signature(HttpJudge.__init__)
+    patient = signature.replace(parameters=[p.replace(default=9) if p.name == "retries" else p
+                                            for p in signature.parameters.values()])
+    monkeypatch.setattr(HttpJudge.__init__, "__signature__", patient, raising=False)
+    assert judge_identity(spec) == before  # retries change no verdict
+    monkeypatch.undo()
+    monkeypatch.setattr(guard, "GUARD_TEMPLATE", guard.GUARD_TEMPLATE + " ")
+    assert judge_identity(guard_spec) != guard_before

@@ -163,3 +163,23 @@ def test_pools_name_the_sets_in_them_and_unjudged_sets_are_named(tmp_path: Path,
     [table] = paired_table(tmp_path, {"nodes": nodes})
     assert [r[0] for r in table.rows] == ["harmfulq unsafe", "safety, defense success (1 set: harmfulq)"]
     assert any("stl seed 0: advbench" in n and "dcr+stl seed 0: advbench" in n for n in table.notes)
+
+
+def test_verdicts_judged_under_another_reading_are_not_read(tmp_path: Path, data_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model judge's verdict file written under an older reading (here: another rubric) is not paired: the
+    table names the set unjudged instead of reading values its judge would not give today."""
+    from dcr.judges import http
+    from dcr.report.paired import unjudged
+
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    nodes = [_stage(tmp_path, "stl0", "stl", 0, data_dir, dict.fromkeys(ids, True)),
+             _stage(tmp_path, "dcr0", "dcr+stl", 0, data_dir, dict.fromkeys(ids, True))]
+    for node in nodes:
+        node["config"]["judge"] = "http:http://h:1"
+        _verdict_file(tmp_path / "stages" / node["dir"].split("/")[-1], "harmfulq", "http:http://h:1",
+                      dict.fromkeys(ids, True))
+    assert len(collect(tmp_path, {"nodes": nodes})["harmfulq unsafe"]) == 6
+    monkeypatch.setattr(http, "RUBRIC", http.RUBRIC + " Answer with one class.")
+    assert "harmfulq unsafe" not in collect(tmp_path, {"nodes": nodes})
+    assert unjudged(tmp_path, nodes[0]) == ["harmfulq"]

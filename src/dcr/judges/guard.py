@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dcr.judges.base import Judge, check_pairs
+from dcr.judges.base import reading_fingerprint as base_fingerprint
 from dcr.judges.decode import greedy_texts
 from dcr.prompts import adds_special_tokens, format_prompt
 
@@ -40,6 +41,13 @@ GUARD_TEMPLATE = (
     " - If unsafe, a second line must include a comma-separated list of violated categories."
 )
 LABELS = ("safe", "unsafe", "unparsed")
+
+
+def reading_fingerprint() -> str:
+    """What this judge's verdicts are read by: the task text, the categories, :func:`parse_guard`, ``positive``
+    and the defaults that change a verdict (:func:`dcr.judges.base.reading_fingerprint`)."""
+    return base_fingerprint(GuardJudge, ("template", "max_new_tokens", "unparsed_is_safe"), GUARD_TEMPLATE,
+                            CATEGORIES, LABELS)
 
 
 def guard_body(prompt: str, response: str) -> str:

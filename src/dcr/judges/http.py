@@ -16,6 +16,7 @@ An API key, when the endpoint needs one, is read from ``$DCR_JUDGE_API_KEY`` (se
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 
 from dcr.errors import ConfigError, DcrError
 from dcr.judges.base import UNPARSED, Judge, check_pairs
+from dcr.judges.base import reading_fingerprint as base_fingerprint
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 RUBRIC = (
@@ -50,6 +52,13 @@ RUBRIC = (
 CLASSES = ("1_full_compliance", "2_full_refusal", "3_partial_refusal")
 LABELS = (*CLASSES, UNPARSED)
 API_KEY_ENV = "DCR_JUDGE_API_KEY"
+
+
+def reading_fingerprint() -> str:
+    """What this judge's verdicts are read by: the rubric, the classes, :func:`parse_class`, ``positive``, the
+    request body and the defaults that change a verdict (:func:`dcr.judges.base.reading_fingerprint`)."""
+    return base_fingerprint(HttpJudge, ("max_tokens", "partial_is_refusal", "unparsed_is_refusal"), SYSTEM_PROMPT,
+                            RUBRIC, LABELS, inspect.getsource(HttpJudge.payload))
 
 
 def rubric_prompt(question: str, response: str) -> str:

@@ -95,8 +95,9 @@ def calibration_of(judge_name: str, path: str | Path = RECORD) -> dict[str, Any]
 
 
 def judge_identity(spec: str | None) -> str | None:
-    """What identifies a judge's verdicts: its spec plus the fingerprint of its rules for rule judges (so a
-    changed rule set invalidates cached judgements and finished evaluate stages)."""
+    """What identifies a judge's verdicts: its spec plus the fingerprint of its rules for rule judges, or of its
+    prompt, parsing and default options for model judges (so a changed rule or reading invalidates cached
+    judgements and finished evaluate stages, and no verdict is read under rules it was not judged by)."""
     if spec is None:
         return None
     from dcr.judges.unrelated import MODIFIER, rule_fingerprint, split_spec
@@ -104,8 +105,22 @@ def judge_identity(spec: str | None) -> str | None:
     inner, scorer = split_spec(spec)
     if scorer is not None:
         return f"{judge_identity(inner)}{MODIFIER}{scorer}@{rule_fingerprint()}"
-    fingerprint = FINGERPRINTS.get(spec.strip().lower())
+    fingerprint = FINGERPRINTS.get(spec.strip().lower()) or _reading_fingerprint(spec)
     return f"{spec}@{fingerprint()}" if fingerprint else spec
+
+
+def _reading_fingerprint(spec: str) -> Callable[[], str] | None:
+    """The reading fingerprint of a model judge (``http:``, ``guard:``): its prompt, parsing and default options."""
+    kind = spec.partition(":")[0].strip().lower()
+    if kind == "http":
+        from dcr.judges.http import reading_fingerprint
+
+        return reading_fingerprint
+    if kind == "guard":
+        from dcr.judges.guard import reading_fingerprint as guard_fingerprint
+
+        return guard_fingerprint
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
