@@ -45,3 +45,15 @@ def test_matched_interval_shrinks_with_n_and_needs_n() -> None:
     lo2, hi2 = matched_interval(big[:2], big[2:])
     assert lo2 < 0.1 < hi2 and hi2 - lo2 < 0.01  # a million probes: tight around the point value
     assert matched_interval([_curve([(0.1, 0.9), (0.9, 0.5)], None)], b[:1]) is None  # no n, no interval
+
+
+def test_the_step_each_method_first_reaches_the_level_is_shown_and_a_start_model_marked(tmp_path) -> None:
+    """When both tracked runs saturate and one is there at step 0 (DCR + STL's refined model), the matched row
+    compares a model before any STL step: the table must say so."""
+    from dcr.report.matched import _reached, first_step
+
+    stl = _curve([(0.4, 0.9), (0.9, 0.7), (1.0, 0.5)], 50)
+    dcr = _curve([(1.0, 0.3), (1.0, 0.6), (1.0, 0.7)], 50)
+    assert first_step(stl, 1.0) == 16 and first_step(dcr, 1.0) == 0 and first_step(stl, 1.01) is None
+    assert _reached(stl, dcr, 1.0) == "16 / 0 (at step 0: compared before any STL step)"
+    assert _reached(stl, _curve([(0.5, 0.9), (1.0, 0.6)], 50), 1.0) == "16 / 8"

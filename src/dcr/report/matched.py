@@ -40,6 +40,20 @@ def compliance_at(points: list[tuple[float, float]], level: float) -> float | No
     return None
 
 
+def first_step(curve: figures.Curve, level: float) -> int | None:
+    """The first tracked step whose defense success reaches ``level`` (None if none does). Step 0 is the model STL
+    starts from: for DCR + STL, the refined model before any STL."""
+    steps = [s for s in sorted(curve) if {"toxic", "seemingly_toxic"} <= set(curve[s])]
+    return next((s for s in steps if curve[s]["toxic"]["refusal_rate"] >= level), None)
+
+
+def _reached(mean_a: figures.Curve, mean_b: figures.Curve, level: float) -> str:
+    """"step A / step B" where each method first reaches the level, marking a start model."""
+    marks = [first_step(c, level) for c in (mean_a, mean_b)]
+    text = " / ".join("—" if s is None else str(s) for s in marks)
+    return text + (" (at step 0: compared before any STL step)" if 0 in marks else "")
+
+
 def matched(curve_a: figures.Curve, curve_b: figures.Curve) -> tuple[float, float, float] | None:
     """(level both reach, compliance of a, compliance of b) at matched defense success; None if not defined."""
     pa, pb = trajectory(curve_a), trajectory(curve_b)
@@ -97,7 +111,7 @@ def matched_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = 
         ci = matched_interval(seeds_a, seeds_b)
         rows.append([model, f"{level:.3f}", f"{ca:.3f}", f"{cb:.3f}", f"{cb - ca:+.3f}" + (
             f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (no interval)"), _per_seed(seeds_a, seeds_b),
-            f"{len(trajectory(mean_a))} / {len(trajectory(mean_b))}"])
+            _reached(mean_a, mean_b, level), f"{len(trajectory(mean_a))} / {len(trajectory(mean_b))}"])
     if not rows:
         return [Para(f"No matched-safety comparison: {a} and {b} need tracked toxic and seemingly toxic probes.")]
     return [Table("Compliance at matched defense success (tracked checkpoints, mean over seeds)",
@@ -108,4 +122,7 @@ def matched_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = 
                    "never trained on (keyword judge); linear interpolation between checkpoints. The interval "
                    "redraws every tracked rate as Binomial(n, rate) / n: it covers the probes' sampling noise, "
                    "treats checkpoints as independent, and is approximate; the paired table above carries the "
-                   "statistics of the end points."])]
+                   "statistics of the end points. Step 0 is the model STL starts from (for DCR + STL, the refined "
+                   "model): where a method is already at the level there, the row compares that start model, not "
+                   "a point of STL's trade-off; when both methods end at the same level (e.g. 1.00), read the "
+                   "curves (Fig. 4) instead."])]
