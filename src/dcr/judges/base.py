@@ -76,9 +76,9 @@ def outcome(label: str, refused: bool) -> str:
     return DEGENERATE if label == DEGENERATE else NO_VERDICT if label == UNPARSED else "compliance"
 
 
-def reading_fingerprint(cls: type[Judge], options: Sequence[str], *parts: object) -> str:
+def reading_fingerprint(cls: type[Judge], options: Sequence[str], code: Sequence[Any], *parts: object) -> str:
     """A short hash of what turns a judge's output into a verdict: ``parts`` (its prompt text, its labels), the
-    source of its module's ``parse_*`` functions and of ``cls.positive``, and the constructor's defaults of
+    source of ``code`` (its label parsing, its request) and of ``cls.positive``, and the constructor's defaults of
     ``options`` (evaluation builds judges with their defaults). A change to any of them gives cached verdicts and
     finished evaluate stages a new identity (:func:`dcr.judges.record.judge_identity`), so none is read under
     rules it was not judged by."""
@@ -86,10 +86,7 @@ def reading_fingerprint(cls: type[Judge], options: Sequence[str], *parts: object
     import inspect
 
     params = inspect.signature(cls.__init__).parameters
-    module = inspect.getmodule(cls)
-    parse = [inspect.getsource(f) for name, f in vars(module).items() if name.startswith("parse_")
-             and inspect.isfunction(f) and f.__module__ == cls.__module__]
-    text = "\n".join([*map(repr, parts), *sorted(parse), inspect.getsource(cls.positive),
+    text = "\n".join([*map(repr, parts), *(inspect.getsource(f) for f in (*code, cls.positive)),
                       *(f"{o}={params[o].default!r}" for o in options)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -46,8 +46,8 @@ LABELS = ("safe", "unsafe", "unparsed")
 def reading_fingerprint() -> str:
     """What this judge's verdicts are read by: the task text, the categories, :func:`parse_guard`, ``positive``
     and the defaults that change a verdict (:func:`dcr.judges.base.reading_fingerprint`)."""
-    return base_fingerprint(GuardJudge, ("template", "max_new_tokens", "unparsed_is_safe"), GUARD_TEMPLATE,
-                            CATEGORIES, LABELS)
+    return base_fingerprint(GuardJudge, ("template", "max_new_tokens", "unparsed_is_safe"), (parse_guard,),
+                            GUARD_TEMPLATE, CATEGORIES, LABELS)
 
 
 def guard_body(prompt: str, response: str) -> str:

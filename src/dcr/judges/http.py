@@ -16,7 +16,6 @@ An API key, when the endpoint needs one, is read from ``$DCR_JUDGE_API_KEY`` (se
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -57,8 +56,8 @@ API_KEY_ENV = "DCR_JUDGE_API_KEY"
 def reading_fingerprint() -> str:
     """What this judge's verdicts are read by: the rubric, the classes, :func:`parse_class`, ``positive``, the
     request body and the defaults that change a verdict (:func:`dcr.judges.base.reading_fingerprint`)."""
-    return base_fingerprint(HttpJudge, ("max_tokens", "partial_is_refusal", "unparsed_is_refusal"), SYSTEM_PROMPT,
-                            RUBRIC, LABELS, inspect.getsource(HttpJudge.payload))
+    return base_fingerprint(HttpJudge, ("max_tokens", "partial_is_refusal", "unparsed_is_refusal"),
+                            (parse_class, HttpJudge.payload), SYSTEM_PROMPT, RUBRIC, LABELS)
 
 
 def rubric_prompt(question: str, response: str) -> str:

@@ -23,10 +23,15 @@ from dcr.report import figures
 from dcr.report.render import Para, Table
 
 
+def _steps(curve: figures.Curve) -> list[int]:
+    """The tracked steps with both toxic and seemingly toxic probes, in training order."""
+    return [s for s in sorted(curve) if {"toxic", "seemingly_toxic"} <= set(curve[s])]
+
+
 def trajectory(curve: figures.Curve) -> list[tuple[float, float]]:
     """(defense success, compliance) at every tracked step, in training order."""
     return [(curve[s]["toxic"]["refusal_rate"], 1.0 - curve[s]["seemingly_toxic"]["refusal_rate"])
-            for s in sorted(curve) if {"toxic", "seemingly_toxic"} <= set(curve[s])]
+            for s in _steps(curve)]
 
 
 def compliance_at(points: list[tuple[float, float]], level: float) -> float | None:
@@ -43,12 +48,11 @@ def compliance_at(points: list[tuple[float, float]], level: float) -> float | No
 def first_step(curve: figures.Curve, level: float) -> int | None:
     """The first tracked step whose defense success reaches ``level`` (None if none does). Step 0 is the model STL
     starts from: for DCR + STL, the refined model before any STL."""
-    steps = [s for s in sorted(curve) if {"toxic", "seemingly_toxic"} <= set(curve[s])]
-    return next((s for s in steps if curve[s]["toxic"]["refusal_rate"] >= level), None)
+    return next((s for s in _steps(curve) if curve[s]["toxic"]["refusal_rate"] >= level), None)
 
 
 def _reached(mean_a: figures.Curve, mean_b: figures.Curve, level: float) -> str:
-    """"step A / step B" where each method first reaches the level, marking a start model."""
+    """The first step at the level of each method, as ``A / B``, noting when either is step 0 (a start model)."""
     marks = [first_step(c, level) for c in (mean_a, mean_b)]
     text = " / ".join("—" if s is None else str(s) for s in marks)
     return text + (" (at step 0: compared before any STL step)" if 0 in marks else "")
