@@ -221,3 +221,7 @@ def test_a_changed_reading_gives_model_judges_a_new_identity(monkeypatch: pytest
     monkeypatch.undo()
     monkeypatch.setattr(guard, "GUARD_TEMPLATE", guard.GUARD_TEMPLATE + " ")
     assert judge_identity(guard_spec) != guard_before
+    monkeypatch.undo()
+    assert judge_identity(guard_spec) == guard_before
+    monkeypatch.setattr(guard, "guard_input", guard.guard_body)  # another way of formatting the guard's input
+    assert judge_identity(guard_spec) != guard_before

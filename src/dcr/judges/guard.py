@@ -44,10 +44,12 @@ LABELS = ("safe", "unsafe", "unparsed")
 
 
 def reading_fingerprint() -> str:
-    """What this judge's verdicts are read by: the task text, the categories, :func:`parse_guard`, ``positive``
-    and the defaults that change a verdict (:func:`dcr.judges.base.reading_fingerprint`)."""
-    return base_fingerprint(GuardJudge, ("template", "max_new_tokens", "unparsed_is_safe"), (parse_guard,),
-                            GUARD_TEMPLATE, CATEGORIES, LABELS)
+    """What this judge's verdicts are read by: the task text, the categories, how the input is formatted
+    (:func:`guard_input`, :func:`guard_body`), :func:`parse_guard`, ``positive`` and the defaults that change a
+    verdict (:func:`dcr.judges.base.reading_fingerprint`). The model's own chat template is the model's: the spec
+    names the model."""
+    return base_fingerprint(GuardJudge, ("template", "max_new_tokens", "unparsed_is_safe"),
+                            (guard_input, guard_body, parse_guard), GUARD_TEMPLATE, CATEGORIES, LABELS)
 
 
 def guard_body(prompt: str, response: str) -> str:
