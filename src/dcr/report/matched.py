@@ -121,7 +121,7 @@ def matched_table(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = 
     return [Table("Compliance at matched defense success (tracked checkpoints, mean over seeds)",
                   ["model", "defense success level both reach", f"{a} compliance", f"{b} compliance",
                    f"{b} - {a} [95% parametric bootstrap]", "per seed (difference at that seed's level)",
-                   "checkpoints"], rows,
+                   f"first step at the level ({a} / {b})", "checkpoints"], rows,
                   ["Read from the align stages' tracking.csv (Fig. 4): toxic and seemingly toxic probe groups, "
                    "never trained on (keyword judge); linear interpolation between checkpoints. The interval "
                    "redraws every tracked rate as Binomial(n, rate) / n: it covers the probes' sampling noise, "

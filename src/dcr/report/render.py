@@ -16,6 +16,12 @@ class Table:
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        wrong = [i for i, row in enumerate(self.rows) if len(row) != len(self.header)]
+        if wrong:  # a cell without its column header would render under the wrong one, or be dropped
+            raise ValueError(f"table {self.title!r}: row {wrong[0]} has {len(self.rows[wrong[0]])} cells for "
+                             f"{len(self.header)} columns")
+
 
 @dataclass
 class Heading:
