@@ -21,7 +21,8 @@ set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=${EXP:-configs/repro-smollm2.yaml}
 NAME=${NAME:-smollm2}
-SEED=${SEED:-0}
+# SEED has no default: a forgotten SEED would rerun seed 0 and overwrite its committed archive (archive --force)
+[[ "${SEED:-}" =~ ^[0-9]+$ ]] || { echo "refine-sources.sh: SEED=${SEED:-} is not a seed number. Fix: SEED=N bash configs/refine-sources.sh" >&2; exit 2; }
 STAGES=${STAGES:-runs/sources-$NAME/stages}
 common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set 'methods=[stl, dcr+stl]')
 $DCR run "$EXP" --out "runs/sources-$NAME-paper-s$SEED" "${common[@]}"

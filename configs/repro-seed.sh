@@ -23,7 +23,8 @@ set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=${EXP:-configs/repro-qwen2.5-coder-0.5b.yaml}
 NAME=${NAME:-qwen0.5b}
-SEED=${SEED:-0}
+# SEED has no default: a forgotten SEED would rerun seed 0 and overwrite its committed archive (archive --force)
+[[ "${SEED:-}" =~ ^[0-9]+$ ]] || { echo "repro-seed.sh: SEED=${SEED:-} is not a seed number. Fix: SEED=N bash configs/repro-seed.sh" >&2; exit 2; }
 case "$EXP" in *1.5b*) echo "repro-seed.sh: two 1.5B processes do not fit in 24 GB; run dcr run $EXP directly" >&2
                        exit 2;; esac
 STAGES=runs/repro-$NAME-s$SEED/stages

@@ -21,7 +21,8 @@
 # Read with: python results/ablation-stl-mix/summarise.py and results/refine-sources/summarise.py.
 set -euo pipefail
 DCR=${DCR:-dcr}
-SEED=${SEED:-0}
+# SEED has no default: a forgotten SEED would rerun seed 0 and overwrite its committed archive (archive --force)
+[[ "${SEED:-}" =~ ^[0-9]+$ ]] || { echo "smollm2-arms.sh: SEED=${SEED:-} is not a seed number. Fix: SEED=N bash configs/smollm2-arms.sh" >&2; exit 2; }
 EXP=configs/repro-smollm2.yaml
 export OMP_NUM_THREADS=1
 BENCH='benchmarks=[xstest, oktest, coconot, or-bench, malicious-instructions, cona, controversial, harmfulq, advbench, mmlu, arc-easy, piqa, hh-rlhf, physical-safety-unsafe, i-alpaca, physical-safety-safe]'

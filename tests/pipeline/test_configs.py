@@ -202,3 +202,19 @@ def test_every_planned_config_survives_the_json_trip_to_a_stage_process(name: st
     registry = default_registry()
     for node in plan(load_experiment(CONFIGS / name), tmp_path):
         assert registry[node.stage][0](**config_json(node.cfg)) == node.cfg, node.label
+
+
+@pytest.mark.parametrize("script", ["repro-seed.sh", "smollm2-arms.sh", "refine-sources.sh"])
+@pytest.mark.parametrize("seed", [None, "", "x"])
+def test_per_seed_scripts_need_an_explicit_seed(tmp_path: Path, script: str, seed: str | None) -> None:
+    """Each of these archives with --force into results/...-sSEED: a forgotten SEED must not rerun seed 0 over its
+    committed archive. Without a seed number the script stops with exit 2 before running anything."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "SEED"} | {"DCR": "false"}
+    if seed is not None:
+        env["SEED"] = seed
+    done = subprocess.run(["bash", str(CONFIGS / script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and f"{script}: SEED={seed or ''} is not a seed number" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
