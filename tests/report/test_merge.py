@@ -46,3 +46,57 @@ def test_merge_two_runs_into_one_report(tmp_path: Path) -> None:
 def test_merge_needs_plans(tmp_path: Path) -> None:  # the missing --out case is in tests/test_bad_inputs.py
     with pytest.raises(DcrError, match="no plan.json"):
         merge_runs([tmp_path / "nothing"], tmp_path / "m")
+
+
+def _seed_run(run: Path, seed: int, started: float, extra: list[dict] | None = None) -> None:
+    """A run of one seed: the base model's evaluation (no seed, so the same id in every seed) and an align stage
+    feeding that seed's STL evaluation."""
+    for sid in ("evaluate-base", f"align-s{seed}", f"evaluate-s{seed}"):
+        (run / "stages" / sid).mkdir(parents=True)
+        write_json(run / "stages" / sid / "manifest.json", {"status": "done", "key": "k", "started": started})
+    write_json(run / "plan.json", {"experiment": "synthetic", "models": ["m"], "methods": ["base", "stl"],
+                                   "seeds": [seed], "benchmarks": ["xstest"], "nodes": [
+        {"id": "evaluate-base", "stage": "evaluate", "dir": "stages/evaluate-base", "deps": [], "config": {},
+         "uses": [{"method": "base", "seed": seed, "model": "m"}]},
+        {"id": f"align-s{seed}", "stage": "align", "dir": f"stages/align-s{seed}", "deps": [], "config": {},
+         "uses": [{"method": "stl", "seed": seed, "model": "m"}]},
+        {"id": f"evaluate-s{seed}", "stage": "evaluate", "dir": f"stages/evaluate-s{seed}",
+         "deps": [f"align-s{seed}"], "config": {}, "uses": [{"method": "stl", "seed": seed, "model": "m"}]},
+        *(extra or [])]})
+
+
+def test_merge_keeps_each_computation_of_one_stage_id(tmp_path: Path) -> None:
+    """Seeds run on two hosts: the base evaluation's id is the same (its config has no seed, `dtype: auto`), its
+    computation is not, and each seed's paired comparisons must read the evaluation its own run made."""
+    from dcr.report.paired import evaluations
+
+    a, b = tmp_path / "s0", tmp_path / "s1"
+    _seed_run(a, 0, started=100.0)
+    _seed_run(b, 1, started=200.0)
+    plan = read_json(merge_runs([a, b], tmp_path / "m") / "plan.json")
+    stages = evaluations(plan)
+    assert stages[("base", 0)]["dir"] == str((a / "stages" / "evaluate-base").resolve())
+    assert stages[("base", 1)]["dir"] == str((b / "stages" / "evaluate-base").resolve())
+    assert stages[("base", 1)]["id"] == f"evaluate-base@{b}" and stages[("base", 1)]["uses"] == [
+        {"method": "base", "seed": 1, "model": "m"}]
+    assert stages[("stl", 1)]["deps"] == ["align-s1"]  # ids that did not collide keep their names and deps
+
+
+def test_merge_counts_a_shared_computation_once(tmp_path: Path) -> None:
+    """A copy of one computation (an archive, an evaluation shared between seeds) keeps its manifest's
+    `started`: one node, whose uses are both seeds'; and a renamed stage's dependants follow it."""
+    from dcr.report.paired import evaluations
+
+    a, b = tmp_path / "s0", tmp_path / "s1"
+    _seed_run(a, 0, started=100.0)
+    dep = {"id": "evaluate-after", "stage": "evaluate", "dir": "stages/evaluate-after", "deps": ["evaluate-base"],
+           "config": {}, "uses": []}
+    _seed_run(b, 1, started=100.0, extra=[dep])
+    plan = read_json(merge_runs([a, b], tmp_path / "m") / "plan.json")
+    stages = evaluations(plan)
+    assert stages[("base", 0)] is stages[("base", 1)]
+    assert [n["id"] for n in plan["nodes"]].count("evaluate-base") == 1
+    write_json(b / "stages" / "evaluate-base" / "manifest.json", {"status": "done", "key": "k", "started": 300.0})
+    plan = read_json(merge_runs([a, b], tmp_path / "m2") / "plan.json")
+    after = next(n for n in plan["nodes"] if n["id"] == "evaluate-after")
+    assert after["deps"] == [f"evaluate-base@{b}"]
