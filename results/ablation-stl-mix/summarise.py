@@ -6,6 +6,7 @@
 The first list holds the 67 % arm's archived runs (methods base, stl, dcr+stl), the second the 5 % arm's (stl,
 dcr+stl); the base model's evaluation is the 67 % runs' (the same evaluate config, model and prompts). Printed:
 
+0. which precision each archive's `dtype: auto` stages ran in (RULE.md's addendum: seed 0 fp32, seeds 1-2 bf16);
 1. the rule, on the validation sets only: per seed, STL minus base defense success on the pooled validation
    unsafe sets (hh-rlhf + physical-safety-unsafe); STL compliance on the pooled validation benign sets (i-alpaca +
    physical-safety-safe), 5 % minus 67 % paired over prompts, seeds pooled; and the share the rule picks;
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
+from dcr.report.hosts import dtype_summary
 from dcr.report.paired import (
     evaluations,
     is_never_trained,
@@ -46,6 +48,16 @@ def outcomes(runs: list[Path]) -> dict[tuple[str, int], Outcomes]:
                 seen[node["dir"]] = node_outcomes(run, node)
             out[key] = seen[node["dir"]]
     return out
+
+
+def precision(runs: list[Path]) -> None:
+    """Which precision each archive's `dtype: auto` stages computed in (RULE.md's addendum of 2026-12-07: seed 0
+    fp32, seeds 1-2 bf16 on SmolLM2)."""
+    print("| archive | seeds | `dtype: auto` resolved to (stages) |\n|---|---|---|")
+    for run in runs:
+        plan = read_json(run / "plan.json")
+        print(f"| {run.name} | {', '.join(str(s) for s in plan.get('seeds', []))} | {dtype_summary(run, plan)} |")
+    print()
 
 
 def paired(a: dict[int, Outcomes], b: dict[int, Outcomes], groups: Any) -> dict[str, dict[int, float]]:
@@ -128,7 +140,9 @@ def reported(o67: dict[tuple[str, int], Outcomes], o5: dict[tuple[str, int], Out
 
 def main(argv: list[str]) -> None:
     cut = argv.index("--") if "--" in argv else len(argv)
-    o67, o5 = outcomes([Path(p) for p in argv[:cut]]), outcomes([Path(p) for p in argv[cut + 1:]])
+    runs67, runs5 = [Path(p) for p in argv[:cut]], [Path(p) for p in argv[cut + 1:]]
+    precision(runs67 + runs5)
+    o67, o5 = outcomes(runs67), outcomes(runs5)
     rule(by_method(o67, "base"), {"67 %": by_method(o67, "stl"), "5 %": by_method(o5, "stl")})
     reported(o67, o5)
 

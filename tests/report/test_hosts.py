@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dcr.io import write_json
 from dcr.report.build import build
-from dcr.report.hosts import UNRECORDED, auto_dtypes, dtype_warnings
+from dcr.report.hosts import UNRECORDED, auto_dtypes, dtype_summary, dtype_warnings
 from dcr.report.render import to_markdown
 
 
@@ -48,3 +48,11 @@ def test_the_built_report_puts_the_warning_before_table_1(tmp_path: Path) -> Non
     text = to_markdown(build(tmp_path), tmp_path)
     assert "resolved to different dtypes" in text
     assert text.index("resolved to different dtypes") < text.index("Table 1 layout")
+
+
+def test_dtype_summary_counts_each_resolution(tmp_path: Path) -> None:
+    """The line the results readers print per archive (which seed ran in which precision)."""
+    plan = {"nodes": [_stage(tmp_path, "refine-a", "bfloat16"), _stage(tmp_path, "align-b", "bfloat16"),
+                      _stage(tmp_path, "evaluate-c", None), _stage(tmp_path, "evaluate-d", "float32", dtype="fp32")]}
+    assert dtype_summary(tmp_path, plan) == f"bfloat16 (2); {UNRECORDED} (1)"
+    assert dtype_summary(tmp_path, {"nodes": [plan["nodes"][3]]}) == "no dtype: auto stage"

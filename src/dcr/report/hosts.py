@@ -27,6 +27,13 @@ def auto_dtypes(run_dir: Path, plan: dict[str, Any]) -> dict[str, list[str]]:
     return dict(out)
 
 
+def dtype_summary(run_dir: Path, plan: dict[str, Any]) -> str:
+    """One line for a results table: what ``dtype: auto`` resolved to in the run's finished stages, with counts
+    (``bfloat16 (7)``, ``bfloat16 (5); not recorded (...) (2)``), or ``no dtype: auto stage``."""
+    seen = auto_dtypes(run_dir, plan)
+    return "; ".join(f"{d} ({len(dirs)})" for d, dirs in sorted(seen.items())) or "no dtype: auto stage"
+
+
 def dtype_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:
     """A warning when finished ``dtype: auto`` stages resolved to more than one recorded dtype; a note when one
     recorded dtype sits beside stages that predate the record (they may have resolved it otherwise); nothing when
