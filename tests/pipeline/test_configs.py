@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,37 @@ def test_per_seed_scripts_need_an_explicit_seed(tmp_path: Path, script: str, see
     done = subprocess.run(["bash", str(CONFIGS / script)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and f"{script}: SEED={seed or ''} is not a seed number" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def _arms(tmp_path: Path, **env_vars: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run configs/smollm2-arms.sh with a stand-in `dcr` that records its arguments, one call per line."""
+    import os
+
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "fake-dcr"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("SEED", "ARMS", "TAG")} | {"DCR": str(fake), **env_vars}
+    done = subprocess.run(["bash", str(CONFIGS / "smollm2-arms.sh")], cwd=work, env=env, capture_output=True,
+                          text=True)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_smollm2_arms_one_arm_under_a_tag_never_touches_the_seed_s_archive(tmp_path: Path) -> None:
+    """ARMS=b TAG=-bf16: only the 5 % arm runs, and every run, stage and archive directory carries the tag, so a
+    rerun of seed 0 cannot replace results/ablation-stl-mix/smollm2-5-1216-s0 (archive --force)."""
+    done, calls = _arms(tmp_path, SEED="0", ARMS="b", TAG="-bf16")
+    assert done.returncode == 0, done.stderr
+    assert calls and not any("smollm2-67" in c or "smollm2-src" in c for c in calls)  # arm A did not run
+    assert "archive runs/smollm2-5-1216-s0-bf16 results/ablation-stl-mix/smollm2-5-1216-s0-bf16 --force" in calls
+    runs = [c for c in calls if c.startswith("run ")]
+    assert len(runs) == 2 and all("stages_dir=runs/smollm2-5-s0-bf16/stages" in c and "seeds=[0]" in c for c in runs)
+
+
+@pytest.mark.parametrize(("var", "value"), [("ARMS", "c"), ("ARMS", "ba"), ("TAG", "bf16"), ("TAG", "-a/b")])
+def test_smollm2_arms_rejects_a_bad_arms_or_tag(tmp_path: Path, var: str, value: str) -> None:
+    done, calls = _arms(tmp_path, SEED="0", **{var: value})
+    assert done.returncode == 2 and f"smollm2-arms.sh: {var}={value} is not" in done.stderr and "Fix:" in done.stderr
+    assert calls == [] and not any((tmp_path / "work").iterdir())
