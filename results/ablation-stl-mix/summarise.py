@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
-from dcr.report.hosts import dtype_summary
+from dcr.report.hosts import dtype_table
 from dcr.report.paired import (
     evaluations,
     is_never_trained,
@@ -49,15 +49,6 @@ def outcomes(runs: list[Path]) -> dict[tuple[str, int], Outcomes]:
             out[key] = seen[node["dir"]]
     return out
 
-
-def precision(runs: list[Path]) -> None:
-    """Which precision each archive's `dtype: auto` stages computed in (RULE.md's addendum of 2026-12-07: seed 0
-    fp32, seeds 1-2 bf16 on SmolLM2)."""
-    print("| archive | seeds | `dtype: auto` resolved to (stages) |\n|---|---|---|")
-    for run in runs:
-        plan = read_json(run / "plan.json")
-        print(f"| {run.name} | {', '.join(str(s) for s in plan.get('seeds', []))} | {dtype_summary(run, plan)} |")
-    print()
 
 
 def paired(a: dict[int, Outcomes], b: dict[int, Outcomes], groups: Any) -> dict[str, dict[int, float]]:
@@ -141,7 +132,7 @@ def reported(o67: dict[tuple[str, int], Outcomes], o5: dict[tuple[str, int], Out
 def main(argv: list[str]) -> None:
     cut = argv.index("--") if "--" in argv else len(argv)
     runs67, runs5 = [Path(p) for p in argv[:cut]], [Path(p) for p in argv[cut + 1:]]
-    precision(runs67 + runs5)
+    print(dtype_table(runs67 + runs5))
     o67, o5 = outcomes(runs67), outcomes(runs5)
     rule(by_method(o67, "base"), {"67 %": by_method(o67, "stl"), "5 %": by_method(o5, "stl")})
     reported(o67, o5)

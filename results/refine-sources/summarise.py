@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.io import read_json
-from dcr.report.hosts import dtype_summary
+from dcr.report.hosts import dtype_table
 from dcr.report.paired import collect, differences, is_safety, summarise_pairs
 
 POOL = ("oktest safe", "or-bench safe", "xstest safe held-out")
@@ -37,15 +37,6 @@ def merged(runs: list[Path]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]
     return out
 
 
-def precision(runs: list[Path]) -> None:
-    """Which precision each archive's `dtype: auto` stages computed in (RULE.md's addendum of 2026-12-07: seed 0
-    fp32, seeds 1-2 bf16 on SmolLM2)."""
-    print("| archive | seeds | `dtype: auto` resolved to (stages) |\n|---|---|---|")
-    for run in runs:
-        plan = read_json(run / "plan.json")
-        print(f"| {run.name} | {', '.join(str(s) for s in plan.get('seeds', []))} | {dtype_summary(run, plan)} |")
-    print()
-
 
 def row(arm: str, pool: str, data: dict[str, dict[int, tuple[bool, bool]]]) -> tuple[str, float, float]:
     """Print the arm's row; return (pool, mean, lower bound of the seeds-then-prompts interval RULE.md reads)."""
@@ -64,7 +55,7 @@ def main(argv: list[str]) -> None:
     arms = {"source-matched DCR + STL": [Path(p) for p in rest[:cut]],
             "paper DCR + STL": [Path(p) for p in rest[cut + 1:]]}
     print(f"### {model}\n")
-    precision([run for runs in arms.values() for run in runs])
+    print(dtype_table([run for runs in arms.values() for run in runs]))
     print("| arm | pool | prompts x seeds | STL | arm | arm - STL [95% prompts] | [95% seeds too] | per seed |")
     print("|---|---|---|---|---|---|---|---|")
     verdict = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dcr.io import write_json
 from dcr.report.build import build
-from dcr.report.hosts import UNRECORDED, auto_dtypes, dtype_summary, dtype_warnings
+from dcr.report.hosts import UNRECORDED, auto_dtypes, dtype_summary, dtype_table, dtype_warnings
 from dcr.report.render import to_markdown
 
 
@@ -56,3 +56,5 @@ def test_dtype_summary_counts_each_resolution(tmp_path: Path) -> None:
                       _stage(tmp_path, "evaluate-c", None), _stage(tmp_path, "evaluate-d", "float32", dtype="fp32")]}
     assert dtype_summary(tmp_path, plan) == f"bfloat16 (2); {UNRECORDED} (1)"
     assert dtype_summary(tmp_path, {"nodes": [plan["nodes"][3]]}) == "no dtype: auto stage"
+    write_json(tmp_path / "plan.json", {"seeds": [1], **plan})
+    assert dtype_table([tmp_path]).splitlines()[2] == f"| {tmp_path.name} | 1 | bfloat16 (2); {UNRECORDED} (1) |"

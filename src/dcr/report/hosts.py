@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from dcr.io import read_json
 from dcr.report.paired import finished_files
 from dcr.report.render import Block, Para
 
@@ -32,6 +33,17 @@ def dtype_summary(run_dir: Path, plan: dict[str, Any]) -> str:
     (``bfloat16 (7)``, ``bfloat16 (5); not recorded (...) (2)``), or ``no dtype: auto stage``."""
     seen = auto_dtypes(run_dir, plan)
     return "; ".join(f"{d} ({len(dirs)})" for d, dirs in sorted(seen.items())) or "no dtype: auto stage"
+
+
+def dtype_table(runs: list[Path]) -> str:
+    """A markdown table, one row per run directory (archives included): its name, seeds and :func:`dtype_summary`;
+    what the results readers print first, so every reading says which seed ran in which precision."""
+    rows = ["| archive | seeds | `dtype: auto` resolved to (stages) |", "|---|---|---|"]
+    for run in runs:
+        plan = read_json(run / "plan.json")
+        rows.append(f"| {run.name} | {', '.join(str(s) for s in plan.get('seeds', []))} | "
+                    f"{dtype_summary(run, plan)} |")
+    return "\n".join(rows) + "\n"
 
 
 def dtype_warnings(run_dir: Path, plan: dict[str, Any]) -> list[Block]:

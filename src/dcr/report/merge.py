@@ -21,6 +21,7 @@ from typing import Any
 from dcr.errors import DcrError
 from dcr.io import atomic_open, read_json, write_json
 from dcr.results import RESULTS, load_checked
+from dcr.stage import read_manifest
 
 
 def _union(values: list[list[Any]]) -> list[Any]:
@@ -32,11 +33,8 @@ def _union(values: list[list[Any]]) -> list[Any]:
 
 def _computation(node: dict[str, Any]) -> str:
     """What tells two computations of one stage id apart: its manifest's ``started`` ("" when unreadable)."""
-    try:
-        manifest = read_json(Path(node["dir"]) / "manifest.json")
-    except (OSError, ValueError):
-        return ""
-    return str(manifest.get("started", "")) if isinstance(manifest, dict) else ""
+    manifest = read_manifest(node["dir"])
+    return str(manifest.get("started", "")) if manifest else ""
 
 
 def _add_plan(nodes: dict[str, Any], plan: dict[str, Any], run: Path) -> None:
