@@ -5,7 +5,8 @@
 #   bash configs/confound-probes.sh PAPER_RUN MATCHED_RUN SEED DEST
 #   e.g. bash configs/confound-probes.sh runs/smollm2-67-s1 runs/smollm2-src-s1 1 results/refine-sources/smollm2-s1-confound
 #
-# Each run directory is a `dcr run` with methods stl and dcr+stl (plan.json names its stages). Each model is scored
+# Each run directory is a `dcr run` with methods stl and dcr+stl (plan.json names its stages); `-` as PAPER_RUN or
+# MATCHED_RUN skips that arm (a seed whose paper arm runs in another session). Each model is scored
 # on its own arm's refine stage prompts (`dcr probe confound --refine-stage`), outputs under DEST/ARM-stl and
 # DEST/ARM-dcr-stl (metrics.json, results.jsonl, manifest.json; no weights). Read with
 # `python results/refine-sources/confound.py DEST`. About 40 s per model at SmolLM2-135M on one thread.
@@ -25,6 +26,7 @@ stage_dir() {  # stage_dir RUN STAGE METHOD -> the run's stage directory of that
 
 for pair in "paper:$PAPER" "matched:$MATCHED"; do
   arm=${pair%%:*}; run=${pair#*:}
+  [[ $run == - ]] && continue
   refine=$(stage_dir "$run" refine dcr+stl)  # assignments: a failed lookup stops the script (set -e)
   stl=$(stage_dir "$run" align stl)
   dcr_stl=$(stage_dir "$run" align dcr+stl)
@@ -40,6 +42,7 @@ done
 for name in base-refined stl-dcr-stl; do
   for pair in "paper:$PAPER" "matched:$MATCHED"; do
     arm=${pair%%:*}; run=${pair#*:}
+    [[ $run == - ]] && continue
     if [[ $name == base-refined ]]; then
       after=$(stage_dir "$run" refine dcr+stl)
       before=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1] + "/manifest.json"))["config"]["model"])' "$after")

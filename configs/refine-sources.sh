@@ -17,20 +17,38 @@
 # STL weights were never archived.
 # Then: python results/refine-sources/summarise.py NAME results/refine-sources/NAME-s* -- \
 #         results/refine-sources/NAME-paper-s*
+#
+# ARMS=matched runs the source-matched arm alone (methods [dcr+stl]; no STL, no paper arm, no confound probes on
+# STL models: the refine stage's own metrics.json still records the diagnostic before and after refine), for a
+# model whose STL and paper DCR + STL are archived already with the same stage ids (RULE.md's addendum for Qwen
+# 0.5B: issue 28's reproduction seeds). DTYPE=fp32 pins the compute dtype to the archived arms' precision:
+#
+#   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 bash configs/refine-sources.sh
+#   python results/refine-sources/summarise.py qwen2.5-coder-0.5b \
+#     results/repro-qwen2.5-coder-0.5b/seed0+results/refine-sources/qwen0.5b-s0 -- results/repro-qwen2.5-coder-0.5b/seed0
 set -euo pipefail
 DCR=${DCR:-dcr}
 EXP=${EXP:-configs/repro-smollm2.yaml}
 NAME=${NAME:-smollm2}
 # SEED has no default: a forgotten SEED would rerun seed 0 and overwrite its committed archive (archive --force)
 [[ "${SEED:-}" =~ ^[0-9]+$ ]] || { echo "refine-sources.sh: SEED=${SEED:-} is not a seed number. Fix: SEED=N bash configs/refine-sources.sh" >&2; exit 2; }
+ARMS=${ARMS:-both}
+[[ "$ARMS" =~ ^(both|matched)$ ]] || { echo "refine-sources.sh: ARMS=$ARMS is not both or matched. Fix: ARMS=matched, or leave it unset for both" >&2; exit 2; }
+[[ "${DTYPE:-auto}" =~ ^(auto|fp32|bf16)$ ]] || { echo "refine-sources.sh: DTYPE=$DTYPE is not fp32, bf16 or auto. Fix: DTYPE=fp32" >&2; exit 2; }
 STAGES=${STAGES:-runs/sources-$NAME/stages}
-common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set 'methods=[stl, dcr+stl]')
-$DCR run "$EXP" --out "runs/sources-$NAME-paper-s$SEED" "${common[@]}"
-$DCR archive "runs/sources-$NAME-paper-s$SEED" "results/refine-sources/$NAME-paper-s$SEED" --force
+methods='methods=[stl, dcr+stl]'
+[[ "$ARMS" == matched ]] && methods='methods=[dcr+stl]'
+common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "$methods")
+[[ -n "${DTYPE:-}" ]] && common+=(--set "dtype=$DTYPE")
+if [[ "$ARMS" == both ]]; then
+  $DCR run "$EXP" --out "runs/sources-$NAME-paper-s$SEED" "${common[@]}"
+  $DCR archive "runs/sources-$NAME-paper-s$SEED" "results/refine-sources/$NAME-paper-s$SEED" --force
+fi
 $DCR run "$EXP" --out "runs/sources-$NAME-s$SEED" "${common[@]}" \
   --set 'refine.seemingly_sources=[xstest-safe, coconot-pref:300, physical-safe:70]' \
   --set 'refine.toxic_sources=[xstest-unsafe, coconot-original:300, physical-unsafe:70]' \
   --set refine.balance=class-and-source
 $DCR archive "runs/sources-$NAME-s$SEED" "results/refine-sources/$NAME-s$SEED" --force
+[[ "$ARMS" == both ]] || exit 0
 DCR=$DCR bash configs/confound-probes.sh "runs/sources-$NAME-paper-s$SEED" "runs/sources-$NAME-s$SEED" "$SEED" \
   "results/refine-sources/$NAME-s$SEED-confound"

@@ -2,7 +2,9 @@
 
     python results/refine-sources/summarise.py MODEL SOURCED_RUN [SOURCED_RUN ...] -- PAPER_RUN [PAPER_RUN ...]
 
-Each run directory is an archived `dcr run` with methods stl and dcr+stl (one or more seeds). For each arm, DCR +
+Each run directory is an archived `dcr run` with methods stl and dcr+stl (one or more seeds), or STL_RUN+ARM_RUN:
+STL from the first run, the arm's DCR + STL from the second, paired by seed and prompt (an arm run on its own
+beside an archived STL, RULE.md's addendum for Qwen 0.5B; `dcr.report.paired.collect`'s b_from). For each arm, DCR +
 STL minus STL paired over the same prompts, seeds pooled: on the never-trained pool of RULE.md (OKTest +
 OR-Bench-Hard + XSTest held-out safe prompts: compliance) and the five safety sets (defense success), with the
 95 % bootstrap over prompts and over seeds then prompts, the per-seed means, and the rule's verdict; first,
@@ -22,11 +24,18 @@ from dcr.report.paired import collect, differences, is_safety, summarise_pairs
 POOL = ("oktest safe", "or-bench safe", "xstest safe held-out")
 
 
-def merged(runs: list[Path]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]]]:
+def split(spec: str) -> list[Path]:
+    """RUN or STL_RUN+ARM_RUN as one or two run directories."""
+    return [Path(p) for p in spec.split("+")]
+
+
+def merged(specs: list[str]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]]]:
     """{pool: {group/prompt: {seed: (stl outcome, dcr+stl outcome)}}} over every run."""
     out: dict[str, dict[str, Any]] = {"never-trained compliance": {}, "five-set defense success": {}}
-    for run in runs:
-        data = collect(run, read_json(run / "plan.json"))
+    for spec in specs:
+        run, *arm = split(spec)
+        data = collect(run, read_json(run / "plan.json"),
+                       b_from=(arm[0], read_json(arm[0] / "plan.json")) if arm else None)
         for group, prompts in data.items():
             pool = ("never-trained compliance" if group in POOL else
                     "five-set defense success" if is_safety(group) else None)
@@ -52,10 +61,9 @@ def row(arm: str, pool: str, data: dict[str, dict[int, tuple[bool, bool]]]) -> t
 def main(argv: list[str]) -> None:
     model, rest = argv[0], argv[1:]
     cut = rest.index("--") if "--" in rest else len(rest)
-    arms = {"source-matched DCR + STL": [Path(p) for p in rest[:cut]],
-            "paper DCR + STL": [Path(p) for p in rest[cut + 1:]]}
+    arms = {"source-matched DCR + STL": rest[:cut], "paper DCR + STL": rest[cut + 1:]}
     print(f"### {model}\n")
-    print(dtype_table([run for runs in arms.values() for run in runs]))
+    print(dtype_table(list(dict.fromkeys(run for specs in arms.values() for spec in specs for run in split(spec)))))
     print("| arm | pool | prompts x seeds | STL | arm | arm - STL [95% prompts] | [95% seeds too] | per seed |")
     print("|---|---|---|---|---|---|---|---|")
     verdict = {}

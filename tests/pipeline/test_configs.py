@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -221,8 +222,9 @@ def test_per_seed_scripts_need_an_explicit_seed(tmp_path: Path, script: str, see
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def _arms(tmp_path: Path, **env_vars: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run configs/smollm2-arms.sh with a stand-in `dcr` that records its arguments, one call per line."""
+def _arms(tmp_path: Path, script: str = "smollm2-arms.sh",
+          **env_vars: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run configs/SCRIPT with a stand-in `dcr` that records its arguments, one call per line."""
     import os
 
     calls = tmp_path / "calls.txt"
@@ -231,8 +233,9 @@ def _arms(tmp_path: Path, **env_vars: str) -> tuple[subprocess.CompletedProcess,
     fake.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("SEED", "ARMS", "TAG")} | {"DCR": str(fake), **env_vars}
-    done = subprocess.run(["bash", str(CONFIGS / "smollm2-arms.sh")], cwd=work, env=env, capture_output=True,
+    env = {k: v for k, v in os.environ.items() if k not in ("SEED", "ARMS", "TAG", "DTYPE", "NAME", "EXP")} | {
+        "DCR": str(fake), **env_vars}
+    done = subprocess.run(["bash", str(CONFIGS / script)], cwd=work, env=env, capture_output=True,
                           text=True)
     return done, calls.read_text().splitlines() if calls.exists() else []
 
@@ -253,3 +256,56 @@ def test_smollm2_arms_rejects_a_bad_arms_or_tag(tmp_path: Path, var: str, value:
     done, calls = _arms(tmp_path, SEED="0", **{var: value})
     assert done.returncode == 2 and f"smollm2-arms.sh: {var}={value} is not" in done.stderr and "Fix:" in done.stderr
     assert calls == [] and not any((tmp_path / "work").iterdir())
+
+
+def test_refine_sources_matched_arm_alone_pins_the_dtype(tmp_path: Path) -> None:
+    """ARMS=matched DTYPE=fp32: one run, source-matched DCR + STL only, in fp32, archived under the arm's own name;
+    no paper run (its STL and DCR + STL are archived already) and no confound probes (they need the STL model)."""
+    done, calls = _arms(tmp_path, "refine-sources.sh", SEED="1", NAME="qwen0.5b", ARMS="matched", DTYPE="fp32",
+                        EXP="configs/repro-qwen2.5-coder-0.5b.yaml")
+    assert done.returncode == 0, done.stderr
+    [run, archive] = calls
+    assert run.startswith("run configs/repro-qwen2.5-coder-0.5b.yaml --out runs/sources-qwen0.5b-s1 ")
+    assert "methods=[dcr+stl]" in run and "dtype=fp32" in run and "refine.balance=class-and-source" in run
+    assert archive == "archive runs/sources-qwen0.5b-s1 results/refine-sources/qwen0.5b-s1 --force"
+
+
+def test_refine_sources_both_arms_by_default(tmp_path: Path) -> None:
+    done, calls = _arms(tmp_path, "refine-sources.sh", SEED="0")
+    runs = [c for c in calls if c.startswith("run ")]
+    outs = [r.split("--out ")[1].split()[0] for r in runs]
+    assert outs == ["runs/sources-smollm2-paper-s0", "runs/sources-smollm2-s0"]
+    assert all("methods=[stl, dcr+stl]" in r and "dtype=" not in r for r in runs)
+    assert "archive runs/sources-smollm2-paper-s0 results/refine-sources/smollm2-paper-s0 --force" in calls
+    assert "confound-probes.sh" in done.stderr  # went on to the confound probes (not there from this cwd)
+
+
+@pytest.mark.parametrize(("var", "value"), [("ARMS", "paper"), ("DTYPE", "fp16")])
+def test_refine_sources_rejects_a_bad_arms_or_dtype(tmp_path: Path, var: str, value: str) -> None:
+    done, calls = _arms(tmp_path, "refine-sources.sh", SEED="0", **{var: value})
+    assert done.returncode == 2 and f"refine-sources.sh: {var}={value} is not" in done.stderr and "Fix:" in done.stderr
+    assert calls == [] and not any((tmp_path / "work").iterdir())
+
+
+def test_confound_probes_skip_an_arm_given_as_dash(tmp_path: Path) -> None:
+    """`-` as PAPER_RUN: only the matched arm's STL and DCR + STL models are probed (a seed whose paper arm runs in
+    another session); each probe's outputs are copied to DEST."""
+    import os
+
+    run = tmp_path / "matched"
+    nodes = [{"stage": "refine", "dir": "stages/r", "uses": [{"method": "dcr+stl", "seed": 2}]},
+             {"stage": "align", "dir": "stages/a", "uses": [{"method": "stl", "seed": 2}]},
+             {"stage": "align", "dir": "stages/b", "uses": [{"method": "dcr+stl", "seed": 2}]}]
+    run.mkdir()
+    (run / "plan.json").write_text(json.dumps({"nodes": nodes}))
+    calls, fake = tmp_path / "calls.txt", tmp_path / "fake-dcr"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nout="${{@: -1}}"\nmkdir -p "$out"\n'
+                    'touch "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json"\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", str(CONFIGS / "confound-probes.sh"), "-", str(run), "2", str(tmp_path / "dest")],
+                          cwd=tmp_path, env=os.environ | {"DCR": str(fake)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2 and all(f"--refine-stage {run}/stages/r" in c for c in lines)
+    assert f"--model {run}/stages/a" in lines[0] and f"--model {run}/stages/b" in lines[1]
+    assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["matched-dcr-stl", "matched-stl"]

@@ -11,6 +11,7 @@ from dcr.data import load_benchmark
 from dcr.evaluate.judged import slug
 from dcr.judges.record import judge_identity
 from dcr.report.paired import (
+    check_pairable,
     collect,
     paired_bootstrap,
     paired_table,
@@ -110,6 +111,25 @@ def test_rerun_stages_count_and_unfinished_do_not(tmp_path: Path, data_dir: Path
     for status, pairs in (("skipped", 6), ("incomplete", 6), ("failed", 0), ("pending", 0)):
         nodes[0]["status"] = status
         assert len(collect(tmp_path, {"nodes": nodes}).get("harmfulq unsafe", {})) == pairs, status
+
+
+def test_collect_pairs_across_runs_by_seed_and_prompt(tmp_path: Path, data_dir: Path) -> None:
+    """An arm run on its own (method b only) pairs with another run's STL of the same seed, prompt by prompt; a seed
+    the other run lacks pairs nothing; evaluations judged or sampled differently are refused, naming the field."""
+    ids = [r.id for r in load_benchmark("harmfulq", data_dir, 6, 0)]
+    stl_run, arm_run = tmp_path / "stl", tmp_path / "arm"
+    stl = [_stage(stl_run, "stl0", "stl", 0, data_dir, {i: k < 3 for k, i in enumerate(ids)}),
+           _stage(stl_run, "stl1", "stl", 1, data_dir, dict.fromkeys(ids, True)),
+           _stage(stl_run, "dcr0", "dcr+stl", 0, data_dir, dict.fromkeys(ids, False))]  # the other arm: not read
+    arm = [_stage(arm_run, "arm0", "dcr+stl", 0, data_dir, {i: k < 2 for k, i in enumerate(ids)})]
+    data = collect(stl_run, {"nodes": stl}, b_from=(arm_run, {"nodes": arm}))["harmfulq unsafe"]
+    assert len(data) == 6 and all(set(seeds) == {0} for seeds in data.values())  # seed 1 has no arm evaluation
+    assert sum(a for d in data.values() for a, _ in d.values()) == 3  # STL refused 3 of 6 (defense success)
+    assert sum(b for d in data.values() for _, b in d.values()) == 2  # the arm's own stage, not run 1's dcr0
+    arm[0]["config"] = {**arm[0]["config"], "limit": 5}
+    with pytest.raises(ValueError, match="differ in limit"):
+        collect(stl_run, {"nodes": stl}, b_from=(arm_run, {"nodes": arm}))
+    check_pairable({"judge": "keyword", "dtype": "auto"}, {"judge": "keyword", "dtype": "float32"})  # host may differ
 
 
 def _verdict_file(stage: Path, bench: str, judge: str, values: dict[str, bool]) -> None:

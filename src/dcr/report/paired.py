@@ -235,17 +235,36 @@ def unjudged(run_dir: Path, node: dict[str, Any]) -> list[str]:
     return [b for b in prompt_benchmarks(cfg) if not any(_verdicts(run_dir / node["dir"], b, j) for j in judges)]
 
 
+# What decides which prompts an evaluation asks, how it asks them and how it judges the answers: two evaluations
+# paired across runs must agree on all of it (dtype, batch sizes and the model under test may differ).
+PAIRING_FIELDS = ("benchmarks", "limit", "seed", "judge", "safety_judge", "max_new_tokens", "stop_at_judge_window",
+                  "template", "xstest_heldout_frac", "split_seed")
+
+
+def check_pairable(mine: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field (of :data:`PAIRING_FIELDS`) where two evaluate configs differ."""
+    for field in PAIRING_FIELDS:
+        if mine.get(field) != theirs.get(field):
+            raise ValueError(f"evaluations differ in {field} ({mine.get(field)!r} vs {theirs.get(field)!r}); "
+                             "pair only runs evaluated with the same prompts and judge")
+
+
 def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl",
-            model: str | None = None) -> dict[str, Any]:
+            model: str | None = None, b_from: tuple[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
     """{group: {prompt: {seed: (outcome_a, outcome_b)}}} over every seed where both methods were evaluated
-    (``model``: as :func:`evaluations`)."""
+    (``model``: as :func:`evaluations`). ``b_from``: the (run directory, plan) holding method ``b``'s evaluations
+    when another run made them, e.g. an arm run on its own and paired with an archived STL of the same seeds; each
+    pair's two evaluate configs must agree on :data:`PAIRING_FIELDS` (:func:`check_pairable`)."""
     stages = evaluations(plan, model)
+    b_run, b_stages = (run_dir, stages) if b_from is None else (b_from[0], evaluations(b_from[1], model))
     out: dict[str, Any] = defaultdict(lambda: defaultdict(dict))
     for (method, seed), node in sorted(stages.items()):
-        other = stages.get((b, seed))
+        other = b_stages.get((b, seed))
         if method != a or other is None:
             continue
-        theirs = node_outcomes(run_dir, other)
+        if b_from is not None:
+            check_pairable(node["config"], other["config"])
+        theirs = node_outcomes(b_run, other)
         for group, prompts in node_outcomes(run_dir, node).items():
             for pid, mine in prompts.items():
                 if pid in theirs.get(group, {}):
