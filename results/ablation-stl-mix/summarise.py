@@ -50,7 +50,6 @@ def outcomes(runs: list[Path]) -> dict[tuple[str, int], Outcomes]:
     return out
 
 
-
 def paired(a: dict[int, Outcomes], b: dict[int, Outcomes], groups: Any) -> dict[str, dict[int, float]]:
     """{group/prompt: {seed: b - a}} over the seeds both hold and the groups ``groups(group)`` accepts."""
     diffs: dict[str, dict[int, float]] = defaultdict(dict)

@@ -46,7 +46,6 @@ def merged(specs: list[str]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]
     return out
 
 
-
 def row(arm: str, pool: str, data: dict[str, dict[int, tuple[bool, bool]]]) -> tuple[str, float, float]:
     """Print the arm's row; return (pool, mean, lower bound of the seeds-then-prompts interval RULE.md reads)."""
     pairs = [v for d in data.values() for v in d.values()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -211,9 +212,6 @@ def test_every_planned_config_survives_the_json_trip_to_a_stage_process(name: st
 def test_per_seed_scripts_need_an_explicit_seed(tmp_path: Path, script: str, seed: str | None) -> None:
     """Each of these archives with --force into results/...-sSEED: a forgotten SEED must not rerun seed 0 over its
     committed archive. Without a seed number the script stops with exit 2 before running anything."""
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if k != "SEED"} | {"DCR": "false"}
     if seed is not None:
         env["SEED"] = seed
@@ -222,15 +220,19 @@ def test_per_seed_scripts_need_an_explicit_seed(tmp_path: Path, script: str, see
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def _fake_dcr(tmp_path: Path, then: str = "") -> tuple[Path, Path]:
+    """A stand-in `dcr` that appends its arguments to calls.txt, one call per line, then runs the shell ``then``;
+    returns (the executable, calls.txt)."""
+    calls, fake = tmp_path / "calls.txt", tmp_path / "fake-dcr"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n{then}')
+    fake.chmod(0o755)
+    return fake, calls
+
+
 def _arms(tmp_path: Path, script: str = "smollm2-arms.sh",
           **env_vars: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run configs/SCRIPT with a stand-in `dcr` that records its arguments, one call per line."""
-    import os
-
-    calls = tmp_path / "calls.txt"
-    fake = tmp_path / "fake-dcr"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n')
-    fake.chmod(0o755)
+    """Run configs/SCRIPT with a stand-in `dcr` (:func:`_fake_dcr`); return the result and its calls."""
+    fake, calls = _fake_dcr(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("SEED", "ARMS", "TAG", "DTYPE", "NAME", "EXP")} | {
@@ -290,18 +292,14 @@ def test_refine_sources_rejects_a_bad_arms_or_dtype(tmp_path: Path, var: str, va
 def test_confound_probes_skip_an_arm_given_as_dash(tmp_path: Path) -> None:
     """`-` as PAPER_RUN: only the matched arm's STL and DCR + STL models are probed (a seed whose paper arm runs in
     another session); each probe's outputs are copied to DEST."""
-    import os
-
     run = tmp_path / "matched"
     nodes = [{"stage": "refine", "dir": "stages/r", "uses": [{"method": "dcr+stl", "seed": 2}]},
              {"stage": "align", "dir": "stages/a", "uses": [{"method": "stl", "seed": 2}]},
              {"stage": "align", "dir": "stages/b", "uses": [{"method": "dcr+stl", "seed": 2}]}]
     run.mkdir()
     (run / "plan.json").write_text(json.dumps({"nodes": nodes}))
-    calls, fake = tmp_path / "calls.txt", tmp_path / "fake-dcr"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nout="${{@: -1}}"\nmkdir -p "$out"\n'
-                    'touch "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json"\n')
-    fake.chmod(0o755)
+    fake, calls = _fake_dcr(tmp_path, 'out="${@: -1}"\nmkdir -p "$out"\n'
+                                      'touch "$out/metrics.json" "$out/results.jsonl" "$out/manifest.json"\n')
     done = subprocess.run(["bash", str(CONFIGS / "confound-probes.sh"), "-", str(run), "2", str(tmp_path / "dest")],
                           cwd=tmp_path, env=os.environ | {"DCR": str(fake)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
