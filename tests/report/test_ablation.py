@@ -70,3 +70,19 @@ def test_ablation_needs_runs_with_refine(tmp_path: Path, data_dir: Path) -> None
         ablation_report([ref, plain], tmp_path / "out")
     result = CliRunner().invoke(app, ["report", str(ref), "--ablation"])
     assert result.exit_code != 0 and "needs its own directory" in str(result.exception)
+
+
+def test_ablation_refuses_a_variant_evaluated_otherwise(tmp_path: Path, data_dir: Path) -> None:
+    """DCR + STL against the reference's pairs prompts only between evaluations with the same prompts and judge."""
+    ref, other = tmp_path / "ref", tmp_path / "layer8"
+    _variant(ref, data_dir, 2, 0.87)
+    _variant(other, data_dir, 4, 0.70, layer=8)
+    plan = read_json(other / "plan.json")
+    for node in plan["nodes"]:
+        if node["stage"] == "evaluate":
+            node["config"]["max_new_tokens"] = 16  # the reference's evaluations leave it unset
+    write_json(other / "plan.json", plan)
+    with pytest.raises(DcrError, match=r"layer8 against the reference .*ref: evaluations differ in max_new_tokens"):
+        variants([ref, other])
+    result = CliRunner().invoke(app, ["report", str(ref), str(other), "--out", str(tmp_path / "o"), "--ablation"])
+    assert isinstance(result.exception, DcrError) and not (tmp_path / "o").exists()  # `dcr` exits 2 on DcrError

@@ -67,20 +67,16 @@ def _differences(run: Path, plan: dict[str, Any]) -> dict[str, dict[str, float]]
     return _pools(paired.collect(run, plan), trained(run, plan).benchmarks)
 
 
-def _dcr_evaluations(run: Path, plan: dict[str, Any], method: str) -> list[dict[str, Any]]:
-    """The run's DCR + STL evaluate nodes, with absolute directories and their uses renamed to ``method``."""
-    return [{**n, "dir": str(run / n["dir"]), "uses": [{**u, "method": method} for u in n["uses"]
-                                                       if u["method"] == "dcr+stl"]}
-            for n in plan.get("nodes", []) if n.get("stage") == "evaluate"
-            and any(u["method"] == "dcr+stl" for u in n.get("uses", []))]
-
-
 def _versus_reference(ref: tuple[Path, dict[str, Any]], run: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
     """{pool: {mean, lo, hi, n}} of the run's DCR + STL minus the reference's, paired over prompts of each seed
-    both evaluated (the variant's own effect, without STL's noise in between)."""
-    nodes = _dcr_evaluations(*ref, "reference") + _dcr_evaluations(*run, "dcr+stl")
-    styled = trained(*ref).benchmarks | trained(*run).benchmarks
-    return _pools(paired.collect(Path("/"), {"nodes": nodes}, a="reference", b="dcr+stl"), styled)
+    both evaluated (the variant's own effect, without STL's noise in between). The two evaluations of a pair must
+    agree in prompts, decoding and judge (:func:`dcr.report.paired.check_pairable`)."""
+    try:
+        data = paired.collect(*ref, a="dcr+stl", b="dcr+stl", b_from=run)
+    except ValueError as err:
+        raise DcrError(f"{run[0]} against the reference {ref[0]}: {err}. Fix: compare variants evaluated "
+                       "alike (same benchmarks, limit, judge and decoding)") from err
+    return _pools(data, trained(*ref).benchmarks | trained(*run).benchmarks)
 
 
 def _pools(data: dict[str, Any], styled: frozenset[str] = frozenset()) -> dict[str, dict[str, float]]:
