@@ -84,3 +84,54 @@ def test_a_childs_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, 
     assert RefineConfig(**config_json(cfg)) == cfg
     with pytest.raises(DcrError, match="layer 999 out of range"):
         run_in_child("refine", cfg, tmp_path / "out", force=False)
+
+
+def test_evaluate_processes_run_evaluate_under_torchrun_with_the_same_key_and_records(
+        tmp_path: Path, tiny_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``evaluate_processes: 2``: the evaluate stage runs as 2 gloo processes of one thread each; its stage id and
+    records equal the one-process run's at one thread (greedy text is exact only at the same threads per process),
+    and its manifest records the 2 processes."""
+    small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base]")
+    plans, records = {}, {}
+    for name, extra, threads in (("one", "stage_processes: true\n", "1"), ("two", "evaluate_processes: 2\n", "2")):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)  # what the children start from (two: 1 each, child_command)
+        exp = tmp_path / f"{name}.yaml"
+        exp.write_text(small + extra)
+        result = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / name), "--no-report"])
+        assert result.exit_code == 0, result.output
+        plans[name] = read_json(tmp_path / name / "plan.json")["nodes"]
+        records[name] = [{k: v for k, v in r.items() if k not in ("time", "model_path")}
+                         for r in read_jsonl(tmp_path / name / "results.jsonl")]
+    assert [n["id"] for n in plans["two"]] == [n["id"] for n in plans["one"]]
+    assert records["two"] == records["one"] and records["two"]
+    host = read_json(tmp_path / "two" / plans["two"][0]["dir"] / "manifest.json")["host"]
+    assert (host["processes"], host["torch_threads"]) == (2, 1)
+    assert read_json(tmp_path / "one" / plans["one"][0]["dir"] / "manifest.json")["host"]["processes"] == 1
+
+
+def test_a_ranks_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, data_dir: Path) -> None:
+    from dcr.errors import DcrError
+    from dcr.evaluate import EvaluateConfig
+    from dcr.pipeline.child import run_in_child
+
+    cfg = EvaluateConfig(model=str(tmp_path / "no-model"), data_dir=str(data_dir), benchmarks=["harmfulq"], limit=2)
+    with pytest.raises(DcrError, match="no-model"):
+        run_in_child("evaluate", cfg, tmp_path / "out", force=False, processes=2)
+
+
+def test_child_command_shares_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import torch
+
+    from dcr.pipeline.child import child_command
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    cmd, env = child_command(tmp_path / "job.json", 2)
+    assert cmd[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert cmd[0] == sys.executable and env["OMP_NUM_THREADS"] == "2"
+    assert child_command(tmp_path / "job.json", 8)[1]["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    one, env1 = child_command(tmp_path / "job.json", 1)
+    assert one == [sys.executable, "-m", "dcr.pipeline.child", str(tmp_path / "job.json")]
+    assert env1["OMP_NUM_THREADS"] == "4"

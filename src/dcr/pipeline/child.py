@@ -6,12 +6,16 @@ evaluations, 5.5 GB alone, ran at 16.5-17.1 GB (BENCHMARKS.md). The parent write
 (JSON) and output directory to a job file and runs ``python -m dcr.pipeline.child JOB``; the child rebuilds the
 config dataclass, runs the stage function and, on an error, writes ``{"type", "message"}`` next to the job file
 for the parent to raise. JSON in both directions: nothing is unpickled.
+
+``evaluate_processes: N`` (N > 1) runs evaluate stages' children under torchrun instead, N data-parallel
+processes of the same module (each rank writes its own ``error-RANK.json``; the parent raises rank 0's first).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,17 +32,33 @@ def config_json(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def run_in_child(stage: str, cfg: Any, out_dir: Path, force: bool) -> None:
-    """Run the default registry's ``stage`` on ``cfg`` in a fresh Python process; raise its error here."""
+def child_command(job: Path, processes: int = 1) -> tuple[list[str], dict[str, str]]:
+    """The child's command line and environment: ``python -m dcr.pipeline.child JOB``, or with ``processes`` > 1
+    the same module under torchrun (``--standalone``: a free rendezvous port, so two runs can launch at once),
+    each process with ``OMP_NUM_THREADS`` its share of this process's threads."""
+    cmd = [sys.executable, "-m", "dcr.pipeline.child", str(job)]
+    if processes == 1:
+        return cmd, dict(os.environ)
+    import torch
+
+    threads = max(1, torch.get_num_threads() // processes)
+    return ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+             "-m", "dcr.pipeline.child", str(job)], {**os.environ, "OMP_NUM_THREADS": str(threads)})
+
+
+def run_in_child(stage: str, cfg: Any, out_dir: Path, force: bool, processes: int = 1) -> None:
+    """Run the default registry's ``stage`` on ``cfg`` in a fresh Python process (``processes`` > 1: that many,
+    data-parallel under torchrun); raise its error here."""
     with tempfile.TemporaryDirectory(prefix="dcr-stage-") as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"stage": stage, "config": config_json(cfg), "out": str(out_dir),
                                    "force": force}), encoding="utf-8")
-        code = subprocess.run([sys.executable, "-m", "dcr.pipeline.child", str(job)], check=False).returncode
+        cmd, env = child_command(job, processes)
+        code = subprocess.run(cmd, check=False, env=env).returncode
         if code == 0:
             return
-        err_path = Path(tmp) / ERROR_FILE
-        err = json.loads(err_path.read_text(encoding="utf-8")) if err_path.exists() else \
+        errors = sorted(Path(tmp).glob("error*.json"))  # error.json, or error-RANK.json (rank 0 first)
+        err = json.loads(errors[0].read_text(encoding="utf-8")) if errors else \
             {"type": "exit", "message": f"the stage process ended with status {code} (killed?)"}
     if code in (130, -2):
         raise KeyboardInterrupt
@@ -49,20 +69,23 @@ def run_in_child(stage: str, cfg: Any, out_dir: Path, force: bool) -> None:
 
 def main(job_path: str) -> int:
     """The child: rebuild the config, run the stage, report an error as JSON. Returns the exit status."""
+    from dcr.dist import is_main
     from dcr.pipeline.planner import default_registry
     from dcr.verbs import console_log
 
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     cls, fn = default_registry()[job["stage"]]
+    rank = os.environ.get("RANK")
     try:
         cfg = cls(**job["config"])
-        with console_log(quiet=False):
+        with console_log(quiet=not is_main()):  # under torchrun the main process speaks for all
             fn(cfg, Path(job["out"]), force=job["force"])
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the parent raises it again, with the type's name
         kind = "DcrError" if isinstance(exc, DcrError) else type(exc).__name__
-        (Path(job_path).parent / ERROR_FILE).write_text(json.dumps({"type": kind, "message": str(exc)}),
+        name = ERROR_FILE if rank is None else ERROR_FILE.replace(".json", f"-{int(rank):04d}.json")
+        (Path(job_path).parent / name).write_text(json.dumps({"type": kind, "message": str(exc)}),
                                                          encoding="utf-8")
         return 1
     return 0

@@ -48,7 +48,7 @@ SIZES: dict[str, tuple[str, str]] = {
 }
 SECTIONS = ("refine", "align", "steer", "surgical", "scans", "evaluate")
 TOP_KEYS = ("name", "models", "methods", "seeds", "benchmarks", "sizes", "exclude_refine_toxic", "stages_dir",
-            "reference", "stage_processes",
+            "reference", "stage_processes", "evaluate_processes",
             *COMMON, *SECTIONS)
 
 @dataclass
@@ -80,6 +80,12 @@ class Experiment:
     reference: str = field("", help="a note the report prints first: what a reader should compare this run's "
                            "numbers with")
     stage_processes: bool = field(False, help="run each stage in its own process (dcr.pipeline.child)")
+    evaluate_processes: int = field(1, help=(
+        "run each evaluate stage data-parallel in this many processes under torchrun (gloo on CPU), each with "
+        "its share of the threads: the generation batches are dealt round-robin and gathered in plan order "
+        "(docs/scale.md). The stage key does not change, so a stage evaluated either way is reused; greedy text "
+        "can differ on single prompts with the threads per process (BENCHMARKS.md), and the manifest's host "
+        "records both"), ge=1, le=64)
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -146,7 +152,7 @@ def parse_experiment(data: dict[str, Any], source: str = "experiment") -> Experi
         common={k: data[k] for k in COMMON if k in data}, sections=sections,
         exclude_refine_toxic=data.get("exclude_refine_toxic", True), source=source,
         stages_dir=data.get("stages_dir"), reference=data.get("reference") or "",
-        stage_processes=data.get("stage_processes", False))
+        stage_processes=data.get("stage_processes", False), evaluate_processes=data.get("evaluate_processes", 1))
     try:
         validate_fields(exp)
     except ConfigError as exc:

@@ -50,10 +50,11 @@ def run_nodes(nodes: list[Node], run_dir: Path, exp: Experiment, registry: Regis
             event(i, node, "running", 0.0)
         start = time.time()
         try:
-            if exp.stage_processes and fn is default_registry()[node.stage][1]:
+            procs = exp.evaluate_processes if node.stage == "evaluate" else 1
+            if (exp.stage_processes or procs > 1) and fn is default_registry()[node.stage][1]:
                 from dcr.pipeline.child import run_in_child
 
-                run_in_child(node.stage, node.cfg, node.dir, force)
+                run_in_child(node.stage, node.cfg, node.dir, force, processes=procs)
             else:
                 fn(node.cfg, node.dir, force=force)
         except BaseException as exc:
