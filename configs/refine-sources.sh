@@ -24,6 +24,9 @@
 # 0.5B: issue 28's reproduction seeds). DTYPE=fp32 pins the compute dtype to the archived arms' precision:
 #
 #   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 bash configs/refine-sources.sh
+#
+# EVAL_PROCS=N evaluates as N data-parallel processes (`evaluate_processes`, docs/pipeline.md; stage ids unchanged);
+# with OMP_NUM_THREADS=2 and EVAL_PROCS=2 each process has one thread.
 #   python results/refine-sources/summarise.py qwen2.5-coder-0.5b \
 #     results/repro-qwen2.5-coder-0.5b/seed0+results/refine-sources/qwen0.5b-s0 -- results/repro-qwen2.5-coder-0.5b/seed0
 set -euo pipefail
@@ -35,11 +38,13 @@ NAME=${NAME:-smollm2}
 ARMS=${ARMS:-both}
 [[ "$ARMS" =~ ^(both|matched)$ ]] || { echo "refine-sources.sh: ARMS=$ARMS is not both or matched. Fix: ARMS=matched, or leave it unset for both" >&2; exit 2; }
 [[ "${DTYPE:-auto}" =~ ^(auto|fp32|bf16)$ ]] || { echo "refine-sources.sh: DTYPE=$DTYPE is not fp32, bf16 or auto. Fix: DTYPE=fp32" >&2; exit 2; }
+[[ "${EVAL_PROCS:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "refine-sources.sh: EVAL_PROCS=$EVAL_PROCS is not a process count. Fix: EVAL_PROCS=2, or leave it unset for 1" >&2; exit 2; }
 STAGES=${STAGES:-runs/sources-$NAME/stages}
 methods='methods=[stl, dcr+stl]'
 [[ "$ARMS" == matched ]] && methods='methods=[dcr+stl]'
 common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "$methods")
 [[ -n "${DTYPE:-}" ]] && common+=(--set "dtype=$DTYPE")
+[[ "${EVAL_PROCS:-1}" != 1 ]] && common+=(--set "evaluate_processes=$EVAL_PROCS")
 if [[ "$ARMS" == both ]]; then
   $DCR run "$EXP" --out "runs/sources-$NAME-paper-s$SEED" "${common[@]}"
   $DCR archive "runs/sources-$NAME-paper-s$SEED" "results/refine-sources/$NAME-paper-s$SEED" --force

@@ -264,11 +264,12 @@ def test_refine_sources_matched_arm_alone_pins_the_dtype(tmp_path: Path) -> None
     """ARMS=matched DTYPE=fp32: one run, source-matched DCR + STL only, in fp32, archived under the arm's own name;
     no paper run (its STL and DCR + STL are archived already) and no confound probes (they need the STL model)."""
     done, calls = _arms(tmp_path, "refine-sources.sh", SEED="1", NAME="qwen0.5b", ARMS="matched", DTYPE="fp32",
-                        EXP="configs/repro-qwen2.5-coder-0.5b.yaml")
+                        EXP="configs/repro-qwen2.5-coder-0.5b.yaml", EVAL_PROCS="2")
     assert done.returncode == 0, done.stderr
     [run, archive] = calls
     assert run.startswith("run configs/repro-qwen2.5-coder-0.5b.yaml --out runs/sources-qwen0.5b-s1 ")
     assert "methods=[dcr+stl]" in run and "dtype=fp32" in run and "refine.balance=class-and-source" in run
+    assert "evaluate_processes=2" in run
     assert archive == "archive runs/sources-qwen0.5b-s1 results/refine-sources/qwen0.5b-s1 --force"
 
 
@@ -277,12 +278,13 @@ def test_refine_sources_both_arms_by_default(tmp_path: Path) -> None:
     runs = [c for c in calls if c.startswith("run ")]
     outs = [r.split("--out ")[1].split()[0] for r in runs]
     assert outs == ["runs/sources-smollm2-paper-s0", "runs/sources-smollm2-s0"]
-    assert all("methods=[stl, dcr+stl]" in r and "dtype=" not in r for r in runs)
+    assert all("methods=[stl, dcr+stl]" in r and "dtype=" not in r and "evaluate_processes" not in r for r in runs)
     assert "archive runs/sources-smollm2-paper-s0 results/refine-sources/smollm2-paper-s0 --force" in calls
     assert "confound-probes.sh" in done.stderr  # went on to the confound probes (not there from this cwd)
 
 
-@pytest.mark.parametrize(("var", "value"), [("ARMS", "paper"), ("DTYPE", "fp16")])
+@pytest.mark.parametrize(("var", "value"), [("ARMS", "paper"), ("DTYPE", "fp16"), ("EVAL_PROCS", "0"),
+                                            ("EVAL_PROCS", "two")])
 def test_refine_sources_rejects_a_bad_arms_or_dtype(tmp_path: Path, var: str, value: str) -> None:
     done, calls = _arms(tmp_path, "refine-sources.sh", SEED="0", **{var: value})
     assert done.returncode == 2 and f"refine-sources.sh: {var}={value} is not" in done.stderr and "Fix:" in done.stderr
