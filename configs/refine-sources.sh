@@ -26,7 +26,11 @@
 #   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 bash configs/refine-sources.sh
 #
 # EVAL_PROCS=N evaluates as N data-parallel processes (`evaluate_processes`, docs/pipeline.md; stage ids unchanged);
-# with OMP_NUM_THREADS=2 and EVAL_PROCS=2 each process has one thread.
+# with OMP_NUM_THREADS=2 and EVAL_PROCS=2 each process has one thread. Arguments go to every `dcr run` as they are,
+# e.g. `--set refine.save_every=15` (a resumable refine that can span sessions; the stage id changes with it):
+#
+#   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 EVAL_PROCS=2 \
+#     bash configs/refine-sources.sh --set refine.save_every=15
 #   python results/refine-sources/summarise.py qwen2.5-coder-0.5b \
 #     results/repro-qwen2.5-coder-0.5b/seed0+results/refine-sources/qwen0.5b-s0 -- results/repro-qwen2.5-coder-0.5b/seed0
 set -euo pipefail
@@ -42,7 +46,7 @@ ARMS=${ARMS:-both}
 STAGES=${STAGES:-runs/sources-$NAME/stages}
 methods='methods=[stl, dcr+stl]'
 [[ "$ARMS" == matched ]] && methods='methods=[dcr+stl]'
-common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "$methods")
+common=(--set "seeds=[$SEED]" --set "stages_dir=$STAGES" --set "$methods" "$@")
 [[ -n "${DTYPE:-}" ]] && common+=(--set "dtype=$DTYPE")
 [[ "${EVAL_PROCS:-1}" != 1 ]] && common+=(--set "evaluate_processes=$EVAL_PROCS")
 if [[ "$ARMS" == both ]]; then

@@ -229,15 +229,15 @@ def _fake_dcr(tmp_path: Path, then: str = "") -> tuple[Path, Path]:
     return fake, calls
 
 
-def _arms(tmp_path: Path, script: str = "smollm2-arms.sh",
+def _arms(tmp_path: Path, script: str = "smollm2-arms.sh", args: tuple[str, ...] = (),
           **env_vars: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run configs/SCRIPT with a stand-in `dcr` (:func:`_fake_dcr`); return the result and its calls."""
     fake, calls = _fake_dcr(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("SEED", "ARMS", "TAG", "DTYPE", "NAME", "EXP")} | {
-        "DCR": str(fake), **env_vars}
-    done = subprocess.run(["bash", str(CONFIGS / script)], cwd=work, env=env, capture_output=True,
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SEED", "ARMS", "TAG", "DTYPE", "NAME", "EXP", "EVAL_PROCS")} | {"DCR": str(fake), **env_vars}
+    done = subprocess.run(["bash", str(CONFIGS / script), *args], cwd=work, env=env, capture_output=True,
                           text=True)
     return done, calls.read_text().splitlines() if calls.exists() else []
 
@@ -264,12 +264,13 @@ def test_refine_sources_matched_arm_alone_pins_the_dtype(tmp_path: Path) -> None
     """ARMS=matched DTYPE=fp32: one run, source-matched DCR + STL only, in fp32, archived under the arm's own name;
     no paper run (its STL and DCR + STL are archived already) and no confound probes (they need the STL model)."""
     done, calls = _arms(tmp_path, "refine-sources.sh", SEED="1", NAME="qwen0.5b", ARMS="matched", DTYPE="fp32",
-                        EXP="configs/repro-qwen2.5-coder-0.5b.yaml", EVAL_PROCS="2")
+                        EXP="configs/repro-qwen2.5-coder-0.5b.yaml", EVAL_PROCS="2",
+                        args=("--set", "refine.save_every=15"))
     assert done.returncode == 0, done.stderr
     [run, archive] = calls
     assert run.startswith("run configs/repro-qwen2.5-coder-0.5b.yaml --out runs/sources-qwen0.5b-s1 ")
     assert "methods=[dcr+stl]" in run and "dtype=fp32" in run and "refine.balance=class-and-source" in run
-    assert "evaluate_processes=2" in run
+    assert "evaluate_processes=2" in run and "--set refine.save_every=15" in run  # the script's arguments, as given
     assert archive == "archive runs/sources-qwen0.5b-s1 results/refine-sources/qwen0.5b-s1 --force"
 
 
