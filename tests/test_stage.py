@@ -82,6 +82,7 @@ def test_manifest_contents(tmp_path: Path) -> None:
     assert m["summary"] == {"loss": 0.5}
     assert m["host"]["cpus"] >= 1
     assert m["host"]["torch_threads"] == torch.get_num_threads()  # CPU results depend on it (reduction order)
+    assert m["host"]["processes"] == 1  # one process, not under a launcher
     assert m["host"]["auto_dtype"] == str(pick_dtype("auto")).removeprefix("torch.")  # bf16 on AMX, else fp32
     log = (out / "stage.log").read_text()
     assert "stage toy started" in log and "finished" in log
