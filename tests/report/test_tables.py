@@ -17,6 +17,7 @@ def test_cost_table_sums_the_attempts_of_a_resumed_stage(tmp_path: Path) -> None
         "resumed": {"status": "done", "wall_time_s": 578.3, "wall_time_total_s": 2407.6, "peak_rss_mb": 6073.0,
                     "peak_cuda_mb": 0.0, "attempts": [{"status": "running", "wall_time_s": 1829.3}]},
         "old": {"status": "done", "wall_time_s": 5.0},  # written before attempts were counted
+        "sharded": {"status": "done", "wall_time_s": 9.0, "peak_rss_mb": 4412.0, "host": {"processes": 2}},
     }.items():
         (tmp_path / name).mkdir()
         write_json(tmp_path / name / "manifest.json", manifest)
@@ -26,6 +27,7 @@ def test_cost_table_sums_the_attempts_of_a_resumed_stage(tmp_path: Path) -> None
     assert rows["once"][3] == "12.0"
     assert rows["resumed"][3] == "2407.6 (2 attempts)" and rows["resumed"][4] == "6073"
     assert rows["old"][3] == "5.0"
+    assert rows["sharded"][4] == "4412 (rank 0 of 2)" and rows["once"][4] == "100"  # one process: no note
     assert rows["never"][2:4] == ["not run", "—"]
 
 

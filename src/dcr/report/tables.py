@@ -292,14 +292,18 @@ def cost_table(run_dir: Path, plan: dict[str, Any]) -> Table:
         man = read_manifest(run_dir / node["dir"]) or {}
         status = man.get("status", "not run")
         methods = ", ".join(sorted({u["method"] for u in node.get("uses", [])}))
-        body.append([node["label"], methods, status, _wall(man),
-                     _num(man.get("peak_rss_mb"), "{:.0f}"), _num(man.get("peak_cuda_mb"), "{:.0f}")])
+        procs = int((man.get("host") or {}).get("processes") or 1)
+        rss = _num(man.get("peak_rss_mb"), "{:.0f}")
+        body.append([node["label"], methods, status, _wall(man), rss + (f" (rank 0 of {procs})" if procs > 1 else ""),
+                     _num(man.get("peak_cuda_mb"), "{:.0f}")])
     return Table(title="Cost per stage (Table 2 layout)",
                  header=["stage", "used by", "status", "wall time (s)", "peak RSS (MB)", "peak CUDA (MB)"],
                  rows=body, notes=["Times are from each stage's manifest (the run that produced it, also when a "
                                    "later run skipped it); a stage that was interrupted and resumed shows the sum "
                                    "over its attempts (a killed attempt counted up to its last log line). Peak "
-                                   "RSS is sampled process memory (of the last attempt); peak CUDA is "
+                                   "RSS is sampled process memory (of the last attempt; of the main process "
+                                   "only when the stage ran as several, e.g. evaluate_processes: the machine "
+                                   "held about that times the process count); peak CUDA is "
                                    "torch.cuda.max_memory_allocated (0 on CPU)."])
 
 
