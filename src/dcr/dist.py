@@ -16,9 +16,14 @@ from typing import Any
 _SOLO: contextvars.ContextVar[bool] = contextvars.ContextVar("dcr_solo", default=False)
 
 
+def launched() -> int:
+    """Processes the launcher started (``WORLD_SIZE``; 1 without a launcher), whatever the work at hand."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def world_size() -> int:
     """Processes taking part in the work at hand: 1 inside :func:`solo`."""
-    return 1 if _SOLO.get() else int(os.environ.get("WORLD_SIZE", "1"))
+    return 1 if _SOLO.get() else launched()
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from dcr.config import StageConfig
-from dcr.dist import barrier, from_main, is_main
+from dcr.dist import barrier, from_main, is_main, launched
 from dcr.errors import DcrError
 from dcr.fingerprint import (
     files_unchanged,
@@ -300,7 +300,7 @@ def host_record() -> dict[str, Any]:
     from dcr.models import pick_dtype
 
     return {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "processes": int(os.environ.get("WORLD_SIZE", "1")),  # under a launcher: torch_threads is per process
+            "processes": launched(),  # under a launcher: torch_threads is per process
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "auto_dtype": str(pick_dtype("auto")).removeprefix("torch.")}
 

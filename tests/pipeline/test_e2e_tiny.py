@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from dcr.cli import app
@@ -92,9 +94,11 @@ def test_evaluate_processes_run_evaluate_under_torchrun_with_the_same_key_and_re
     records equal the one-process run's at one thread (greedy text is exact only at the same threads per process),
     and its manifest records the 2 processes."""
     small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base]")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the one-process child inherits
     plans, records = {}, {}
-    for name, extra, threads in (("one", "stage_processes: true\n", "1"), ("two", "evaluate_processes: 2\n", "2")):
-        monkeypatch.setenv("OMP_NUM_THREADS", threads)  # what the children start from (two: 1 each, child_command)
+    for name, extra in (("one", "stage_processes: true\n"), ("two", "evaluate_processes: 2\n")):
+        if name == "two":  # the parent's 2 threads, whatever this machine has, shared by 2 processes: 1 each
+            monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
         exp = tmp_path / f"{name}.yaml"
         exp.write_text(small + extra)
         result = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / name), "--no-report"])
@@ -120,10 +124,6 @@ def test_a_ranks_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, d
 
 
 def test_child_command_shares_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    import torch
-
     from dcr.pipeline.child import child_command
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)

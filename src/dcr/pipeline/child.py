@@ -8,7 +8,8 @@ config dataclass, runs the stage function and, on an error, writes ``{"type", "m
 for the parent to raise. JSON in both directions: nothing is unpickled.
 
 ``evaluate_processes: N`` (N > 1) runs evaluate stages' children under torchrun instead, N data-parallel
-processes of the same module (each rank writes its own ``error-RANK.json``; the parent raises rank 0's first).
+processes of the same module. Each process writes its error as ``error-RANK.json`` (``error-0000.json`` alone); the
+parent raises rank 0's first.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from dcr.errors import DcrError
 
-ERROR_FILE = "error.json"
+ERROR_PREFIX = "error-"  # + the rank, 4 digits, + .json: one file per process, so ranks never overwrite each other
 
 
 def config_json(cfg: Any) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def run_in_child(stage: str, cfg: Any, out_dir: Path, force: bool, processes: in
         code = subprocess.run(cmd, check=False, env=env).returncode
         if code == 0:
             return
-        errors = sorted(Path(tmp).glob("error*.json"))  # error.json, or error-RANK.json (rank 0 first)
+        errors = sorted(Path(tmp).glob(f"{ERROR_PREFIX}*.json"))  # rank 0 first
         err = json.loads(errors[0].read_text(encoding="utf-8")) if errors else \
             {"type": "exit", "message": f"the stage process ended with status {code} (killed?)"}
     if code in (130, -2):
@@ -69,13 +70,12 @@ def run_in_child(stage: str, cfg: Any, out_dir: Path, force: bool, processes: in
 
 def main(job_path: str) -> int:
     """The child: rebuild the config, run the stage, report an error as JSON. Returns the exit status."""
-    from dcr.dist import is_main
+    from dcr.dist import is_main, rank
     from dcr.pipeline.planner import default_registry
     from dcr.verbs import console_log
 
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     cls, fn = default_registry()[job["stage"]]
-    rank = os.environ.get("RANK")
     try:
         cfg = cls(**job["config"])
         with console_log(quiet=not is_main()):  # under torchrun the main process speaks for all
@@ -84,9 +84,8 @@ def main(job_path: str) -> int:
         return 130
     except Exception as exc:  # the parent raises it again, with the type's name
         kind = "DcrError" if isinstance(exc, DcrError) else type(exc).__name__
-        name = ERROR_FILE if rank is None else ERROR_FILE.replace(".json", f"-{int(rank):04d}.json")
-        (Path(job_path).parent / name).write_text(json.dumps({"type": kind, "message": str(exc)}),
-                                                         encoding="utf-8")
+        error = Path(job_path).parent / f"{ERROR_PREFIX}{rank():04d}.json"
+        error.write_text(json.dumps({"type": kind, "message": str(exc)}), encoding="utf-8")
         return 1
     return 0
 
