@@ -82,7 +82,7 @@ def test_ablation_refuses_a_variant_evaluated_otherwise(tmp_path: Path, data_dir
         if node["stage"] == "evaluate":
             node["config"]["max_new_tokens"] = 16  # the reference's evaluations leave it unset
     write_json(other / "plan.json", plan)
-    with pytest.raises(DcrError, match=r"layer8 against the reference .*ref: evaluations differ in max_new_tokens"):
+    with pytest.raises(DcrError, match=r"layer8 against .*ref, seed 0: evaluations differ in max_new_tokens .*Fix: "):
         variants([ref, other])
     result = CliRunner().invoke(app, ["report", str(ref), str(other), "--out", str(tmp_path / "o"), "--ablation"])
     assert isinstance(result.exception, DcrError) and not (tmp_path / "o").exists()  # `dcr` exits 2 on DcrError

@@ -71,11 +71,7 @@ def _versus_reference(ref: tuple[Path, dict[str, Any]], run: tuple[Path, dict[st
     """{pool: {mean, lo, hi, n}} of the run's DCR + STL minus the reference's, paired over prompts of each seed
     both evaluated (the variant's own effect, without STL's noise in between). The two evaluations of a pair must
     agree in prompts, decoding and judge (:func:`dcr.report.paired.check_pairable`)."""
-    try:
-        data = paired.collect(*ref, a="dcr+stl", b="dcr+stl", b_from=run)
-    except ValueError as err:
-        raise DcrError(f"{run[0]} against the reference {ref[0]}: {err}. Fix: compare variants evaluated "
-                       "alike (same benchmarks, limit, judge and decoding)") from err
+    data = paired.collect(*ref, a="dcr+stl", b="dcr+stl", b_from=run)  # DcrError when evaluated otherwise
     return _pools(data, trained(*ref).benchmarks | trained(*run).benchmarks)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dcr.errors import DcrError
 from dcr.io import read_json, read_jsonl
 from dcr.report.render import Para, Table
 
@@ -241,12 +242,14 @@ PAIRING_FIELDS = ("benchmarks", "limit", "seed", "judge", "safety_judge", "max_n
                   "template", "xstest_heldout_frac", "split_seed")
 
 
-def check_pairable(mine: dict[str, Any], theirs: dict[str, Any]) -> None:
-    """Raise ValueError naming the first field (of :data:`PAIRING_FIELDS`) where two evaluate configs differ."""
+def check_pairable(mine: dict[str, Any], theirs: dict[str, Any], where: str = "") -> None:
+    """Raise a DcrError naming the first field (of :data:`PAIRING_FIELDS`) where two evaluate configs differ;
+    ``where`` (e.g. "RUN_A against RUN_B") leads the message."""
     for field in PAIRING_FIELDS:
         if mine.get(field) != theirs.get(field):
-            raise ValueError(f"evaluations differ in {field} ({mine.get(field)!r} vs {theirs.get(field)!r}); "
-                             "pair only runs evaluated with the same prompts and judge")
+            raise DcrError(f"{where + ': ' if where else ''}evaluations differ in {field} ({mine.get(field)!r} vs "
+                           f"{theirs.get(field)!r}). Fix: pair only runs evaluated alike (same benchmarks, limit, "
+                           "judge and decoding)")
 
 
 def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+stl",
@@ -263,7 +266,7 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
         if method != a or other is None:
             continue
         if b_from is not None:
-            check_pairable(node["config"], other["config"])
+            check_pairable(node["config"], other["config"], f"{b_run} against {run_dir}, seed {seed}")
         theirs = node_outcomes(b_run, other)
         for group, prompts in node_outcomes(run_dir, node).items():
             for pid, mine in prompts.items():
