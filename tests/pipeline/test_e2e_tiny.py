@@ -61,22 +61,6 @@ def test_run_report_and_rerun(tmp_path: Path, tiny_dir: Path, data_dir: Path) ->
     assert read_jsonl(run / "results.jsonl") == rows
 
 
-def test_stage_processes_run_each_stage_in_a_child_with_the_same_results(tmp_path: Path, tiny_dir: Path,
-                                                                        data_dir: Path) -> None:
-    """``stage_processes: true``: every stage runs in ``python -m dcr.pipeline.child``; the records equal those
-    of the in-process run (fp32, one thread: deterministic), and a child's error comes back as this one's."""
-    small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base, stl]")
-    records = {}
-    for name, flag in (("inproc", "false"), ("child", "true")):
-        exp = tmp_path / f"{name}.yaml"
-        exp.write_text(small + f"stage_processes: {flag}\n")
-        result = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / name), "--no-report"])
-        assert result.exit_code == 0, result.output
-        records[name] = [{k: v for k, v in r.items() if k not in ("time", "model_path")}
-                         for r in read_jsonl(tmp_path / name / "results.jsonl")]
-    assert records["child"] == records["inproc"] and records["child"]
-
-
 def test_a_childs_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, data_dir: Path) -> None:
     from dcr.errors import DcrError
     from dcr.pipeline.child import config_json, run_in_child
@@ -88,17 +72,17 @@ def test_a_childs_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, 
         run_in_child("refine", cfg, tmp_path / "out", force=False)
 
 
-def test_evaluate_processes_run_evaluate_under_torchrun_with_the_same_key_and_records(
-        tmp_path: Path, tiny_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``evaluate_processes: 2``: the evaluate stage runs as 2 gloo processes of one thread each; its stage id and
-    records equal the one-process run's at one thread (greedy text is exact only at the same threads per process),
-    and its manifest records the 2 processes."""
-    small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base]")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the one-process child inherits
+def test_stage_and_evaluate_processes_give_the_in_process_ids_and_records(
+        tmp_path: Path, tiny_dir: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        one_torch_thread: None) -> None:
+    """``stage_processes: true`` runs every stage in ``python -m dcr.pipeline.child``, and ``evaluate_processes: 2``
+    each evaluate stage as 2 gloo processes under torchrun. At one thread per process (fp32; greedy text is exact
+    only at the same threads per process) the stage ids and result records equal the in-process run's, and each
+    manifest records how many processes ran the stage."""
+    small = EXPERIMENT.format(model=tiny_dir).replace("methods: [base, dcr+stl, surgical]", "methods: [base, stl]")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the one-process children inherit
     plans, records = {}, {}
-    for name, extra in (("one", "stage_processes: true\n"), ("two", "evaluate_processes: 2\n")):
-        if name == "two":  # the parent's 2 threads, whatever this machine has, shared by 2 processes: 1 each
-            monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for name, extra in (("inproc", ""), ("child", "stage_processes: true\nevaluate_processes: 2\n")):
         exp = tmp_path / f"{name}.yaml"
         exp.write_text(small + extra)
         result = CliRunner().invoke(app, ["run", str(exp), "--out", str(tmp_path / name), "--no-report"])
@@ -106,11 +90,13 @@ def test_evaluate_processes_run_evaluate_under_torchrun_with_the_same_key_and_re
         plans[name] = read_json(tmp_path / name / "plan.json")["nodes"]
         records[name] = [{k: v for k, v in r.items() if k not in ("time", "model_path")}
                          for r in read_jsonl(tmp_path / name / "results.jsonl")]
-    assert [n["id"] for n in plans["two"]] == [n["id"] for n in plans["one"]]
-    assert records["two"] == records["one"] and records["two"]
-    host = read_json(tmp_path / "two" / plans["two"][0]["dir"] / "manifest.json")["host"]
-    assert (host["processes"], host["torch_threads"]) == (2, 1)
-    assert read_json(tmp_path / "one" / plans["one"][0]["dir"] / "manifest.json")["host"]["processes"] == 1
+    assert [n["id"] for n in plans["child"]] == [n["id"] for n in plans["inproc"]]
+    assert records["child"] == records["inproc"] and records["child"]
+    for name, evaluate_procs in (("inproc", 1), ("child", 2)):
+        for node in plans[name]:
+            host = read_json(tmp_path / name / node["dir"] / "manifest.json")["host"]
+            want = evaluate_procs if node["stage"] == "evaluate" else 1
+            assert (host["processes"], host["torch_threads"]) == (want, 1), (name, node["dir"])
 
 
 def test_a_ranks_error_is_raised_in_the_parent(tmp_path: Path, tiny_dir: Path, data_dir: Path) -> None:
