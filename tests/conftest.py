@@ -13,7 +13,8 @@ from dcr.testing import save_tiny, tiny_lm
 
 REPO = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the cores this process may run on (taskset / a container's cpuset), not the machine's: threads beyond them spin
+torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))
 
 
 @pytest.fixture(scope="session")
