@@ -13,8 +13,10 @@ from dcr.testing import save_tiny, tiny_lm
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the cores this process may run on (taskset / a container's cpuset), not the machine's: threads beyond them spin
-torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))
+# the cores this process may run on (taskset / a container's cpuset), not the machine's: threads beyond them spin;
+# sched_getaffinity is Linux-only, elsewhere the machine's count
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+torch.set_num_threads(max(1, min(2, CORES)))
 
 
 @pytest.fixture(scope="session")
