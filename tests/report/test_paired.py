@@ -128,7 +128,7 @@ def test_collect_pairs_across_runs_by_seed_and_prompt(tmp_path: Path, data_dir: 
     assert sum(a for d in data.values() for a, _ in d.values()) == 3  # STL refused 3 of 6 (defense success)
     assert sum(b for d in data.values() for _, b in d.values()) == 2  # the arm's own stage, not run 1's dcr0
     arm[0]["config"] = {**arm[0]["config"], "limit": 5}
-    with pytest.raises(DcrError, match=r"arm against .*stl, seed 0: evaluations differ in limit \(6 vs 5\)\. Fix: "):
+    with pytest.raises(DcrError, match=r"arm against .*stl, seed 0: evaluations differ in limit \(5 vs 6\)\. Fix: "):
         collect(stl_run, {"nodes": stl}, b_from=(arm_run, {"nodes": arm}))
     check_pairable({"judge": "keyword", "dtype": "auto"}, {"judge": "keyword", "dtype": "float32"})  # host may differ
 

@@ -243,8 +243,8 @@ PAIRING_FIELDS = ("benchmarks", "limit", "seed", "judge", "safety_judge", "max_n
 
 
 def check_pairable(mine: dict[str, Any], theirs: dict[str, Any], where: str = "") -> None:
-    """Raise a DcrError naming the first field (of :data:`PAIRING_FIELDS`) where two evaluate configs differ;
-    ``where`` (e.g. "RUN_A against RUN_B") leads the message."""
+    """Raise a DcrError naming the first field (of :data:`PAIRING_FIELDS`) where two evaluate configs differ, with
+    ``mine``'s value first; ``where`` (e.g. "MY_RUN against THEIR_RUN") leads the message."""
     for field in PAIRING_FIELDS:
         if mine.get(field) != theirs.get(field):
             raise DcrError(f"{where + ': ' if where else ''}evaluations differ in {field} ({mine.get(field)!r} vs "
@@ -266,7 +266,7 @@ def collect(run_dir: Path, plan: dict[str, Any], a: str = "stl", b: str = "dcr+s
         if method != a or other is None:
             continue
         if b_from is not None:
-            check_pairable(node["config"], other["config"], f"{b_run} against {run_dir}, seed {seed}")
+            check_pairable(other["config"], node["config"], f"{b_run} against {run_dir}, seed {seed}")
         theirs = node_outcomes(b_run, other)
         for group, prompts in node_outcomes(run_dir, node).items():
             for pid, mine in prompts.items():
