@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _SOLO: contextvars.ContextVar[bool] = contextvars.ContextVar("dcr_solo", default=False)
 
@@ -81,6 +84,23 @@ def gather(items: list[Any]) -> list[Any]:
 
     _state()
     return list(gather_object(items))
+
+
+def shard_chunks(fn: Callable[[list[T]], list[R]], items: Sequence[T], chunk: int) -> list[R]:
+    """``fn(items)``, for an ``fn`` that works through its list in consecutive chunks of ``chunk`` items, each chunk on
+    its own (one batch per forward). Under a launch, chunk k runs on rank k mod the world size and every rank gets
+    every result, in input order: the values one process gets from the same chunks. Every rank must call it."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    if world_size() == 1:
+        return fn(list(items))
+    starts = range(rank() * chunk, len(items), world_size() * chunk)
+    mine = [x for s in starts for x in items[s:s + chunk]]  # only the global last chunk is short: it ends the list
+    out = fn(mine) if mine else []
+    if len(out) != len(mine):
+        raise ValueError(f"fn returned {len(out)} results for {len(mine)} items")
+    pieces = gather([(s, out[j * chunk:j * chunk + chunk]) for j, s in enumerate(starts)])
+    return [r for _, piece in sorted(pieces, key=lambda p: p[0]) for r in piece]
 
 
 def rank() -> int:

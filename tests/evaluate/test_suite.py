@@ -218,7 +218,7 @@ def test_general_scores_are_reused_only_for_the_same_model_and_dtype(tiny_dir: P
     scored: list[int] = []
     real = general.score_items
     monkeypatch.setattr(general, "score_items",
-                        lambda m, t, items, b: scored.append(len(items)) or real(m, t, items, b))
+                        lambda m, t, items, b, shard=False: scored.append(len(items)) or real(m, t, items, b, shard))
     cfg = _cfg(tiny_dir, data_dir, ["arc-easy"], limit=6)
     out = evaluate(cfg, tmp_path / "ev")
     evaluate(cfg, out, force=True)  # same model and dtype: every score reused

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dcr.data import BenchmarkMissing, load_alpaca_eval, readers, subsample
+from dcr.dist import is_main, shard_chunks
 from dcr.errors import DataError
 from dcr.evaluate.metrics import Metric, accuracy, argmax, length_normalised, nll_per_token
 from dcr.io import append_jsonl, read_jsonl
@@ -150,14 +151,20 @@ def load_general(name: str, root: Path, shots: int = 0) -> list[MCItem]:
 
 
 def score_pairs(model: Any, tokenizer: Any, contexts: Sequence[str], continuations: Sequence[str],
-                batch_size: int = 8, add_special_tokens: bool = False) -> list[float]:
-    """``continuation_logprobs`` over pairs sorted by length (less padding), returned in input order."""
+                batch_size: int = 8, add_special_tokens: bool = False, shard: bool = False) -> list[float]:
+    """``continuation_logprobs`` over pairs sorted by length (less padding), returned in input order. ``shard``:
+    under a launch, every rank scores its share of the batches and gets all sums (every rank must call it)."""
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(continuations[i]))
-    sums = continuation_logprobs(model, tokenizer, [contexts[i] for i in order], [continuations[i] for i in order],
-                                 batch_size=batch_size, add_special_tokens=add_special_tokens)
+
+    def run(idx: list[int]) -> list[float]:
+        sums = continuation_logprobs(model, tokenizer, [contexts[i] for i in idx], [continuations[i] for i in idx],
+                                     batch_size=batch_size, add_special_tokens=add_special_tokens)
+        return [float(v) for v in sums]
+
+    sums = shard_chunks(run, order, batch_size) if shard else run(order)
     out = [0.0] * len(order)
     for pos, i in enumerate(order):
-        out[i] = float(sums[pos])
+        out[i] = sums[pos]
     return out
 
 
@@ -167,16 +174,22 @@ def wants_bos(model: Any) -> bool:
     return str(getattr(cfg, "model_type", "")).startswith("gemma")
 
 
-def score_items(model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size: int = 8) -> list[list[float]]:
+def score_items(model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size: int = 8,
+                shard: bool = False) -> list[list[float]]:
     """Per item, the fp32 log-likelihood of each option continuation: ``batch_size`` items per forward, sorted by
     context length (less padding), each context run once for all its options
-    (``dcr.scoring.shared_context_logprobs``)."""
+    (``dcr.scoring.shared_context_logprobs``). ``shard``: as :func:`score_pairs`."""
     order = sorted(range(len(items)), key=lambda i: len(items[i].context))
-    scored = shared_context_logprobs(model, tokenizer, [items[i].context for i in order],
-                                     [items[i].options for i in order], wants_bos(model), batch_size)
+
+    def run(idx: list[int]) -> list[list[float]]:
+        scored = shared_context_logprobs(model, tokenizer, [items[i].context for i in idx],
+                                         [items[i].options for i in idx], wants_bos(model), batch_size)
+        return [[float(v) for v in row] for row in scored]
+
+    scored = shard_chunks(run, order, batch_size) if shard else run(order)
     out: list[list[float]] = [[] for _ in items]
     for pos, i in enumerate(order):
-        out[i] = [float(v) for v in scored[pos]]
+        out[i] = scored[pos]
     return out
 
 
@@ -199,17 +212,18 @@ def group_accuracy(items: Sequence[MCItem], scores: Sequence[Sequence[float]]) -
 
 
 def run_general(name: str, model: Any, tokenizer: Any, root: Path, limit: int | None, seed: int, shots: int,
-                batch_size: int, cache: Path | None = None) -> tuple[list[Metric], dict[str, Any]]:
-    """Score a general-ability benchmark; per-item scores are cached in ``cache`` (a JSONL) when given."""
+                batch_size: int, cache: Path | None = None, shard: bool = False) -> tuple[list[Metric], dict[str, Any]]:
+    """Score a general-ability benchmark; per-item scores are cached in ``cache`` (a JSONL) when given.
+    ``shard``: as :func:`score_pairs`; only the main process writes the cache."""
     items = subsample(load_general(name, root, shots), limit, seed)  # type: ignore[arg-type]
     done: dict[str, list[float]] = {}
     if cache is not None:
         done = {r["id"]: r["scores"] for r in read_jsonl(cache)}
     todo = [it for it in items if it.id not in done]
     if todo:
-        new = score_items(model, tokenizer, todo, batch_size)
+        new = score_items(model, tokenizer, todo, batch_size, shard)
         done.update({it.id: s for it, s in zip(todo, new)})
-        if cache is not None:
+        if cache is not None and is_main():
             append_jsonl(cache, [{"id": it.id, "scores": s, "gold": it.gold} for it, s in zip(todo, new)])
     scores = [done[it.id] for it in items]
     detail: dict[str, Any] = {"by_group": group_accuracy(items, scores)} if name == "mmlu" else {}
@@ -230,13 +244,13 @@ def first_tokens(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> tuple
 
 def heldout_nll(model: Any, tokenizer: Any, root: Path | None, n: int, seed: int, reference: str = "gpt4",
                 max_tokens: int = 256, template: str = "auto", batch_size: int = 8,
-                pairs: Sequence[Any] | None = None) -> tuple[list[Metric], dict[str, Any]]:
+                pairs: Sequence[Any] | None = None, shard: bool = False) -> tuple[list[Metric], dict[str, Any]]:
     """Mean NLL per token of ``n`` seeded AlpacaEval reference answers (cut to ``max_tokens``); ``pairs``: those
-    answers when the caller already has them (:func:`heldout_pairs`)."""
+    answers when the caller already has them (:func:`heldout_pairs`); ``shard``: as :func:`score_pairs`."""
     pairs = heldout_pairs(root, n, seed, reference) if pairs is None else pairs
     contexts = [format_prompt(tokenizer, p.prompt, template) for p in pairs]
     answers, counts = first_tokens(tokenizer, [p.response for p in pairs], max_tokens)
-    sums = score_pairs(model, tokenizer, contexts, answers, batch_size, adds_special_tokens(tokenizer, template))
+    sums = score_pairs(model, tokenizer, contexts, answers, batch_size, adds_special_tokens(tokenizer, template), shard)
     nll = nll_per_token(sums, counts)
     detail = {"reference": reference, "tokens": sum(counts), "max_tokens": max_tokens}
     return [Metric("general", "all", "nll_per_token", nll, len(pairs))], detail

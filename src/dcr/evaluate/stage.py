@@ -2,7 +2,7 @@
 
 Outputs in ``OUT``: ``generations/<bench>.jsonl`` (+ ``.meta.json``), ``judgements/``, ``scores/<bench>.jsonl``
 (general-ability option scores), ``metrics.json`` (per benchmark, plus ``missing: {name: reason}`` and
-``seconds: {name: wall time}``),
+``seconds: {name: wall time}``, under a launch including the part all ranks shared),
 ``results.jsonl`` (one flat record per number, rewritten on each run), ``manifest.json`` and ``stage.log``.
 The caches (generations, judgements, scores, quality) survive a failure, so a rerun resumes.
 """
@@ -62,7 +62,7 @@ def _evaluate_all(cfg: EvaluateConfig, names: list[str], out: Path, runner: Runn
                 transient[name] = reason
             write_json(out / METRICS_FILE, summary)
             continue
-        seconds = round(time.perf_counter() - start, 1)
+        seconds = round(time.perf_counter() - start + runner.seconds.get(name, 0.0), 1)  # with its shared part
         log.info("benchmark %s: %.1fs", name, seconds)
         summary["seconds"][name] = seconds
         summary["benchmarks"][name] = {**detail, "limit": cfg.limit, "seed": cfg.seed, "model": cfg.model,
@@ -92,8 +92,8 @@ def _run_evaluate(cfg: EvaluateConfig, names: list[str], out: Path) -> dict[str,
     else:
         steering = nullcontext()
     with steering:
-        if world_size() > 1:  # every rank generates its share; the main process evaluates from the cache
-            runner.pregenerate(names)
+        if world_size() > 1:  # every rank generates and scores its share; the main process evaluates from these
+            runner.prepare(names)
             if not is_main():
                 return {}
         with solo():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
             "physical-safety-safe", "physical-safety-unsafe", *GENERAL, *EXTRA),
 }
 METRICS_FILE = "metrics.json"
+log = logging.getLogger("dcr.evaluate")
 
 
 def expand_benchmarks(names: list[str]) -> list[str]:
@@ -91,6 +93,8 @@ class Runner:
         self._judges: Judges | None = None
         self._split: tuple[set[str], set[str]] | None = None
         self._annotator: Any = None
+        self._scored: dict[str, tuple[list[Metric], dict[str, Any]]] = {}
+        self.seconds: dict[str, float] = {}  # per benchmark, the time spent in :meth:`prepare`
 
     def judges(self) -> Judges:
         if self._judges is None:
@@ -112,43 +116,65 @@ class Runner:
         has_xstest = any(r.source == "xstest" and r.label == "safe" for r in records)
         return records, self.split_ids() if has_xstest else (set(), set())
 
-    def pregenerate(self, names: list[str]) -> None:
+    def prepare(self, names: list[str]) -> None:
         """Multi-process launch: all ranks generate every prompt benchmark's planned batches, sharded, into the
-        generation caches; the main process then evaluates from the cache (the same completions as one process:
-        each batch is the planned one)."""
+        generation caches, and score the general-ability sets and heldout-nll's batches, sharded (the scores
+        cached, or kept for :meth:`run`); the main process then evaluates from these (the same completions and
+        scores as one process: each batch is the planned one). ``self.seconds``: each benchmark's time here."""
+        import time
+
+        from dcr.dist import barrier, is_main, world_size
+
+        for name in names:
+            start = time.perf_counter()
+            if name in GENERAL or name == "heldout-nll":
+                try:
+                    self._scored[name] = self._score(name, shard=True)
+                except (BenchmarkMissing, DataError):
+                    continue  # the main process records it as missing
+                if is_main():
+                    log.info("%s: scored by %d processes in %.1fs", name, world_size(), time.perf_counter() - start)
+            elif name != "alpaca-eval":
+                try:
+                    records = load_benchmark(name, self.root, self.cfg.limit, self.cfg.seed)
+                except (BenchmarkMissing, DataError):
+                    continue
+                gen_dir = self.out / "generations"
+                if is_main():
+                    sync_meta(gen_dir, slug(name), self.meta)
+                    prefill(gen_dir, slug(name), records, self.meta)
+                barrier()
+                generate(self.model, self.tok, [{"id": r.id, "prompt": r.prompt} for r in records],
+                         gen_dir / f"{slug(name)}.jsonl", self.cfg.max_new_tokens, self.cfg.batch_size,
+                         self.cfg.template, description=name,
+                         reader_done=self.reader.has_read if self.reader else None)
+            self.seconds[name] = time.perf_counter() - start
+
+    def _score(self, name: str, shard: bool = False) -> tuple[list[Metric], dict[str, Any]]:
+        """A general-ability set or heldout-nll; ``shard``: every rank scores its share (every rank calls it)."""
         from dcr.dist import barrier, is_main
 
         cfg = self.cfg
-        for name in names:
-            if name in GENERAL or name in ("heldout-nll", "alpaca-eval"):
-                continue
-            try:
-                records = load_benchmark(name, self.root, cfg.limit, cfg.seed)
-            except (BenchmarkMissing, DataError):
-                continue  # the main process records it as missing
-            gen_dir = self.out / "generations"
-            if is_main():
-                sync_meta(gen_dir, slug(name), self.meta)
-                prefill(gen_dir, slug(name), records, self.meta)
-            barrier()
-            generate(self.model, self.tok, [{"id": r.id, "prompt": r.prompt} for r in records],
-                     gen_dir / f"{slug(name)}.jsonl", cfg.max_new_tokens, cfg.batch_size, cfg.template,
-                     description=name, reader_done=self.reader.has_read if self.reader else None)
-
-    def run(self, name: str) -> tuple[list[Metric], dict[str, Any]]:
-        cfg = self.cfg
-        if name in GENERAL:
-            cache = self.out / "scores" / f"{name}.shots{cfg.mmlu_shots}.jsonl"
-            sync_cache(cache, {**{k: v for k, v in self.meta.items() if k in SCORE_META},
-                               "score_batch_size": cfg.score_batch_size})
-            metrics, detail = run_general(name, self.model, self.tok, self.root, cfg.limit, cfg.seed,
-                                          cfg.mmlu_shots, cfg.score_batch_size, cache)
-            return metrics, {"kind": "general", "n": metrics[0].n, **detail}
         if name == "heldout-nll":
             n = cfg.nll_n if cfg.limit is None else min(cfg.nll_n, cfg.limit)
             metrics, detail = heldout_nll(self.model, self.tok, self.root, n, cfg.seed, cfg.nll_reference,
-                                          cfg.nll_max_tokens, cfg.template, cfg.score_batch_size)
+                                          cfg.nll_max_tokens, cfg.template, cfg.score_batch_size, shard=shard)
             return metrics, {"kind": "general", "n": n, **detail}
+        cache = self.out / "scores" / f"{name}.shots{cfg.mmlu_shots}.jsonl"
+        if is_main():
+            sync_cache(cache, {**{k: v for k, v in self.meta.items() if k in SCORE_META},
+                               "score_batch_size": cfg.score_batch_size})
+        barrier()  # the others read the cache the main process checked
+        metrics, detail = run_general(name, self.model, self.tok, self.root, cfg.limit, cfg.seed, cfg.mmlu_shots,
+                                      cfg.score_batch_size, cache, shard=shard)
+        return metrics, {"kind": "general", "n": metrics[0].n, **detail}
+
+    def run(self, name: str) -> tuple[list[Metric], dict[str, Any]]:
+        cfg = self.cfg
+        if name in self._scored:  # scored by every rank in :meth:`prepare`
+            return self._scored.pop(name)
+        if name in GENERAL or name == "heldout-nll":
+            return self._score(name)
         if name == "alpaca-eval":
             from dcr.evaluate.quality import get_annotator, not_measured, run_quality
 

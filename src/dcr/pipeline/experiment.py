@@ -82,10 +82,10 @@ class Experiment:
     stage_processes: bool = field(False, help="run each stage in its own process (dcr.pipeline.child)")
     evaluate_processes: int = field(1, help=(
         "run each evaluate stage data-parallel in this many processes under torchrun (gloo on CPU), each with "
-        "its share of the threads: the generation batches are dealt round-robin and gathered in plan order "
-        "(docs/scale.md). The stage key does not change, so a stage evaluated either way is reused; greedy text "
-        "can differ on single prompts with the threads per process (BENCHMARKS.md), and the manifest's host "
-        "records both"), ge=1, le=64)
+        "its share of the threads: the generation batches and the general-ability and heldout-nll scoring batches "
+        "are dealt round-robin and gathered in plan order (docs/scale.md). The stage key does not change, so a "
+        "stage evaluated either way is reused; greedy text and scores can differ on single prompts with the "
+        "threads per process (BENCHMARKS.md), and the manifest's host records both"), ge=1, le=64)
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
