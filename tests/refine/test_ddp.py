@@ -14,7 +14,8 @@ import pytest
 from dcr.refine import RefineConfig, refine
 
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-ARGS = dict(limit=8, epochs=2, batch_size=8, eval_batch_size=64, xstest_heldout_frac=0.05, dtype="fp32", layer=1)
+ARGS = dict(limit=8, epochs=2, batch_size=8, eval_batch_size=64, xstest_heldout_frac=0.05, dtype="fp32", layer=1,
+            retention_n=4, retention_generations=1, confound_n=4)  # few: these run on the main process alone
 
 
 def _curve(out: Path) -> list[tuple[float, float]]:

@@ -15,7 +15,8 @@ import dcr.refine.train as refine_train
 from dcr.io import read_json
 from dcr.refine import RefineConfig, refine
 
-FAST = dict(limit=8, epochs=2, batch_size=6, eval_batch_size=64, xstest_heldout_frac=0.05, save_every=2)
+FAST = dict(limit=8, epochs=2, batch_size=6, eval_batch_size=64, xstest_heldout_frac=0.05, save_every=2,
+            retention_n=0, confound_n=0)  # measurements only (not in the weights): tested in test_stage.py
 
 
 def _losses(out: Path) -> list[dict[str, str]]:

@@ -39,7 +39,7 @@ def test_a_tiny_near_zero_fraction_still_fails_loudly(data_dir: Path) -> None:
 def test_stage_runs_and_records_only_the_training_fit(tiny_dir: Path, data_dir: Path, tmp_path: Path,
                                                       one_torch_thread: None) -> None:
     cfg = RefineConfig(model=str(tiny_dir), data_dir=str(data_dir), xstest_heldout_frac=0, limit=6, epochs=1,
-                       batch_size=6, eval_batch_size=64)
+                       batch_size=6, eval_batch_size=64, retention_n=4, retention_generations=1)
     out = refine(cfg, tmp_path / "out")
     metrics = read_json(out / "metrics.json")
     assert metrics["n_heldout"] == 0 and set(metrics["eval"]) == {"train"}

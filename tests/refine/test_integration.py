@@ -30,7 +30,7 @@ def test_smollm2_truncated_forward_matches_hidden_states(smollm2_dir: Path) -> N
 
 def test_smollm2_short_refine_pushes_classes_apart(smollm2_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     cfg = RefineConfig(model=str(smollm2_dir), data_dir=str(data_dir), limit=8, epochs=2, batch_size=8,
-                       nll_weight=0.0, xstest_heldout_frac=0.05, eval_batch_size=20)
+                       nll_weight=0.0, xstest_heldout_frac=0.05, eval_batch_size=20, retention_n=0, confound_n=0)
     out = refine(cfg, tmp_path / "out")
     metrics = read_json(out / "metrics.json")
     hh = metrics["eval"]["hh"]

@@ -15,7 +15,7 @@ from dcr.refine.truncated import load_truncated, splice_save
 from dcr.testing import tiny_lm
 
 FAST = dict(limit=6, epochs=1, batch_size=6, eval_batch_size=64, xstest_heldout_frac=0.05, nll_weight=0.0,
-            dtype="fp32", save_dtype="fp32", layer=1)
+            dtype="fp32", save_dtype="fp32", layer=1, retention_n=0, confound_n=0)  # the weights are what is compared
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
