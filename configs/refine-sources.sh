@@ -26,7 +26,8 @@
 #   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 bash configs/refine-sources.sh
 #
 # EVAL_PROCS=N evaluates as N data-parallel processes (`evaluate_processes`, docs/pipeline.md; stage ids unchanged);
-# with OMP_NUM_THREADS=2 and EVAL_PROCS=2 each process has one thread. Arguments go to every `dcr run` as they are,
+# with OMP_NUM_THREADS=2 and EVAL_PROCS=2 each process has one thread (on 2 AVX2 cores one two-thread process was
+# 1.12x faster: BENCHMARKS.md, 2026-12-08). Arguments go to every `dcr run` as they are,
 # e.g. `--set refine.save_every=15` (a resumable refine that can span sessions; the stage id changes with it):
 #
 #   SEED=0 NAME=qwen0.5b EXP=configs/repro-qwen2.5-coder-0.5b.yaml ARMS=matched DTYPE=fp32 EVAL_PROCS=2 \
