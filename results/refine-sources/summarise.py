@@ -30,24 +30,10 @@ def split(spec: str) -> list[Path]:
     return [Path(p) for p in spec.split("+")]
 
 
-def merged(specs: list[str]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]]]:
-    """{pool: {group/prompt: {seed: (stl outcome, dcr+stl outcome)}}} over every run."""
-    out: dict[str, dict[str, Any]] = {"never-trained compliance": {}, "five-set defense success": {}}
-    for spec in specs:
-        run, *arm = split(spec)
-        data = collect(run, read_json(run / "plan.json"),
-                       b_from=(arm[0], read_json(arm[0] / "plan.json")) if arm else None)
-        for group, prompts in data.items():
-            pool = ("never-trained compliance" if group in POOL else
-                    "five-set defense success" if is_safety(group) else None)
-            if pool is None:
-                continue
-            for pid, seeds in prompts.items():
-                out[pool].setdefault(f"{group}/{pid}", {}).update(seeds)
-    return out
+Outcomes = dict[str, dict[str, dict[int, tuple[bool, bool]]]]  # {name: {prompt: {seed: (stl, dcr+stl outcome)}}}
 
 
-def by_set(specs: list[str]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]]]:
+def by_set(specs: list[str]) -> Outcomes:
     """{set: {prompt: {seed: (stl outcome, dcr+stl outcome)}}} over every run: each evaluated group on its own."""
     out: dict[str, dict[str, Any]] = {}
     for spec in specs:
@@ -60,24 +46,39 @@ def by_set(specs: list[str]) -> dict[str, dict[str, dict[int, tuple[bool, bool]]
     return out
 
 
-def set_rows(arm: str, specs: list[str]) -> None:
+def pools(sets: Outcomes) -> Outcomes:
+    """{pool: {group/prompt: {seed: outcomes}}}: RULE.md's two pools out of :func:`by_set`'s sets."""
+    out: dict[str, dict[str, Any]] = {"never-trained compliance": {}, "five-set defense success": {}}
+    for group, prompts in sets.items():
+        pool = ("never-trained compliance" if group in POOL else
+                "five-set defense success" if is_safety(group) else None)
+        if pool is not None:
+            out[pool].update({f"{group}/{pid}": seeds for pid, seeds in prompts.items()})
+    return out
+
+
+def rates(data: dict[str, dict[int, tuple[bool, bool]]]) -> tuple[float, float]:
+    """STL's and the arm's rate over every (prompt, seed) pair."""
+    pairs = [v for d in data.values() for v in d.values()]
+    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
+
+
+def set_rows(arm: str, sets: Outcomes) -> None:
     """Print one row per evaluated set (outcome: compliance on safe sets, defense success on unsafe ones)."""
-    for group, data in sorted(by_set(specs).items()):
-        pairs = [v for d in data.values() for v in d.values()]
+    for group, data in sorted(sets.items()):
         p = summarise_pairs(differences(data))
         where = ("never-trained pool" if group in POOL else "safety (five-set)" if is_safety(group)
                  else "outside the pool")
-        stl, dcr = sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
+        stl, dcr = rates(data)
         print(f"| {arm} | {group} | {where} | {len(data)} x {len(p.per_seed)} | {stl:.3f} | {dcr:.3f} | "
               f"{p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] |")
 
 
 def row(arm: str, pool: str, data: dict[str, dict[int, tuple[bool, bool]]]) -> tuple[str, float, float]:
     """Print the arm's row; return (pool, mean, lower bound of the seeds-then-prompts interval RULE.md reads)."""
-    pairs = [v for d in data.values() for v in d.values()]
     p = summarise_pairs(differences(data))
     slo, shi = p.interval(min_seeds=2)
-    stl, dcr = sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
+    stl, dcr = rates(data)
     print(f"| {arm} | {pool} | {len(data)} x {len(p.per_seed)} | {stl:.3f} | {dcr:.3f} | {p.mean:+.3f} [{p.low:+.3f}, "
           f"{p.high:+.3f}] | [{slo:+.3f}, {shi:+.3f}] | {p.per_seed_text()} |")
     return pool, p.mean, slo
@@ -91,10 +92,9 @@ def main(argv: list[str]) -> None:
     print(dtype_table(list(dict.fromkeys(run for specs in arms.values() for spec in specs for run in split(spec)))))
     print("| arm | pool | prompts x seeds | STL | arm | arm - STL [95% prompts] | [95% seeds too] | per seed |")
     print("|---|---|---|---|---|---|---|---|")
-    verdict = {}
-    for arm, runs in arms.items():
-        if runs:
-            verdict[arm] = {pool: (m, lo) for pool, m, lo in (row(arm, p, d) for p, d in merged(runs).items() if d)}
+    sets = {arm: by_set(runs) for arm, runs in arms.items() if runs}  # each run read once
+    verdict = {arm: {pool: (m, lo) for pool, m, lo in (row(arm, p, d) for p, d in pools(data).items() if d)}
+               for arm, data in sets.items()}
     v = verdict.get("source-matched DCR + STL", {})
     comp, safe = v.get("never-trained compliance"), v.get("five-set defense success")
     if comp and safe:
@@ -105,9 +105,8 @@ def main(argv: list[str]) -> None:
           "'outside the pool': sets an arm trains on or near, left out of the rule's pool for both arms):\n")
     print("| arm | set | where | prompts x seeds | STL | arm | arm - STL [95% prompts] |")
     print("|---|---|---|---|---|---|---|")
-    for arm, runs in arms.items():
-        if runs:
-            set_rows(arm, runs)
+    for arm, data in sets.items():
+        set_rows(arm, data)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ without a chat template, as lm-evaluation-harness does; the prediction is the ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dcr.data import BenchmarkMissing, load_alpaca_eval, readers, subsample
 from dcr.dist import is_main, shard_chunks
@@ -29,6 +29,7 @@ from dcr.io import append_jsonl, read_jsonl
 from dcr.prompts import adds_special_tokens, format_prompt
 from dcr.scoring import continuation_logprobs, shared_context_logprobs
 
+T = TypeVar("T")
 GENERAL = ("mmlu", "arc-easy", "arc-challenge", "openbookqa", "piqa")
 LETTERS = ("A", "B", "C", "D")
 MMLU_COLUMNS = ("question", "A", "B", "C", "D", "answer")
@@ -161,11 +162,14 @@ def score_pairs(model: Any, tokenizer: Any, contexts: Sequence[str], continuatio
                                      batch_size=batch_size, add_special_tokens=add_special_tokens)
         return [float(v) for v in sums]
 
-    sums = shard_chunks(run, order, batch_size) if shard else run(order)
-    out = [0.0] * len(order)
-    for pos, i in enumerate(order):
-        out[i] = sums[pos]
-    return out
+    return _in_input_order(run, order, batch_size, shard)
+
+
+def _in_input_order(run: Callable[[list[int]], list[T]], order: list[int], batch_size: int, shard: bool) -> list[T]:
+    """``run`` over the indices in ``order`` (batches of ``batch_size``, shared by the ranks with ``shard``), its
+    results back in index order."""
+    scored = dict(zip(order, shard_chunks(run, order, batch_size) if shard else run(order)))
+    return [scored[i] for i in range(len(order))]  # order is a permutation of the indices
 
 
 def wants_bos(model: Any) -> bool:
@@ -186,11 +190,7 @@ def score_items(model: Any, tokenizer: Any, items: Sequence[MCItem], batch_size:
                                          [items[i].options for i in idx], wants_bos(model), batch_size)
         return [[float(v) for v in row] for row in scored]
 
-    scored = shard_chunks(run, order, batch_size) if shard else run(order)
-    out: list[list[float]] = [[] for _ in items]
-    for pos, i in enumerate(order):
-        out[i] = scored[pos]
-    return out
+    return _in_input_order(run, order, batch_size, shard)
 
 
 def mc_metrics(name: str, items: Sequence[MCItem], scores: Sequence[Sequence[float]]) -> list[Metric]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,6 @@ class Runner:
         generation caches, and score the general-ability sets and heldout-nll's batches, sharded (the scores
         cached, or kept for :meth:`run`); the main process then evaluates from these (the same completions and
         scores as one process: each batch is the planned one). ``self.seconds``: each benchmark's time here."""
-        import time
-
         from dcr.dist import barrier, is_main, world_size
 
         for name in names:
